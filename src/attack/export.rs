@@ -1,0 +1,194 @@
+//! Writes a poisoned training set as an image folder (one sub-folder per given label, PNG) with
+//! `manifest.csv`: `index,file,original_label,given_label,poisoned,role`.
+//!
+//! The folder is built next to its destination under a hidden temporary name and renamed into
+//! place when complete, so a reader never sees half an export. A non-empty destination is
+//! refused unless `force`, and even then only a previous export (one holding `manifest.csv`) is
+//! replaced. Nothing is ever written inside the source dataset's folder.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use super::{AttackError, PoisonedData, Role};
+
+/// Name of the manifest inside an export.
+pub const MANIFEST: &str = "manifest.csv";
+
+/// What an export wrote.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExportSummary {
+    pub dir: PathBuf,
+    pub images: usize,
+    pub poisoned: usize,
+    pub covers: usize,
+}
+
+/// Quotes a CSV field when needed.
+pub fn csv_field(text: &str) -> String {
+    if text.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", text.replace('"', "\"\""))
+    } else {
+        text.to_owned()
+    }
+}
+
+fn io_err(path: &Path) -> impl Fn(std::io::Error) -> AttackError + '_ {
+    move |e| AttackError::At {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    }
+}
+
+/// The absolute form of `path`, resolving what exists of it.
+fn absolute(path: &Path) -> PathBuf {
+    if let Ok(p) = path.canonicalize() {
+        return p;
+    }
+    let abs = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    match (abs.parent(), abs.file_name()) {
+        (Some(parent), Some(name)) => absolute(parent).join(name),
+        _ => abs,
+    }
+}
+
+/// Refuses an output folder inside the source folder, or one that contains it.
+pub fn check_not_in_source(out: &Path, source: &str) -> Result<(), AttackError> {
+    let source_path = Path::new(source);
+    if !source_path.exists() {
+        return Ok(());
+    }
+    let (out_abs, src_abs) = (absolute(out), absolute(source_path));
+    if out_abs.starts_with(&src_abs) || src_abs.starts_with(&out_abs) {
+        return Err(AttackError::At {
+            path: out.to_path_buf(),
+            message: format!(
+                "refusing to write here: it overlaps the source dataset {}; choose a folder outside it",
+                source_path.display()
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// Writes `data`'s training set to `dir`.
+pub fn write_image_folder(
+    dir: &Path,
+    data: &PoisonedData,
+    force: bool,
+) -> Result<ExportSummary, AttackError> {
+    let existing_non_empty = dir.is_dir()
+        && std::fs::read_dir(dir)
+            .map_err(io_err(dir))?
+            .next()
+            .is_some();
+    if dir.exists() && !dir.is_dir() {
+        return Err(AttackError::At {
+            path: dir.to_path_buf(),
+            message: "exists and is not a folder".to_owned(),
+        });
+    }
+    if existing_non_empty && !force {
+        return Err(AttackError::At {
+            path: dir.to_path_buf(),
+            message: "folder is not empty; pass --force to replace a previous export".to_owned(),
+        });
+    }
+    if existing_non_empty && !dir.join(MANIFEST).is_file() {
+        return Err(AttackError::At {
+            path: dir.to_path_buf(),
+            message: format!(
+                "folder is not empty and holds no {MANIFEST}, so it is not a previous export; refusing to replace it even with --force"
+            ),
+        });
+    }
+    let abs = absolute(dir);
+    let (Some(parent), Some(name)) = (abs.parent(), abs.file_name()) else {
+        return Err(AttackError::At {
+            path: dir.to_path_buf(),
+            message: "not a valid output folder".to_owned(),
+        });
+    };
+    std::fs::create_dir_all(parent).map_err(io_err(parent))?;
+    let tmp = parent.join(format!(
+        ".{}.partial-{}",
+        name.to_string_lossy(),
+        std::process::id()
+    ));
+    if tmp.exists() {
+        std::fs::remove_dir_all(&tmp).map_err(io_err(&tmp))?;
+    }
+    let result = write_into(&tmp, data);
+    if let Err(e) = result {
+        let _ = std::fs::remove_dir_all(&tmp);
+        return Err(e);
+    }
+    if dir.exists() {
+        if existing_non_empty {
+            std::fs::remove_dir_all(dir).map_err(io_err(dir))?;
+        } else {
+            std::fs::remove_dir(dir).map_err(io_err(dir))?;
+        }
+    }
+    std::fs::rename(&tmp, dir).map_err(io_err(dir))?;
+    Ok(ExportSummary {
+        dir: dir.to_path_buf(),
+        images: data.train.len(),
+        poisoned: data.plan.poisoned.len(),
+        covers: data.plan.covers.len(),
+    })
+}
+
+fn write_into(tmp: &Path, data: &PoisonedData) -> Result<(), AttackError> {
+    let train = &data.train;
+    let names = &train.class_names;
+    let counts = train.class_counts();
+    for (name, _) in names.iter().zip(&counts).filter(|(_, n)| **n > 0) {
+        let sub = tmp.join(name);
+        std::fs::create_dir_all(&sub).map_err(io_err(&sub))?;
+    }
+    let s = train.shape;
+    let color = if s.channels == 1 {
+        image::ExtendedColorType::L8
+    } else {
+        image::ExtendedColorType::Rgb8
+    };
+    let width = (train.len().max(1) as f64).log10().floor() as usize + 1;
+    let mut manifest = String::from("index,file,original_label,given_label,poisoned,role\n");
+    for i in 0..train.len() {
+        let (Some(image), Some(&given), Some(&original), Some(&role)) = (
+            train.image(i),
+            train.labels.get(i),
+            data.plan.original_labels.get(i),
+            data.plan.roles.get(i),
+        ) else {
+            continue;
+        };
+        let class = names
+            .get(usize::from(given))
+            .map_or("unknown", String::as_str);
+        let file = format!("{class}/{i:0width$}.png");
+        let path = tmp.join(&file);
+        image::save_buffer(&path, image, s.width as u32, s.height as u32, color).map_err(|e| {
+            AttackError::At {
+                path: path.clone(),
+                message: e.to_string(),
+            }
+        })?;
+        let original_name = names
+            .get(usize::from(original))
+            .map_or("unknown", String::as_str);
+        manifest.push_str(&format!(
+            "{i},{},{},{},{},{}\n",
+            csv_field(&file),
+            csv_field(original_name),
+            csv_field(class),
+            u8::from(role == Role::Poison),
+            role.as_str()
+        ));
+    }
+    let path = tmp.join(MANIFEST);
+    let mut f = std::fs::File::create(&path).map_err(io_err(&path))?;
+    f.write_all(manifest.as_bytes()).map_err(io_err(&path))?;
+    f.sync_all().map_err(io_err(&path))?;
+    Ok(())
+}

@@ -1,0 +1,483 @@
+//! The experiment configuration: one TOML file that the GUI and the CLI both run
+//! (`shared/design/CLI.md` is the contract for its keys). Unknown keys are rejected by name;
+//! `--set KEY=VALUE` overrides any key.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::data::{EMBEDDED_MNIST, LoadOptions};
+
+/// Why a configuration could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{}: {error}", path.display())]
+    Io {
+        path: PathBuf,
+        error: std::io::Error,
+    },
+    #[error("{}:{line}: {message}", path.display())]
+    Parse {
+        path: PathBuf,
+        line: usize,
+        message: String,
+    },
+    #[error("--set {assignment}: {message}")]
+    Override { assignment: String, message: String },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// A whole experiment: dataset, optional attack, training and detection.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Experiment {
+    #[serde(default)]
+    pub dataset: DatasetConfig,
+    /// Absent for a real untrusted dataset (no ground truth).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attack: Option<AttackConfig>,
+    #[serde(default)]
+    pub train: TrainConfig,
+    #[serde(default)]
+    pub detect: DetectConfig,
+}
+
+/// `[dataset]`: where the images come from.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatasetConfig {
+    /// `embedded:mnist`, or a folder (class sub-folders, MNIST IDX, or CIFAR-10 binary).
+    pub source: String,
+    /// Share held out for testing when the source has no test split.
+    pub test_fraction: f64,
+    /// Seed of that split and of `limit`'s sub-sample.
+    pub split_seed: u64,
+    /// 0 = all; else keep this many training samples (seeded, stratified).
+    pub limit: usize,
+    /// Resize every image to `[height, width]`; needed when image sizes differ.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resize: Option<[u32; 2]>,
+}
+
+impl Default for DatasetConfig {
+    fn default() -> Self {
+        Self {
+            source: EMBEDDED_MNIST.to_owned(),
+            test_fraction: 0.2,
+            split_seed: 0,
+            limit: 0,
+            resize: None,
+        }
+    }
+}
+
+impl DatasetConfig {
+    /// The loader options these settings stand for.
+    pub fn load_options(&self) -> LoadOptions {
+        LoadOptions {
+            test_fraction: self.test_fraction,
+            split_seed: self.split_seed,
+            resize: self.resize.map(|[h, w]| (h, w)),
+            limit: self.limit,
+        }
+    }
+}
+
+/// Which attack to plant (for teaching and evaluation).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AttackKind {
+    Badnets,
+    Blended,
+    Sig,
+    Wanet,
+    Lf,
+    AdaptiveBlend,
+    Lc,
+    /// BadNets with a user-supplied trigger image.
+    Image,
+}
+
+/// How poisoned samples are relabelled.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TargetMode {
+    #[default]
+    AllToOne,
+    AllToAll,
+}
+
+/// `[attack]`: the planted backdoor. Per-attack keys are optional; each attack documents its
+/// defaults.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AttackConfig {
+    pub kind: AttackKind,
+    /// Share of the training set that is poisoned.
+    #[serde(default = "default_ratio")]
+    pub ratio: f64,
+    #[serde(default)]
+    pub target: u16,
+    #[serde(default)]
+    pub mode: TargetMode,
+    #[serde(default)]
+    pub seed: u64,
+    /// BadNets: side of the square patch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub patch_size: Option<usize>,
+    /// BadNets: `bottom-right` | `bottom-left` | `top-right` | `top-left`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub position: Option<String>,
+    /// Blended / Adaptive-Blend: blend weight (training).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alpha: Option<f64>,
+    /// Adaptive-Blend: blend weight at test time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alpha_test: Option<f64>,
+    /// A user trigger (PNG) for BadNets/Blended/image attacks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trigger_image: Option<PathBuf>,
+    /// The mask of a user trigger (PNG, white = trigger).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trigger_mask: Option<PathBuf>,
+    /// SIG: amplitude (of 255).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delta: Option<f64>,
+    /// SIG: frequency.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub frequency: Option<f64>,
+    /// WaNet: grid size k.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grid_size: Option<usize>,
+    /// WaNet: warping strength s.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warp_strength: Option<f64>,
+    /// WaNet / Adaptive-Blend: cross / cover samples per poisoned sample.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cover_ratio: Option<f64>,
+    /// LF: pattern strength (of 255).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub strength: Option<f64>,
+    /// LC: PGD budget ε (of 255).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub epsilon: Option<f64>,
+}
+
+fn default_ratio() -> f64 {
+    0.01
+}
+
+/// The classifier to train.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ModelKind {
+    #[default]
+    Cnn,
+    #[serde(rename = "preact-resnet18")]
+    PreActResNet18,
+}
+
+/// The optimiser.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OptimizerKind {
+    Sgd,
+    #[default]
+    Sam,
+    Asam,
+}
+
+/// Learning-rate schedule.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Schedule {
+    #[default]
+    Cosine,
+    Constant,
+}
+
+/// Where training runs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DeviceKind {
+    #[default]
+    Cpu,
+    Cuda,
+}
+
+/// Input normalisation.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum InputNormalization {
+    /// `(x/255 − mean) / std` with per-channel statistics of the training set.
+    #[default]
+    Dataset,
+    /// `x / 255` only (the PyTorch reference's convention).
+    Unit,
+}
+
+/// `[train]`: how the model is trained.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrainConfig {
+    pub model: ModelKind,
+    pub optimizer: OptimizerKind,
+    /// SAM/ASAM neighbourhood radius (the paper's 0.1).
+    pub rho: f64,
+    pub epochs: usize,
+    pub batch_size: usize,
+    pub lr: f64,
+    pub momentum: f64,
+    pub weight_decay: f64,
+    pub schedule: Schedule,
+    pub augment: bool,
+    pub normalize: InputNormalization,
+    pub seed: u64,
+    pub device: DeviceKind,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        Self {
+            model: ModelKind::Cnn,
+            optimizer: OptimizerKind::Sam,
+            rho: 0.1,
+            epochs: 10,
+            batch_size: 128,
+            lr: 0.01,
+            momentum: 0.9,
+            weight_decay: 5e-4,
+            schedule: Schedule::Cosine,
+            augment: true,
+            normalize: InputNormalization::Dataset,
+            seed: 0,
+            device: DeviceKind::Cpu,
+        }
+    }
+}
+
+/// The poisoned sample detectors.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DetectorKind {
+    Ac,
+    Ss,
+    Spectre,
+    Scan,
+    Beatrix,
+}
+
+/// `[detect]`: which detectors run on which features.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DetectConfig {
+    pub methods: Vec<DetectorKind>,
+    pub feature_scaling: bool,
+    /// Clean reference samples per class, drawn from the test split.
+    pub clean_per_class: usize,
+}
+
+impl Default for DetectConfig {
+    fn default() -> Self {
+        Self {
+            methods: vec![
+                DetectorKind::Ac,
+                DetectorKind::Ss,
+                DetectorKind::Spectre,
+                DetectorKind::Scan,
+                DetectorKind::Beatrix,
+            ],
+            feature_scaling: true,
+            clean_per_class: 25,
+        }
+    }
+}
+
+/// 1-based line of byte offset `at` in `text`.
+fn line_of(text: &str, at: usize) -> usize {
+    text.get(..at).map_or(1, |t| t.matches('\n').count() + 1)
+}
+
+/// Sets `key` (dotted, e.g. `train.epochs`) to `value` in `table`. The value is read as TOML
+/// (`2`, `0.5`, `true`, `"x"`, `["ss", "ac"]`) and falls back to a plain string.
+pub fn apply_override(table: &mut toml::Table, assignment: &str) -> Result<(), ConfigError> {
+    let fail = |message: &str| ConfigError::Override {
+        assignment: assignment.to_owned(),
+        message: message.to_owned(),
+    };
+    let Some((key, raw)) = assignment.split_once('=') else {
+        return Err(fail("expected KEY=VALUE, e.g. train.epochs=2"));
+    };
+    let (key, raw) = (key.trim(), raw.trim());
+    let value = match toml::from_str::<toml::Table>(&format!("v = {raw}")) {
+        Ok(mut t) => t
+            .remove("v")
+            .unwrap_or_else(|| toml::Value::String(raw.to_owned())),
+        Err(_) => toml::Value::String(raw.to_owned()),
+    };
+    let parts: Vec<&str> = key.split('.').collect();
+    let Some((last, path)) = parts.split_last() else {
+        return Err(fail("empty key"));
+    };
+    if parts.iter().any(|p| p.is_empty()) {
+        return Err(fail("empty key part"));
+    }
+    let mut at = table;
+    for part in path {
+        let entry = at
+            .entry((*part).to_owned())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        let Some(t) = entry.as_table_mut() else {
+            return Err(fail(&format!("`{part}` is not a table")));
+        };
+        at = t;
+    }
+    at.insert((*last).to_owned(), value);
+    Ok(())
+}
+
+impl Experiment {
+    /// Parses a config from TOML text; `path` is only used in messages.
+    pub fn from_toml(path: &Path, text: &str, overrides: &[String]) -> Result<Self, ConfigError> {
+        let parse_error = |e: toml::de::Error| ConfigError::Parse {
+            path: path.to_path_buf(),
+            line: e.span().map_or(1, |s| line_of(text, s.start)),
+            message: e.message().trim().to_owned(),
+        };
+        let experiment: Self = toml::from_str(text).map_err(parse_error)?;
+        if overrides.is_empty() {
+            experiment.validate()?;
+            return Ok(experiment);
+        }
+        let mut table: toml::Table = toml::from_str(text).map_err(parse_error)?;
+        for assignment in overrides {
+            apply_override(&mut table, assignment)?;
+            Self::deserialize(table.clone()).map_err(|e| ConfigError::Override {
+                assignment: assignment.clone(),
+                message: e.message().trim().to_owned(),
+            })?;
+        }
+        let experiment =
+            Self::deserialize(table).map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        experiment.validate()?;
+        Ok(experiment)
+    }
+
+    /// Reads and parses a config file.
+    pub fn from_file(path: &Path, overrides: &[String]) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Io {
+            path: path.to_path_buf(),
+            error,
+        })?;
+        Self::from_toml(path, &text, overrides)
+    }
+
+    /// The config as TOML (what `run` writes next to its report).
+    pub fn to_toml(&self) -> Result<String, ConfigError> {
+        toml::to_string_pretty(self).map_err(|e| ConfigError::Invalid(e.to_string()))
+    }
+
+    /// Checks values serde cannot: ranges and sizes.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |m: String| Err(ConfigError::Invalid(m));
+        if !(0.0..1.0).contains(&self.dataset.test_fraction) {
+            return bad(format!(
+                "dataset.test_fraction must be in [0, 1), got {}",
+                self.dataset.test_fraction
+            ));
+        }
+        if let Some(attack) = &self.attack
+            && !(attack.ratio > 0.0 && attack.ratio < 1.0)
+        {
+            return bad(format!(
+                "attack.ratio must be in (0, 1), got {}",
+                attack.ratio
+            ));
+        }
+        let t = &self.train;
+        if t.epochs == 0 || t.batch_size == 0 {
+            return bad("train.epochs and train.batch_size must be at least 1".to_owned());
+        }
+        if !(t.lr > 0.0 && t.lr.is_finite()) {
+            return bad(format!("train.lr must be positive, got {}", t.lr));
+        }
+        if !(t.rho >= 0.0 && t.rho.is_finite()) {
+            return bad(format!("train.rho must be ≥ 0, got {}", t.rho));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_match_the_contract() {
+        let e = Experiment::from_toml(Path::new("c.toml"), "", &[]).unwrap();
+        assert_eq!(e.dataset.source, "embedded:mnist");
+        assert_eq!(e.train.rho, 0.1);
+        assert_eq!(e.train.optimizer, OptimizerKind::Sam);
+        assert_eq!(e.detect.methods.len(), 5);
+        assert!(e.attack.is_none());
+    }
+
+    #[test]
+    fn unknown_key_is_named_with_its_line() {
+        let err =
+            Experiment::from_toml(Path::new("c.toml"), "[train]\nepochs = 2\nepoch = 3\n", &[])
+                .unwrap_err()
+                .to_string();
+        assert!(err.starts_with("c.toml:3: unknown field `epoch`"), "{err}");
+    }
+
+    #[test]
+    fn overrides_apply_and_unknown_override_is_named() {
+        let text = "[attack]\nkind = \"badnets\"\n";
+        let sets = vec!["train.epochs=2".to_owned(), "attack.ratio=0.005".to_owned()];
+        let e = Experiment::from_toml(Path::new("c.toml"), text, &sets).unwrap();
+        assert_eq!(e.train.epochs, 2);
+        assert_eq!(e.attack.unwrap().ratio, 0.005);
+        let err = Experiment::from_toml(Path::new("c.toml"), text, &["train.epoch=2".to_owned()])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("--set train.epoch=2") && err.contains("`epoch`"),
+            "{err}"
+        );
+        let e = Experiment::from_toml(Path::new("c.toml"), "", &["train.optimizer=sgd".to_owned()])
+            .unwrap();
+        assert_eq!(e.train.optimizer, OptimizerKind::Sgd);
+    }
+
+    #[test]
+    fn round_trips_through_toml() {
+        let mut e = Experiment::default();
+        e.attack = Some(AttackConfig {
+            kind: AttackKind::Blended,
+            ratio: 0.01,
+            target: 0,
+            mode: TargetMode::AllToOne,
+            seed: 3,
+            patch_size: None,
+            position: None,
+            alpha: Some(0.1),
+            alpha_test: None,
+            trigger_image: None,
+            trigger_mask: None,
+            delta: None,
+            frequency: None,
+            grid_size: None,
+            warp_strength: None,
+            cover_ratio: None,
+            strength: None,
+            epsilon: None,
+        });
+        let text = e.to_toml().unwrap();
+        assert_eq!(
+            Experiment::from_toml(Path::new("x"), &text, &[]).unwrap(),
+            e
+        );
+    }
+}

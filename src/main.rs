@@ -1,0 +1,200 @@
+//! The `poisonscope` binary: the desktop workstation (no arguments, or `gui`) and the headless
+//! commands of `shared/design/CLI.md`.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::bail;
+use clap::{Parser, Subcommand};
+use poisonscope::attack::{self, Attack, export};
+use poisonscope::config::Experiment;
+use poisonscope::data::{self, LoadOptions, Summary};
+
+#[derive(Parser)]
+#[command(
+    name = "poisonscope",
+    version,
+    about = "Find poisoned (backdoored) samples in an untrusted image dataset"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Open the workstation window (the default). With no CONFIG the embedded MNIST demo set is loaded.
+    Gui {
+        /// An experiment config (TOML) whose dataset to open.
+        config: Option<PathBuf>,
+    },
+    /// Print format, sample counts, classes and image shape of a dataset SOURCE.
+    InspectData {
+        /// `embedded:mnist`, or a folder of class sub-folders, MNIST IDX files or CIFAR-10 batches.
+        source: String,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+        /// Resize every image to HxW (e.g. 32x32); needed when sizes differ.
+        #[arg(long, value_parser = parse_size)]
+        resize: Option<(u32, u32)>,
+        /// Share of each class held out for testing when the source has no test split.
+        #[arg(long, default_value_t = 0.2)]
+        test_fraction: f64,
+        /// Seed of that split.
+        #[arg(long, default_value_t = 0)]
+        split_seed: u64,
+    },
+    /// Apply the config's [attack] and write the poisoned training set as an image folder.
+    Poison {
+        config: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+        /// Write into a non-empty DIR.
+        #[arg(long)]
+        force: bool,
+        /// Override one config key, e.g. --set attack.ratio=0.05
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        overrides: Vec<String>,
+    },
+    /// Dataset → attack → train → detect; writes report.json, scores.csv and config.toml to DIR.
+    Run {
+        config: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        overrides: Vec<String>,
+    },
+    /// Run the config with SGD and with SAM on identical data and seed; writes DIR/sgd, DIR/sam
+    /// and DIR/comparison.json.
+    Compare {
+        config: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        overrides: Vec<String>,
+    },
+}
+
+fn parse_size(text: &str) -> Result<(u32, u32), String> {
+    let (h, w) = text
+        .split_once(['x', 'X', '×'])
+        .ok_or_else(|| format!("expected HxW, e.g. 32x32, got `{text}`"))?;
+    let h = h
+        .trim()
+        .parse()
+        .map_err(|_| format!("bad height in `{text}`"))?;
+    let w = w
+        .trim()
+        .parse()
+        .map_err(|_| format!("bad width in `{text}`"))?;
+    if h == 0 || w == 0 {
+        return Err(format!("size must be positive, got `{text}`"));
+    }
+    Ok((h, w))
+}
+
+fn inspect_data(source: &str, json: bool, options: &LoadOptions) -> anyhow::Result<()> {
+    let loaded = data::load(source, options)?;
+    let summary = Summary::of(&loaded);
+    if json {
+        println!("{}", serde_json::to_string_pretty(&summary)?);
+    } else {
+        print!("{}", summary.to_text());
+    }
+    Ok(())
+}
+
+fn load_config(path: &Path, overrides: &[String]) -> anyhow::Result<Experiment> {
+    Ok(Experiment::from_file(path, overrides)?)
+}
+
+fn poison(config: &Experiment, out: &Path, force: bool) -> anyhow::Result<()> {
+    let Some(attack_config) = &config.attack else {
+        bail!("the config has no [attack] table; `poison` needs one");
+    };
+    export::check_not_in_source(out, &config.dataset.source)?;
+    let clean = data::load(&config.dataset.source, &config.dataset.load_options())?;
+    let attack = Attack::from_config(attack_config, clean.train.shape)?;
+    let poisoned = attack::poison(&clean, &attack)?;
+    let written = export::write_image_folder(out, &poisoned, force)?;
+    println!(
+        "wrote {} training images ({} poisoned, {} cover) and {} to {}",
+        written.images,
+        written.poisoned,
+        written.covers,
+        export::MANIFEST,
+        written.dir.display()
+    );
+    Ok(())
+}
+
+fn not_yet(command: &str, config: &Experiment) -> anyhow::Result<()> {
+    bail!(
+        "`{command}` is not implemented yet (config parsed: dataset {}, {} epochs)",
+        config.dataset.source,
+        config.train.epochs
+    )
+}
+
+fn open_window(source: Option<String>) -> anyhow::Result<()> {
+    poisonscope::ui::run_native(source).map_err(|e| anyhow::anyhow!("cannot open the window: {e}"))
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        None => open_window(None)?,
+        Some(Command::Gui { config }) => {
+            let source = match config {
+                Some(path) => Some(load_config(&path, &[])?.dataset.source),
+                None => None,
+            };
+            open_window(source)?;
+        }
+        Some(Command::InspectData {
+            source,
+            json,
+            resize,
+            test_fraction,
+            split_seed,
+        }) => {
+            let options = LoadOptions {
+                test_fraction,
+                split_seed,
+                resize,
+                limit: 0,
+            };
+            inspect_data(&source, json, &options)?;
+        }
+        Some(Command::Poison {
+            config,
+            out,
+            force,
+            overrides,
+        }) => poison(&load_config(&config, &overrides)?, &out, force)?,
+        Some(Command::Run {
+            config, overrides, ..
+        }) => not_yet("run", &load_config(&config, &overrides)?)?,
+        Some(Command::Compare {
+            config, overrides, ..
+        }) => not_yet("compare", &load_config(&config, &overrides)?)?,
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // One line, whatever the underlying error's Display does with newlines.
+            let message = format!("{e:#}");
+            let one_line: Vec<&str> = message
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .collect();
+            eprintln!("error: {}", one_line.join(" "));
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,182 @@
+//! `poisonscope poison` writes a poisoned image folder that `inspect-data` reads back, with a
+//! manifest that agrees; every sample config builds its attack.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use common::*;
+use poisonscope::attack::{self, Attack, Role};
+use poisonscope::config::Experiment;
+use poisonscope::data;
+
+fn read_manifest(dir: &Path) -> Vec<Vec<String>> {
+    let text = std::fs::read_to_string(dir.join("manifest.csv")).unwrap();
+    let mut lines = text.lines();
+    assert_eq!(
+        lines.next(),
+        Some("index,file,original_label,given_label,poisoned,role")
+    );
+    lines
+        .map(|l| l.split(',').map(str::to_owned).collect())
+        .collect()
+}
+
+#[test]
+fn badnets_export_round_trips_through_inspect_data() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("poisoned");
+    let out_s = out.to_str().unwrap();
+    let stdout = ok_stdout(&["poison", "sample_configs/badnets.toml", "--out", out_s]);
+    assert!(
+        stdout.contains("8000 training images (80 poisoned, 0 cover)"),
+        "{stdout}"
+    );
+
+    let rows = read_manifest(&out);
+    assert_eq!(rows.len(), 8000);
+    let poisoned: Vec<&Vec<String>> = rows.iter().filter(|r| r[4] == "1").collect();
+    assert_eq!(poisoned.len(), 80);
+    assert!(
+        poisoned
+            .iter()
+            .all(|r| r[3] == "0" && r[2] != "0" && r[5] == "poison")
+    );
+    let mut given: BTreeMap<String, u64> = BTreeMap::new();
+    for r in &rows {
+        *given.entry(r[3].clone()).or_default() += 1;
+        assert!(out.join(&r[1]).is_file(), "{}", r[1]);
+        assert!(r[1].starts_with(&format!("{}/", r[3])));
+    }
+
+    // A poisoned file carries the 3×3 white patch; the clean set's image does not.
+    let first = poisoned[0];
+    let img = image::open(out.join(&first[1])).unwrap().to_luma8();
+    for y in 25..28 {
+        for x in 25..28 {
+            assert_eq!(img.get_pixel(x, y).0[0], 255);
+        }
+    }
+
+    let report: serde_json::Value =
+        serde_json::from_str(&ok_stdout(&["inspect-data", out_s, "--json"])).unwrap();
+    assert_eq!(report["format"], "image-folder");
+    assert_eq!(report["shape"], serde_json::json!([28, 28, 1]));
+    assert_eq!(
+        report["n_train"].as_u64().unwrap() + report["n_test"].as_u64().unwrap(),
+        8000
+    );
+    for class in report["classes"].as_array().unwrap() {
+        let total = class["train"].as_u64().unwrap() + class["test"].as_u64().unwrap();
+        assert_eq!(total, given[class["name"].as_str().unwrap()]);
+    }
+    // class 0 grew by exactly the 80 relabelled digits (784 clean zeros in the reference split)
+    assert_eq!(given["0"], 784 + 80);
+
+    // A second export into the same folder is refused without --force, allowed with it.
+    let again = poisonscope(&["poison", "sample_configs/badnets.toml", "--out", out_s]);
+    assert_eq!(again.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("not empty"));
+    ok_stdout(&[
+        "poison",
+        "sample_configs/badnets.toml",
+        "--out",
+        out_s,
+        "--force",
+        "--set",
+        "attack.ratio=0.05",
+    ]);
+    assert_eq!(
+        read_manifest(&out).iter().filter(|r| r[4] == "1").count(),
+        400
+    );
+
+    // A folder that is not an export is never replaced, even with --force.
+    let foreign = tmp.path().join("mine");
+    std::fs::create_dir(&foreign).unwrap();
+    std::fs::write(foreign.join("precious.txt"), "keep me").unwrap();
+    let refused = poisonscope(&[
+        "poison",
+        "sample_configs/badnets.toml",
+        "--out",
+        foreign.to_str().unwrap(),
+        "--force",
+    ]);
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(foreign.join("precious.txt").is_file());
+}
+
+#[test]
+fn never_writes_inside_the_source_folder() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    write_idx_folder(&src);
+    let config = tmp.path().join("c.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[dataset]\nsource = {:?}\n[attack]\nkind = \"badnets\"\nratio = 0.1\n",
+            src.to_str().unwrap()
+        ),
+    )
+    .unwrap();
+    let inside = src.join("out");
+    let out = poisonscope(&[
+        "poison",
+        config.to_str().unwrap(),
+        "--out",
+        inside.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("overlaps the source dataset"));
+    assert!(!inside.exists());
+}
+
+fn write_idx_folder(dir: &Path) {
+    std::fs::create_dir_all(dir).unwrap();
+    write_idx(dir, "train", &cycle_labels(40, 2), 8, 8, false);
+}
+
+#[test]
+fn every_sample_config_builds_and_poisons() {
+    let clean = data::load(
+        "embedded:mnist",
+        &data::LoadOptions {
+            limit: 2000,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let mut seen = 0;
+    for entry in std::fs::read_dir("sample_configs").unwrap() {
+        let path = entry.unwrap().path();
+        let config = Experiment::from_file(&path, &[]).unwrap();
+        let Some(attack_config) = &config.attack else {
+            continue;
+        };
+        let attack = Attack::from_config(attack_config, clean.train.shape).unwrap();
+        let p = attack::poison(&clean, &attack).unwrap();
+        let expected = (attack_config.ratio * 2000.0).round() as usize;
+        assert_eq!(p.plan.poisoned.len(), expected, "{}", path.display());
+        for &i in &p.plan.poisoned {
+            assert_ne!(
+                p.train.image(i),
+                clean.train.image(i),
+                "{}: sample {i} unchanged",
+                path.display()
+            );
+        }
+        let untouched = p.plan.roles.iter().position(|r| *r == Role::Clean).unwrap();
+        assert_eq!(p.train.image(untouched), clean.train.image(untouched));
+        assert!(!p.triggered_test.is_empty());
+        assert!(
+            p.triggered_test
+                .labels
+                .iter()
+                .all(|&l| l == attack_config.target)
+        );
+        seen += 1;
+    }
+    assert!(seen >= 6, "only {seen} attack configs");
+}
