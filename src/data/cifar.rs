@@ -59,7 +59,7 @@ fn class_names(dir: &Path) -> Result<Vec<String>, DataError> {
 
 /// Appends the records of one batch file to `out`.
 pub fn read_batch(path: &Path, bytes: &[u8], out: &mut Dataset) -> Result<(), DataError> {
-    if bytes.is_empty() || bytes.len() % RECORD != 0 {
+    if bytes.is_empty() || !bytes.len().is_multiple_of(RECORD) {
         return Err(DataError::at(
             path,
             format!(
