@@ -117,13 +117,14 @@ fn poison(config: &Experiment, out: &Path, force: bool) -> anyhow::Result<()> {
     let clean = data::load(&config.dataset.source, &config.dataset.load_options())?;
     let attack = Attack::from_config(attack_config, clean.train.shape)?;
     let poisoned = attack::poison(&clean, &attack)?;
-    let written = export::write_image_folder(out, &poisoned, force)?;
+    let written = export::write_image_folder(out, &clean.train, &poisoned, force)?;
     println!(
-        "wrote {} training images ({} poisoned, {} cover) and {} to {}",
+        "wrote {} training images ({} poisoned, {} cover), {} and {} to {}",
         written.images,
         written.poisoned,
         written.covers,
         export::MANIFEST,
+        export::PREVIEW,
         written.dir.display()
     );
     Ok(())

@@ -36,6 +36,8 @@ fn badnets_export_round_trips_through_inspect_data() {
 
     let rows = read_manifest(&out);
     assert_eq!(rows.len(), 8000);
+    let preview = image::open(out.join("preview.png")).unwrap();
+    assert_eq!(preview.height(), 3 * (28 * 3 + 4) + 4);
     let poisoned: Vec<&Vec<String>> = rows.iter().filter(|r| r[4] == "1").collect();
     assert_eq!(poisoned.len(), 80);
     assert!(

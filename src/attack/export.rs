@@ -1,5 +1,6 @@
 //! Writes a poisoned training set as an image folder (one sub-folder per given label, PNG) with
-//! `manifest.csv`: `index,file,original_label,given_label,poisoned,role`.
+//! `manifest.csv`: `index,file,original_label,given_label,poisoned,role`, and `preview.png`, a
+//! before/after picture of the first poisoned samples.
 //!
 //! The folder is built next to its destination under a hidden temporary name and renamed into
 //! place when complete, so a reader never sees half an export. A non-empty destination is
@@ -10,9 +11,12 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use super::{AttackError, PoisonedData, Role};
+use crate::data::Dataset;
 
 /// Name of the manifest inside an export.
 pub const MANIFEST: &str = "manifest.csv";
+/// Name of the before/after picture inside an export.
+pub const PREVIEW: &str = "preview.png";
 
 /// What an export wrote.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -70,9 +74,11 @@ pub fn check_not_in_source(out: &Path, source: &str) -> Result<(), AttackError> 
     Ok(())
 }
 
-/// Writes `data`'s training set to `dir`.
+/// Writes `data`'s training set to `dir`; `clean` is the training set before the attack (for
+/// the preview).
 pub fn write_image_folder(
     dir: &Path,
+    clean: &Dataset,
     data: &PoisonedData,
     force: bool,
 ) -> Result<ExportSummary, AttackError> {
@@ -117,7 +123,7 @@ pub fn write_image_folder(
     if tmp.exists() {
         std::fs::remove_dir_all(&tmp).map_err(io_err(&tmp))?;
     }
-    let result = write_into(&tmp, data);
+    let result = write_into(&tmp, clean, data);
     if let Err(e) = result {
         let _ = std::fs::remove_dir_all(&tmp);
         return Err(e);
@@ -138,7 +144,7 @@ pub fn write_image_folder(
     })
 }
 
-fn write_into(tmp: &Path, data: &PoisonedData) -> Result<(), AttackError> {
+fn write_into(tmp: &Path, clean: &Dataset, data: &PoisonedData) -> Result<(), AttackError> {
     let train = &data.train;
     let names = &train.class_names;
     let counts = train.class_counts();
@@ -186,6 +192,13 @@ fn write_into(tmp: &Path, data: &PoisonedData) -> Result<(), AttackError> {
             role.as_str()
         ));
     }
+    let preview = tmp.join(PREVIEW);
+    super::preview::before_after(clean, data, 8)
+        .save(&preview)
+        .map_err(|e| AttackError::At {
+            path: preview.clone(),
+            message: e.to_string(),
+        })?;
     let path = tmp.join(MANIFEST);
     let mut f = std::fs::File::create(&path).map_err(io_err(&path))?;
     f.write_all(manifest.as_bytes()).map_err(io_err(&path))?;

@@ -10,6 +10,7 @@ pub mod blended;
 pub mod export;
 pub mod lf;
 pub mod plan;
+pub mod preview;
 pub mod sig;
 pub mod wanet;
 
