@@ -182,3 +182,35 @@ fn every_sample_config_builds_and_poisons() {
     }
     assert!(seen >= 6, "only {seen} attack configs");
 }
+
+#[test]
+fn reference_blend_config_reproduces_the_reference_attack() {
+    use sha2::{Digest, Sha256};
+    let pattern = image::open("assets/triggers/reference_blend_28x28.png")
+        .unwrap()
+        .to_luma8();
+    let digest: String = Sha256::digest(pattern.as_raw())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert_eq!(
+        digest,
+        "bcb4044735f7dadd1f3f76b600735523f0b4e4d3e1e0d2459f340e1d635a284c"
+    );
+
+    let config =
+        Experiment::from_file(Path::new("sample_configs/blended_reference.toml"), &[]).unwrap();
+    let clean = data::load("embedded:mnist", &data::LoadOptions::default()).unwrap();
+    let attack = Attack::from_config(config.attack.as_ref().unwrap(), clean.train.shape).unwrap();
+    let p = attack::poison(&clean, &attack).unwrap();
+    assert_eq!(p.plan.poisoned.len(), 80);
+    // the reference: rint((1 - a) * x + a * P) in uint8
+    let i = p.plan.poisoned[0];
+    let (before, after) = (clean.train.image(i).unwrap(), p.train.image(i).unwrap());
+    for (k, (&x, &y)) in before.iter().zip(after).enumerate() {
+        let expected =
+            (0.9 * f64::from(x) + 0.1 * f64::from(pattern.as_raw()[k])).round_ties_even();
+        assert_eq!(f64::from(y), expected, "pixel {k}");
+    }
+    assert_eq!(p.triggered_test.len(), 2000 - 217);
+}
