@@ -7,4 +7,5 @@
 pub mod attack;
 pub mod config;
 pub mod data;
+pub mod model;
 pub mod ui;

@@ -1,0 +1,110 @@
+//! The small CNN for MNIST-size inputs, the same layout as the PyTorch reference's `SmallCNN`:
+//! conv(C→32, 3, pad 1)–BN–ReLU–maxpool 2, conv(32→64, 3, pad 1)–BN–ReLU–maxpool 2, flatten,
+//! fc(64·⌊H/4⌋·⌊W/4⌋ → 128)–ReLU (the features), fc(128 → classes).
+
+use burn::config::Config;
+use burn::module::Module;
+use burn::nn::conv::{Conv2d, Conv2dConfig};
+use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
+use burn::nn::{BatchNorm, BatchNormConfig, Linear, LinearConfig, PaddingConfig2d};
+use burn::tensor::activation::relu;
+use burn::tensor::{Device, Tensor};
+
+/// Hyper-parameters of [`SmallCnn`].
+#[derive(Config, Debug)]
+pub struct SmallCnnConfig {
+    /// Input channels (1 for grayscale, 3 for RGB).
+    pub channels: usize,
+    /// Input height and width.
+    pub height: usize,
+    pub width: usize,
+    pub num_classes: usize,
+    /// Size of the feature (penultimate) layer.
+    #[config(default = 128)]
+    pub feature_dim: usize,
+}
+
+/// The small CNN.
+#[derive(Module, Debug)]
+pub struct SmallCnn {
+    conv1: Conv2d,
+    bn1: BatchNorm,
+    conv2: Conv2d,
+    bn2: BatchNorm,
+    pool: MaxPool2d,
+    fc: Linear,
+    head: Linear,
+}
+
+impl SmallCnnConfig {
+    /// A freshly initialised model on `device`.
+    pub fn init(&self, device: &Device) -> SmallCnn {
+        let conv = |c_in, c_out| {
+            Conv2dConfig::new([c_in, c_out], [3, 3])
+                .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
+                .init(device)
+        };
+        let flat = 64 * (self.height / 4) * (self.width / 4);
+        SmallCnn {
+            conv1: conv(self.channels, 32),
+            bn1: BatchNormConfig::new(32).init(device),
+            conv2: conv(32, 64),
+            bn2: BatchNormConfig::new(64).init(device),
+            pool: MaxPool2dConfig::new([2, 2]).init(),
+            fc: LinearConfig::new(flat, self.feature_dim).init(device),
+            head: LinearConfig::new(self.feature_dim, self.num_classes).init(device),
+        }
+    }
+}
+
+impl SmallCnn {
+    /// The output of the second conv block, before flattening.
+    ///
+    /// # Shapes
+    /// - input `[batch, C, H, W]` → `[batch, 64, H/4, W/4]`
+    pub fn conv_features(&self, images: Tensor<4>) -> Tensor<4> {
+        let x = self
+            .pool
+            .forward(relu(self.bn1.forward(self.conv1.forward(images)))); // [b, 32, H/2, W/2]
+        self.pool
+            .forward(relu(self.bn2.forward(self.conv2.forward(x)))) // [b, 64, H/4, W/4]
+    }
+
+    /// The penultimate features.
+    ///
+    /// # Shapes
+    /// - input `[batch, C, H, W]` → `[batch, feature_dim]`
+    pub fn features(&self, images: Tensor<4>) -> Tensor<2> {
+        let x: Tensor<2> = self.conv_features(images).flatten(1, 3);
+        relu(self.fc.forward(x))
+    }
+
+    /// Class logits.
+    ///
+    /// # Shapes
+    /// - input `[batch, C, H, W]` → `[batch, num_classes]`
+    pub fn forward(&self, images: Tensor<4>) -> Tensor<2> {
+        self.head.forward(self.features(images))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shapes() {
+        let device = Device::flex();
+        let model = SmallCnnConfig::new(1, 28, 28, 10).init(&device);
+        let x = Tensor::<4>::zeros([3, 1, 28, 28], &device);
+        assert_eq!(model.conv_features(x.clone()).dims(), [3, 64, 7, 7]);
+        assert_eq!(model.features(x.clone()).dims(), [3, 128]);
+        assert_eq!(model.forward(x).dims(), [3, 10]);
+        let rgb = SmallCnnConfig::new(3, 32, 32, 10).init(&device);
+        assert_eq!(
+            rgb.forward(Tensor::<4>::zeros([2, 3, 32, 32], &device))
+                .dims(),
+            [2, 10]
+        );
+    }
+}
