@@ -164,11 +164,14 @@ fn assemble(
     let Some(first) = images.first() else {
         return Err(DataError::Invalid("no images".to_owned()));
     };
-    let first_path = found
-        .files
-        .first()
-        .map(|(_, p)| p.clone())
-        .unwrap_or_default();
+    // What the odd image is compared with in the error message.
+    let reference = match like {
+        Some(_) => "the training images are".to_owned(),
+        None => found
+            .files
+            .first()
+            .map_or_else(String::new, |(_, p)| format!("{} is", p.display())),
+    };
     let (height, width) = match (like, resize) {
         (Some(d), _) => (d.shape.height as u32, d.shape.width as u32),
         (None, Some(size)) => size,
@@ -195,10 +198,9 @@ fn assemble(
             return Err(DataError::at(
                 &path,
                 format!(
-                    "image is {}×{} but {} is {height}×{width}; images must share one size (set dataset.resize = [H, W] or pass --resize HxW)",
+                    "image is {}×{} but {reference} {height}×{width}; images must share one size (set dataset.resize = [H, W] or pass --resize HxW)",
                     image.height(),
                     image.width(),
-                    first_path.display()
                 ),
             ));
         };
