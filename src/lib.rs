@@ -8,4 +8,6 @@ pub mod attack;
 pub mod config;
 pub mod data;
 pub mod model;
+pub mod pipeline;
+pub mod train;
 pub mod ui;

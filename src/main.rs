@@ -4,11 +4,18 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+mod bench;
+mod progress;
+
+use std::sync::atomic::AtomicBool;
+
 use anyhow::bail;
 use clap::{Parser, Subcommand};
 use poisonscope::attack::{self, Attack, export};
 use poisonscope::config::Experiment;
 use poisonscope::data::{self, LoadOptions, Summary};
+use poisonscope::pipeline::{self, Prepared};
+use poisonscope::train::checkpoint;
 
 #[derive(Parser)]
 #[command(
@@ -74,6 +81,11 @@ enum Command {
         #[arg(long = "set", value_name = "KEY=VALUE")]
         overrides: Vec<String>,
     },
+    /// Throughput figures (images/s) on this machine.
+    Bench {
+        #[command(subcommand)]
+        what: bench::What,
+    },
 }
 
 fn parse_size(text: &str) -> Result<(u32, u32), String> {
@@ -138,6 +150,57 @@ fn not_yet(command: &str, config: &Experiment) -> anyhow::Result<()> {
     )
 }
 
+/// Writes `text` to `path` through a temporary file in the same folder.
+fn write_atomic(path: &Path, text: &str) -> anyhow::Result<()> {
+    let temp = path.with_extension("tmp");
+    std::fs::write(&temp, text)
+        .map_err(|e| anyhow::anyhow!("{}: cannot write: {e}", temp.display()))?;
+    std::fs::rename(&temp, path)
+        .map_err(|e| anyhow::anyhow!("{}: cannot write: {e}", path.display()))
+}
+
+/// `run`: dataset → attack → train → checkpoint. Detection is issue 5 and not wired in yet.
+fn run_experiment(config: &Experiment, out: &Path) -> anyhow::Result<()> {
+    config.validate()?;
+    export::check_not_in_source(out, &config.dataset.source)?;
+    let prepared = Prepared::load(config)?;
+    std::fs::create_dir_all(out)
+        .map_err(|e| anyhow::anyhow!("{}: cannot create the folder: {e}", out.display()))?;
+    write_atomic(&out.join("config.toml"), &config.to_toml()?)?;
+    let label = format!("{:?}", config.train.optimizer).to_lowercase();
+    let mut bar = progress::Progress::new(&label);
+    let cancel = AtomicBool::new(false);
+    let trained = pipeline::train_and_save(&config.train, &prepared, out, &cancel, &mut |e| {
+        bar.event(&e)
+    })?;
+    let summary = serde_json::json!({
+        "optimizer": config.train.optimizer,
+        "rho": config.train.rho,
+        "epochs": config.train.epochs,
+        "clean_accuracy": trained.clean_accuracy,
+        "attack_success_rate": trained.attack_success_rate,
+        "seconds": trained.seconds,
+        "images_per_second": trained.images_per_second,
+        "history": trained.history,
+    });
+    write_atomic(
+        &out.join("training.json"),
+        &serde_json::to_string_pretty(&summary)?,
+    )?;
+    let asr = trained
+        .attack_success_rate
+        .map(|a| format!(", attack success rate {:.2}%", 100.0 * a))
+        .unwrap_or_default();
+    println!(
+        "clean accuracy {:.2}%{asr}; wrote {}, {}, training.json and config.toml to {} (detection: not implemented yet)",
+        100.0 * trained.clean_accuracy,
+        checkpoint::WEIGHTS,
+        checkpoint::META,
+        out.display()
+    );
+    Ok(())
+}
+
 fn open_window(source: Option<String>) -> anyhow::Result<()> {
     poisonscope::ui::run_native(source).map_err(|e| anyhow::anyhow!("cannot open the window: {e}"))
 }
@@ -174,11 +237,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             overrides,
         }) => poison(&load_config(&config, &overrides)?, &out, force)?,
         Some(Command::Run {
-            config, overrides, ..
-        }) => not_yet("run", &load_config(&config, &overrides)?)?,
+            config,
+            out,
+            overrides,
+        }) => run_experiment(&load_config(&config, &overrides)?, &out)?,
         Some(Command::Compare {
             config, overrides, ..
         }) => not_yet("compare", &load_config(&config, &overrides)?)?,
+        Some(Command::Bench { what }) => bench::run(what)?,
     }
     Ok(())
 }

@@ -86,6 +86,12 @@ impl SmallCnn {
     pub fn forward(&self, images: Tensor<4>) -> Tensor<2> {
         self.head.forward(self.features(images))
     }
+
+    /// Sets the running-statistics momentum of both BatchNorms (0 freezes them).
+    pub fn set_bn_momentum(&mut self, momentum: f64) {
+        self.bn1.momentum = momentum;
+        self.bn2.momentum = momentum;
+    }
 }
 
 #[cfg(test)]

@@ -1,6 +1,72 @@
-//! Burn models. Each exposes `forward` (logits) and `features` (the penultimate layer), which
-//! the detectors read.
+//! Burn models. Each exposes `forward` (logits), `features` (the penultimate layer, which the
+//! detectors read) and `conv_features` (the last convolutional block).
 
 pub mod cnn;
+pub mod resnet;
+
+use burn::module::Module;
+use burn::tensor::{Device, Tensor};
 
 pub use cnn::{SmallCnn, SmallCnnConfig};
+pub use resnet::{PreActResNet18, PreActResNet18Config};
+
+use crate::config::ModelKind;
+use crate::data::Shape;
+
+/// The classifier being trained: one of the supported architectures.
+#[derive(Module, Debug)]
+pub enum Net {
+    Cnn(SmallCnn),
+    PreActResNet18(PreActResNet18),
+}
+
+impl Net {
+    /// A freshly initialised model for images of `shape` and `num_classes` classes.
+    ///
+    /// The weights come from Burn's initialisers on `device`; seed the device
+    /// (`burn::tensor::Device::seed`) first for reproducible weights.
+    pub fn new(kind: ModelKind, shape: Shape, num_classes: usize, device: &Device) -> Self {
+        match kind {
+            ModelKind::Cnn => Self::Cnn(
+                SmallCnnConfig::new(shape.channels, shape.height, shape.width, num_classes)
+                    .init(device),
+            ),
+            ModelKind::PreActResNet18 => Self::PreActResNet18(
+                PreActResNet18Config::new(shape.channels, num_classes).init(device),
+            ),
+        }
+    }
+
+    /// Class logits `[batch, classes]`.
+    pub fn forward(&self, images: Tensor<4>) -> Tensor<2> {
+        match self {
+            Self::Cnn(m) => m.forward(images),
+            Self::PreActResNet18(m) => m.forward(images),
+        }
+    }
+
+    /// Penultimate features `[batch, feature_dim]`.
+    pub fn features(&self, images: Tensor<4>) -> Tensor<2> {
+        match self {
+            Self::Cnn(m) => m.features(images),
+            Self::PreActResNet18(m) => m.features(images),
+        }
+    }
+
+    /// Output of the last convolutional block `[batch, channels, h, w]`.
+    pub fn conv_features(&self, images: Tensor<4>) -> Tensor<4> {
+        match self {
+            Self::Cnn(m) => m.conv_features(images),
+            Self::PreActResNet18(m) => m.conv_features(images),
+        }
+    }
+
+    /// Sets the running-statistics momentum of every BatchNorm; 0 keeps the running statistics
+    /// unchanged by a forward pass (SAM's second pass).
+    pub fn set_bn_momentum(&mut self, momentum: f64) {
+        match self {
+            Self::Cnn(m) => m.set_bn_momentum(momentum),
+            Self::PreActResNet18(m) => m.set_bn_momentum(momentum),
+        }
+    }
+}

@@ -1,0 +1,110 @@
+//! Renders training events on stderr: a one-line progress bar with ETA on a terminal, plain
+//! lines (one per epoch) otherwise.
+
+use std::io::{IsTerminal, Write};
+use std::time::Instant;
+
+use poisonscope::train::TrainEvent;
+
+pub struct Progress {
+    label: String,
+    terminal: bool,
+    started: Instant,
+    last_draw: Option<Instant>,
+}
+
+fn duration(secs: f64) -> String {
+    let secs = secs.max(0.0).round() as u64;
+    if secs >= 3600 {
+        format!("{}h{:02}m", secs / 3600, (secs % 3600) / 60)
+    } else if secs >= 60 {
+        format!("{}m{:02}s", secs / 60, secs % 60)
+    } else {
+        format!("{secs}s")
+    }
+}
+
+impl Progress {
+    pub fn new(label: &str) -> Self {
+        Self {
+            label: label.to_owned(),
+            terminal: std::io::stderr().is_terminal(),
+            started: Instant::now(),
+            last_draw: None,
+        }
+    }
+
+    pub fn event(&mut self, event: &TrainEvent) {
+        let mut err = std::io::stderr().lock();
+        match event {
+            TrainEvent::Started {
+                epochs,
+                batches_per_epoch,
+                train_samples,
+                device,
+            } => {
+                self.started = Instant::now();
+                let _ = writeln!(
+                    err,
+                    "{}: training on {train_samples} images, {epochs} epochs × {batches_per_epoch} batches, {device}",
+                    self.label
+                );
+            }
+            TrainEvent::Batch {
+                epoch,
+                done,
+                total,
+                loss,
+                images_per_second,
+                ..
+            } => {
+                if !self.terminal {
+                    return;
+                }
+                let now = Instant::now();
+                if self
+                    .last_draw
+                    .is_some_and(|t| now.duration_since(t).as_millis() < 100)
+                    && done < total
+                {
+                    return;
+                }
+                self.last_draw = Some(now);
+                let fraction = *done as f64 / (*total).max(1) as f64;
+                let elapsed = self.started.elapsed().as_secs_f64();
+                let eta = elapsed / fraction.max(1e-9) * (1.0 - fraction);
+                let width = 30;
+                let filled = ((fraction * width as f64) as usize).min(width);
+                let _ = write!(
+                    err,
+                    "\r{} [{}{}] {:3.0}% epoch {epoch} loss {loss:.4} {images_per_second:.0} img/s ETA {}  ",
+                    self.label,
+                    "#".repeat(filled),
+                    " ".repeat(width - filled),
+                    100.0 * fraction,
+                    duration(eta)
+                );
+            }
+            TrainEvent::Epoch(stats) => {
+                if self.terminal {
+                    let _ = write!(err, "\r{:100}\r", "");
+                }
+                let asr = stats
+                    .attack_success_rate
+                    .map(|a| format!(", ASR {:.2}%", 100.0 * a))
+                    .unwrap_or_default();
+                let _ = writeln!(
+                    err,
+                    "{}: epoch {} loss {:.4}, train acc {:.2}%, test acc {:.2}%{asr}, {} ({:.0} img/s)",
+                    self.label,
+                    stats.epoch,
+                    stats.train_loss,
+                    100.0 * stats.train_accuracy,
+                    100.0 * stats.test_accuracy,
+                    duration(stats.seconds),
+                    stats.images_per_second
+                );
+            }
+        }
+    }
+}

@@ -1,0 +1,326 @@
+//! Training: the loop (SGD, SAM, ASAM), the learning-rate schedule, evaluation (clean accuracy,
+//! attack success rate), checkpoints, and a worker thread that streams [`TrainEvent`]s.
+//!
+//! The loop follows the PyTorch reference's conventions (`shared/reference/README.md`): a fresh
+//! seeded permutation of the training set every epoch, no dropped last batch, the cosine schedule
+//! stepped per batch (`lr_t = ½·lr₀·(1 + cos(π t / T))`), coupled weight decay and momentum in
+//! the base SGD, and for SAM both passes in train mode with the BatchNorm running statistics
+//! updated only by the first pass. The reported training loss is the first pass's.
+
+pub mod checkpoint;
+pub mod eval;
+pub mod job;
+pub mod sam;
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use burn::module::Module;
+use burn::nn::loss::CrossEntropyLossConfig;
+use burn::optim::decay::WeightDecayConfig;
+use burn::optim::momentum::MomentumConfig;
+use burn::optim::{GradientsParams, SgdConfig};
+use burn::tensor::Device;
+use rand::SeedableRng;
+use rand::seq::SliceRandom;
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+use crate::config::{DeviceKind, InputNormalization, OptimizerKind, Schedule, TrainConfig};
+use crate::data::{Augment, Batcher, Dataset, Normalization};
+use crate::model::Net;
+use sam::Ascent;
+
+/// Why training stopped without a model.
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    #[error("training was cancelled")]
+    Cancelled,
+    #[error(
+        "the training loss became {value} at epoch {epoch}, batch {batch}; lower train.lr or train.rho"
+    )]
+    Diverged {
+        value: f32,
+        epoch: usize,
+        batch: usize,
+    },
+    #[error("{0}")]
+    Invalid(String),
+    #[error("checkpoint {path}: {message}")]
+    Checkpoint { path: String, message: String },
+}
+
+/// What the training loop reports while it runs.
+#[derive(Clone, Debug, PartialEq)]
+pub enum TrainEvent {
+    Started {
+        epochs: usize,
+        batches_per_epoch: usize,
+        train_samples: usize,
+        device: String,
+    },
+    Batch {
+        epoch: usize,
+        /// 0-based batch within the epoch.
+        batch: usize,
+        /// Batches done so far over the whole run (1-based).
+        done: usize,
+        total: usize,
+        loss: f32,
+        lr: f64,
+        images_per_second: f64,
+    },
+    Epoch(EpochStats),
+}
+
+/// One epoch's summary.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EpochStats {
+    /// 1-based.
+    pub epoch: usize,
+    /// Mean training loss (first pass for SAM) over the epoch's samples.
+    pub train_loss: f64,
+    /// Training accuracy of the first pass, on the (augmented) batches as trained.
+    pub train_accuracy: f64,
+    pub test_accuracy: f64,
+    /// Attack success rate on the triggered test set, when an attack is configured.
+    pub attack_success_rate: Option<f64>,
+    pub seconds: f64,
+    pub images_per_second: f64,
+}
+
+/// A trained model with what is needed to use it.
+#[derive(Clone, Debug)]
+pub struct Trained {
+    /// The model in evaluation mode (no autodiff, BatchNorm running statistics).
+    pub model: Net,
+    pub normalization: Normalization,
+    pub history: Vec<EpochStats>,
+    pub clean_accuracy: f64,
+    pub attack_success_rate: Option<f64>,
+    pub seconds: f64,
+    pub images_per_second: f64,
+}
+
+/// The data one training run sees.
+#[derive(Clone, Copy, Debug)]
+pub struct TrainData<'a> {
+    /// The (possibly poisoned) training set with its given labels.
+    pub train: &'a Dataset,
+    /// The clean test split.
+    pub test: &'a Dataset,
+    /// Triggered test images labelled with the attacker's label (for the attack success rate).
+    pub triggered: Option<&'a Dataset>,
+}
+
+/// Learning rate at global step `t` of `total`.
+pub fn learning_rate(schedule: Schedule, lr0: f64, t: usize, total: usize) -> f64 {
+    match schedule {
+        Schedule::Constant => lr0,
+        Schedule::Cosine => {
+            let progress = t as f64 / total.max(1) as f64;
+            0.5 * lr0 * (1.0 + (std::f64::consts::PI * progress).cos())
+        }
+    }
+}
+
+/// The Burn device for a config, or why it is not available in this build.
+pub fn device_for(kind: DeviceKind) -> Result<Device, TrainError> {
+    match kind {
+        DeviceKind::Cpu => Ok(Device::flex()),
+        #[cfg(feature = "cuda")]
+        DeviceKind::Cuda => Ok(Device::cuda(0)),
+        #[cfg(not(feature = "cuda"))]
+        DeviceKind::Cuda => Err(TrainError::Invalid(
+            "train.device = \"cuda\" needs a build with `--features cuda`".into(),
+        )),
+    }
+}
+
+/// Burn's CPU random generator is process-wide, so seeding and initialising a model must not
+/// interleave with another thread doing the same.
+static INIT_LOCK: Mutex<()> = Mutex::new(());
+
+/// A freshly initialised model whose weights depend only on `seed`.
+pub fn init_model(config: &TrainConfig, data: &Dataset, device: &Device) -> Net {
+    let _guard = INIT_LOCK
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    device.seed(config.seed);
+    Net::new(config.model, data.shape, data.num_classes(), device)
+}
+
+/// The input normalisation a config asks for, measured on the training set.
+pub fn normalization_for(config: &TrainConfig, train: &Dataset) -> Normalization {
+    match config.normalize {
+        InputNormalization::Dataset => Normalization::from_dataset(train),
+        InputNormalization::Unit => Normalization::unit(train.shape.channels),
+    }
+}
+
+/// Trains a model as `config` says, calling `on_event` as it goes and checking `cancel` before
+/// every batch.
+pub fn train(
+    config: &TrainConfig,
+    data: TrainData<'_>,
+    cancel: &AtomicBool,
+    on_event: &mut dyn FnMut(TrainEvent),
+) -> Result<Trained, TrainError> {
+    let n = data.train.len();
+    if n == 0 {
+        return Err(TrainError::Invalid("the training set is empty".into()));
+    }
+    if config.batch_size == 0 || config.epochs == 0 {
+        return Err(TrainError::Invalid(
+            "train.epochs and train.batch_size must be at least 1".into(),
+        ));
+    }
+    let device = device_for(config.device)?;
+    let train_device = device.clone().autodiff();
+    let normalization = normalization_for(config, data.train);
+    let augment = config.augment.then(|| {
+        let side = data.train.shape.height.min(data.train.shape.width);
+        // Flips change digits and text; only offer them for natural RGB images.
+        Augment::standard(side, data.train.shape.channels == 3)
+    });
+    let batcher = Batcher {
+        normalization: normalization.clone(),
+        augment,
+    };
+    let mut model = init_model(config, data.train, &train_device);
+    let mut optim = SgdConfig::new()
+        .with_momentum((config.momentum > 0.0).then(|| {
+            MomentumConfig::new()
+                .with_momentum(config.momentum)
+                .with_dampening(0.0)
+        }))
+        .with_weight_decay(
+            (config.weight_decay > 0.0).then(|| WeightDecayConfig::new(config.weight_decay as f32)),
+        )
+        .init();
+    let ascent = match config.optimizer {
+        OptimizerKind::Sgd => None,
+        OptimizerKind::Sam => Some(Ascent::Plain),
+        OptimizerKind::Asam => Some(Ascent::Adaptive { eta: sam::ASAM_ETA }),
+    };
+    let loss_fn = CrossEntropyLossConfig::new().init(&train_device);
+
+    let batches_per_epoch = n.div_ceil(config.batch_size);
+    let total = batches_per_epoch * config.epochs;
+    on_event(TrainEvent::Started {
+        epochs: config.epochs,
+        batches_per_epoch,
+        train_samples: n,
+        device: format!("{:?}", config.device).to_lowercase(),
+    });
+    let mut order: Vec<usize> = (0..n).collect();
+    let mut order_rng = ChaCha8Rng::seed_from_u64(config.seed);
+    let mut augment_rng = ChaCha8Rng::seed_from_u64(config.seed ^ 0xA5A5_5A5A);
+    let mut history = Vec::with_capacity(config.epochs);
+    let started = Instant::now();
+    let mut rate = None::<f64>;
+    let mut done = 0;
+    for epoch in 1..=config.epochs {
+        let epoch_started = Instant::now();
+        order.shuffle(&mut order_rng);
+        let (mut loss_sum, mut correct) = (0.0f64, 0usize);
+        for (batch, indices) in order.chunks(config.batch_size).enumerate() {
+            if cancel.load(Ordering::Relaxed) {
+                return Err(TrainError::Cancelled);
+            }
+            let batch_started = Instant::now();
+            let lr = learning_rate(config.schedule, config.lr, done, total);
+            let input = batcher.batch(data.train, indices, &mut augment_rng, &train_device);
+            let logits = model.forward(input.images.clone());
+            let predicted = logits.clone().argmax(1).reshape([indices.len()]);
+            let loss = loss_fn.forward(logits, input.labels.clone());
+            let loss_value = loss.clone().into_scalar::<f32>();
+            if !loss_value.is_finite() {
+                return Err(TrainError::Diverged {
+                    value: loss_value,
+                    epoch,
+                    batch,
+                });
+            }
+            let batch_correct: i64 = predicted
+                .equal(input.labels.clone())
+                .int()
+                .sum()
+                .into_scalar::<i64>();
+            let grads = GradientsParams::from_grads(loss.backward(), &model);
+            let grads = match ascent.and_then(|a| sam::perturbed(&model, &grads, config.rho, a)) {
+                Some(mut moved) => {
+                    moved.set_bn_momentum(0.0);
+                    let loss2 = loss_fn.forward(moved.forward(input.images), input.labels);
+                    GradientsParams::from_grads(loss2.backward(), &moved)
+                }
+                None => grads,
+            };
+            model = optim.step(lr, model, grads);
+
+            loss_sum += f64::from(loss_value) * indices.len() as f64;
+            correct += usize::try_from(batch_correct).unwrap_or(0);
+            done += 1;
+            let instant = indices.len() as f64 / batch_started.elapsed().as_secs_f64().max(1e-9);
+            let smoothed = rate.map_or(instant, |r| 0.8 * r + 0.2 * instant);
+            rate = Some(smoothed);
+            on_event(TrainEvent::Batch {
+                epoch,
+                batch,
+                done,
+                total,
+                loss: loss_value,
+                lr,
+                images_per_second: smoothed,
+            });
+        }
+        let train_seconds = epoch_started.elapsed().as_secs_f64();
+        let eval_model = model.valid();
+        let test_accuracy = eval::accuracy(&eval_model, data.test, &normalization, &device);
+        let attack_success_rate = data
+            .triggered
+            .map(|t| eval::accuracy(&eval_model, t, &normalization, &device));
+        let stats = EpochStats {
+            epoch,
+            train_loss: loss_sum / n as f64,
+            train_accuracy: correct as f64 / n as f64,
+            test_accuracy,
+            attack_success_rate,
+            seconds: epoch_started.elapsed().as_secs_f64(),
+            images_per_second: n as f64 / train_seconds.max(1e-9),
+        };
+        on_event(TrainEvent::Epoch(stats.clone()));
+        history.push(stats);
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    let last = history.last().cloned();
+    let train_images = (n * config.epochs) as f64;
+    let train_seconds: f64 = history
+        .iter()
+        .map(|e| n as f64 / e.images_per_second.max(1e-9))
+        .sum();
+    Ok(Trained {
+        model: model.valid(),
+        normalization,
+        clean_accuracy: last.as_ref().map_or(0.0, |e| e.test_accuracy),
+        attack_success_rate: last.and_then(|e| e.attack_success_rate),
+        history,
+        seconds,
+        images_per_second: train_images / train_seconds.max(1e-9),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cosine_schedule_starts_at_lr_and_decays_to_near_zero() {
+        let lr = |t| learning_rate(Schedule::Cosine, 0.1, t, 100);
+        assert!((lr(0) - 0.1).abs() < 1e-12);
+        assert!((lr(50) - 0.05).abs() < 1e-12);
+        assert!(lr(99) > 0.0 && lr(99) < 1e-4);
+        assert_eq!(learning_rate(Schedule::Constant, 0.1, 99, 100), 0.1);
+    }
+}
