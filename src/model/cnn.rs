@@ -70,6 +70,25 @@ impl SmallCnn {
             .forward(relu(self.bn2.forward(self.conv2.forward(x)))) // [b, 64, H/4, W/4]
     }
 
+    /// The activations after each named layer, flattened per sample: `block1` (conv–BN–ReLU–pool,
+    /// 32·H/2·W/2), `block2` (64·H/4·W/4), `fc` (the penultimate features).
+    pub fn named_features(&self, images: Tensor<4>, layer: &str) -> Option<Tensor<2>> {
+        let block1 = self
+            .pool
+            .forward(relu(self.bn1.forward(self.conv1.forward(images))));
+        if layer == "block1" {
+            return Some(block1.flatten(1, 3));
+        }
+        let block2 = self
+            .pool
+            .forward(relu(self.bn2.forward(self.conv2.forward(block1))));
+        match layer {
+            "block2" => Some(block2.flatten(1, 3)),
+            "fc" => Some(relu(self.fc.forward(block2.flatten(1, 3)))),
+            _ => None,
+        }
+    }
+
     /// The penultimate features.
     ///
     /// # Shapes
@@ -105,7 +124,19 @@ mod tests {
         let x = Tensor::<4>::zeros([3, 1, 28, 28], &device);
         assert_eq!(model.conv_features(x.clone()).dims(), [3, 64, 7, 7]);
         assert_eq!(model.features(x.clone()).dims(), [3, 128]);
-        assert_eq!(model.forward(x).dims(), [3, 10]);
+        assert_eq!(model.forward(x.clone()).dims(), [3, 10]);
+        let block1 = model.named_features(x.clone(), "block1").unwrap();
+        assert_eq!(block1.dims(), [3, 32 * 14 * 14]);
+        let fc = model.named_features(x.clone(), "fc").unwrap();
+        assert_eq!(
+            fc.into_data().try_to_vec_as::<f32>().unwrap(),
+            model
+                .features(x.clone())
+                .into_data()
+                .try_to_vec_as::<f32>()
+                .unwrap()
+        );
+        assert!(model.named_features(x, "nope").is_none());
         let rgb = SmallCnnConfig::new(3, 32, 32, 10).init(&device);
         assert_eq!(
             rgb.forward(Tensor::<4>::zeros([2, 3, 32, 32], &device))

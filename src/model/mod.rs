@@ -61,6 +61,23 @@ impl Net {
         }
     }
 
+    /// The layers [`Net::named_features`] knows, shallow to deep; the last is the penultimate one.
+    pub fn layer_names(&self) -> &'static [&'static str] {
+        match self {
+            Self::Cnn(_) => &["block1", "block2", "fc"],
+            Self::PreActResNet18(_) => &["stem", "stage1", "stage2", "stage3", "stage4", "pool"],
+        }
+    }
+
+    /// Activations after `layer` (one of [`Net::layer_names`]), flattened to `[batch, n]`, or
+    /// `None` for an unknown name.
+    pub fn named_features(&self, images: Tensor<4>, layer: &str) -> Option<Tensor<2>> {
+        match self {
+            Self::Cnn(m) => m.named_features(images, layer),
+            Self::PreActResNet18(m) => m.named_features(images, layer),
+        }
+    }
+
     /// Sets the running-statistics momentum of every BatchNorm; 0 keeps the running statistics
     /// unchanged by a forward pass (SAM's second pass).
     pub fn set_bn_momentum(&mut self, momentum: f64) {

@@ -110,6 +110,28 @@ impl PreActResNet18 {
         relu(self.bn.forward(x))
     }
 
+    /// The activations after each named layer, flattened per sample: `stem`, `stage1` … `stage4`
+    /// (after the two blocks of each stage; `stage4` includes the final BN–ReLU) and `pool` (the
+    /// penultimate features).
+    pub fn named_features(&self, images: Tensor<4>, layer: &str) -> Option<Tensor<2>> {
+        let mut x = self.stem.forward(images);
+        if layer == "stem" {
+            return Some(x.flatten(1, 3));
+        }
+        for (stage, pair) in self.blocks.chunks(2).enumerate() {
+            for block in pair {
+                x = block.forward(x);
+            }
+            if stage == 3 {
+                x = relu(self.bn.forward(x));
+            }
+            if layer == format!("stage{}", stage + 1) {
+                return Some(x.flatten(1, 3));
+            }
+        }
+        (layer == "pool").then(|| self.pool.forward(x).flatten(1, 3))
+    }
+
     /// The pooled 512-d features.
     pub fn features(&self, images: Tensor<4>) -> Tensor<2> {
         self.pool.forward(self.conv_features(images)).flatten(1, 3) // [b, 512]
@@ -145,7 +167,18 @@ mod tests {
         let rgb = PreActResNet18Config::new(3, 43).init(&device);
         let x = Tensor::<4>::zeros([1, 3, 32, 32], &device);
         assert_eq!(rgb.conv_features(x.clone()).dims(), [1, 512, 4, 4]);
-        assert_eq!(rgb.forward(x).dims(), [1, 43]);
+        assert_eq!(rgb.forward(x.clone()).dims(), [1, 43]);
+        let stage2 = rgb.named_features(x.clone(), "stage2").unwrap();
+        assert_eq!(stage2.dims(), [1, 128 * 16 * 16]);
+        let pooled = rgb.named_features(x.clone(), "pool").unwrap();
+        assert_eq!(
+            pooled.into_data().try_to_vec_as::<f32>().unwrap(),
+            rgb.features(x.clone())
+                .into_data()
+                .try_to_vec_as::<f32>()
+                .unwrap()
+        );
+        assert!(rgb.named_features(x, "stage9").is_none());
         // 11.2 M parameters, as BackdoorBench's PreAct-ResNet18 (BN running stats excluded).
         let params = rgb.num_params();
         assert!((11_000_000..11_300_000).contains(&params), "{params}");

@@ -114,7 +114,7 @@ impl ModuleMapper for Perturb<'_> {
 mod tests {
     use super::*;
     use burn::nn::{Linear, LinearConfig};
-    use burn::optim::{GradientsParams, Optimizer, SgdConfig};
+    use burn::optim::{GradientsParams, SgdConfig};
     use burn::tensor::{Device, TensorData};
 
     /// A 2→1 linear layer with w = [1, 2], b = 0.5 on an autodiff device.
