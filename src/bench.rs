@@ -87,7 +87,12 @@ pub fn run(what: What) -> anyhow::Result<()> {
         json,
     } = what;
     let data = data::load("embedded:mnist", &LoadOptions::default())?;
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    // Burn's CPU backend runs on rayon's global pool, which honours RAYON_NUM_THREADS.
+    let threads = std::env::var("RAYON_NUM_THREADS")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     let sgd = measure(OptimizerKind::Sgd, batches, warmup, batch_size, &data)?;
     let sam = measure(OptimizerKind::Sam, batches, warmup, batch_size, &data)?;
     let step_ratio = sgd / sam;

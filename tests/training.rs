@@ -62,11 +62,12 @@ fn logits(
         .unwrap()
 }
 
-/// Three epochs at batch 128 and lr 0.05 (the reference trains ten at lr 0.01; this is the short
+/// Four epochs at batch 128 and lr 0.05 (the reference trains ten at lr 0.01; this is the short
 /// version). SAM uses the reference's ρ = 0.05: at this learning rate ρ = 0.1 trains markedly
-/// slower (95.1 % after three epochs, seed 3) — see the training issue's note.
+/// slower (95.1 % after three epochs, seed 3) — see the training issue's note. With three epochs
+/// SGD reached 97.25 % and SAM (ρ 0.05) 96.75 %.
 fn check_accuracy_and_backdoor(optimizer: &str) {
-    let mut config = badnets_experiment(optimizer, 3, 0);
+    let mut config = badnets_experiment(optimizer, 4, 0);
     config.train.batch_size = 128;
     config.train.rho = 0.05;
     let prepared = Prepared::load(&config).unwrap();
@@ -78,7 +79,7 @@ fn check_accuracy_and_backdoor(optimizer: &str) {
         }
     })
     .unwrap();
-    assert_eq!(epochs.len(), 3);
+    assert_eq!(epochs.len(), 4);
     assert!(
         trained.clean_accuracy >= 0.97,
         "{optimizer}: clean accuracy {}",
