@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::data::{EMBEDDED_MNIST, LoadOptions};
+use crate::detect::scaling::ScalingSettings;
+use crate::detect::ss::SsRule;
 
 /// Why a configuration could not be read.
 #[derive(Debug, thiserror::Error)]
@@ -268,18 +270,48 @@ pub enum DetectorKind {
     Beatrix,
 }
 
+impl DetectorKind {
+    /// The name used in configs and reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Ac => "ac",
+            Self::Ss => "ss",
+            Self::Spectre => "spectre",
+            Self::Scan => "scan",
+            Self::Beatrix => "beatrix",
+        }
+    }
+}
+
 /// `[detect]`: which detectors run on which features.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DetectConfig {
     pub methods: Vec<DetectorKind>,
+    /// PCA + whitening with the clean references before the detectors (the paper's scaling).
     pub feature_scaling: bool,
     /// Clean reference samples per class, drawn from the test split.
     pub clean_per_class: usize,
+    /// The defender's guess of the poisoning ratio ε (SS and SPECTRE budgets). Unset: the
+    /// `[attack]` ratio when there is one, else each detector's default (SS 5 %, SPECTRE 1 %).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expected_ratio: Option<f64>,
+    /// Spectral Signatures' flag rule: `tb` (min(1.5·ε·N, n_c/2) per class) or `bb` (top 15 %).
+    pub ss_rule: SsRule,
+    /// Feature-scaling PCA rank; 0 = smallest rank explaining `pca_variance`, at most
+    /// `pca_max_rank`.
+    pub pca_rank: usize,
+    pub pca_variance: f64,
+    pub pca_max_rank: usize,
+    /// Shrinkage of the reference covariance toward a scaled identity (0..1).
+    pub shrinkage: f64,
+    /// k of the top-k trigger activation change.
+    pub tac_top_k: usize,
 }
 
 impl Default for DetectConfig {
     fn default() -> Self {
+        let scaling = ScalingSettings::default();
         Self {
             methods: vec![
                 DetectorKind::Ac,
@@ -290,6 +322,25 @@ impl Default for DetectConfig {
             ],
             feature_scaling: true,
             clean_per_class: 25,
+            expected_ratio: None,
+            ss_rule: SsRule::default(),
+            pca_rank: scaling.rank,
+            pca_variance: scaling.variance,
+            pca_max_rank: scaling.max_rank,
+            shrinkage: scaling.shrinkage,
+            tac_top_k: 30,
+        }
+    }
+}
+
+impl DetectConfig {
+    /// The feature-scaling settings these keys stand for.
+    pub fn scaling_settings(&self) -> ScalingSettings {
+        ScalingSettings {
+            rank: self.pca_rank,
+            variance: self.pca_variance,
+            max_rank: self.pca_max_rank,
+            shrinkage: self.shrinkage,
         }
     }
 }
@@ -404,6 +455,27 @@ impl Experiment {
         }
         if !(t.rho >= 0.0 && t.rho.is_finite()) {
             return bad(format!("train.rho must be ≥ 0, got {}", t.rho));
+        }
+        let d = &self.detect;
+        if let Some(r) = d.expected_ratio
+            && !(r > 0.0 && r < 1.0)
+        {
+            return bad(format!("detect.expected_ratio must be in (0, 1), got {r}"));
+        }
+        if !(d.pca_variance > 0.0 && d.pca_variance <= 1.0) {
+            return bad(format!(
+                "detect.pca_variance must be in (0, 1], got {}",
+                d.pca_variance
+            ));
+        }
+        if !(0.0..=1.0).contains(&d.shrinkage) {
+            return bad(format!(
+                "detect.shrinkage must be in [0, 1], got {}",
+                d.shrinkage
+            ));
+        }
+        if d.clean_per_class < 2 && d.methods.iter().any(|m| *m != DetectorKind::Ss) {
+            return bad("detect.clean_per_class must be at least 2".to_owned());
         }
         Ok(())
     }

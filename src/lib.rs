@@ -7,7 +7,10 @@
 pub mod attack;
 pub mod config;
 pub mod data;
+pub mod detect;
+pub mod metrics;
 pub mod model;
 pub mod pipeline;
+pub mod report;
 pub mod train;
 pub mod ui;

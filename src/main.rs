@@ -142,60 +142,71 @@ fn poison(config: &Experiment, out: &Path, force: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn not_yet(command: &str, config: &Experiment) -> anyhow::Result<()> {
-    bail!(
-        "`{command}` is not implemented yet (config parsed: dataset {}, {} epochs)",
-        config.dataset.source,
-        config.train.epochs
-    )
+/// One line per detector: flagged count and, with ground truth, TPR/FPR/F1/AUROC.
+fn summary_table(report: &poisonscope::report::Report) -> String {
+    let pct = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{:.1}", 100.0 * v));
+    let num = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{v:.3}"));
+    let mut out = format!(
+        "{:<8} {:>8} {:>7} {:>7} {:>7} {:>7}\n",
+        "detector", "flagged", "TPR %", "FPR %", "F1", "AUROC"
+    );
+    for (name, d) in &report.detectors {
+        out.push_str(&format!(
+            "{:<8} {:>8} {:>7} {:>7} {:>7} {:>7}\n",
+            name,
+            d.flagged,
+            pct(d.tpr),
+            pct(d.fpr),
+            num(d.f1),
+            num(d.auroc)
+        ));
+    }
+    out
 }
 
-/// Writes `text` to `path` through a temporary file in the same folder.
-fn write_atomic(path: &Path, text: &str) -> anyhow::Result<()> {
-    let temp = path.with_extension("tmp");
-    std::fs::write(&temp, text)
-        .map_err(|e| anyhow::anyhow!("{}: cannot write: {e}", temp.display()))?;
-    std::fs::rename(&temp, path)
-        .map_err(|e| anyhow::anyhow!("{}: cannot write: {e}", path.display()))
+fn create_out(out: &Path, config: &Experiment) -> anyhow::Result<()> {
+    export::check_not_in_source(out, &config.dataset.source)?;
+    std::fs::create_dir_all(out)
+        .map_err(|e| anyhow::anyhow!("{}: cannot create the folder: {e}", out.display()))
 }
 
-/// `run`: dataset → attack → train → checkpoint. Detection is issue 5 and not wired in yet.
+/// `run`: dataset → attack → train → checkpoint → detect → report.json, scores.csv, config.toml.
 fn run_experiment(config: &Experiment, out: &Path) -> anyhow::Result<()> {
     config.validate()?;
-    export::check_not_in_source(out, &config.dataset.source)?;
+    create_out(out, config)?;
     let prepared = Prepared::load(config)?;
-    std::fs::create_dir_all(out)
-        .map_err(|e| anyhow::anyhow!("{}: cannot create the folder: {e}", out.display()))?;
-    write_atomic(&out.join("config.toml"), &config.to_toml()?)?;
-    let label = format!("{:?}", config.train.optimizer).to_lowercase();
-    let mut bar = progress::Progress::new(&label);
+    let mut bar = progress::Progress::new("run");
     let cancel = AtomicBool::new(false);
-    let trained = pipeline::train_and_save(&config.train, &prepared, out, &cancel, &mut |e| {
-        bar.event(&e)
+    let outcome = pipeline::run(config, &prepared, Some(out), &cancel, &mut |e| {
+        bar.run_event(&e)
     })?;
-    let summary = serde_json::json!({
-        "optimizer": config.train.optimizer,
-        "rho": config.train.rho,
-        "epochs": config.train.epochs,
-        "clean_accuracy": trained.clean_accuracy,
-        "attack_success_rate": trained.attack_success_rate,
-        "seconds": trained.seconds,
-        "images_per_second": trained.images_per_second,
-        "history": trained.history,
-    });
-    write_atomic(
-        &out.join("training.json"),
-        &serde_json::to_string_pretty(&summary)?,
-    )?;
-    let asr = trained
+    pipeline::write_outputs(out, config, &prepared, &outcome)?;
+    let training = &outcome.report.training;
+    let asr = training
         .attack_success_rate
         .map(|a| format!(", attack success rate {:.2}%", 100.0 * a))
         .unwrap_or_default();
+    print!("{}", summary_table(&outcome.report));
     println!(
-        "clean accuracy {:.2}%{asr}; wrote {}, {}, training.json and config.toml to {} (detection: not implemented yet)",
-        100.0 * trained.clean_accuracy,
+        "clean accuracy {:.2}%{asr}; wrote report.json, scores.csv, config.toml, {} and {} to {}",
+        100.0 * training.clean_accuracy,
         checkpoint::WEIGHTS,
         checkpoint::META,
+        out.display()
+    );
+    Ok(())
+}
+
+/// `compare`: the config trained with SGD and with SAM on identical data and seed.
+fn compare(config: &Experiment, out: &Path) -> anyhow::Result<()> {
+    config.validate()?;
+    create_out(out, config)?;
+    let mut bar = progress::Progress::new("compare");
+    let cancel = AtomicBool::new(false);
+    let comparison = pipeline::compare(config, out, &cancel, &mut |e| bar.run_event(&e))?;
+    print!("{}", comparison.table());
+    println!(
+        "wrote {0}/sgd, {0}/sam and {0}/comparison.json",
         out.display()
     );
     Ok(())
@@ -242,8 +253,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             overrides,
         }) => run_experiment(&load_config(&config, &overrides)?, &out)?,
         Some(Command::Compare {
-            config, overrides, ..
-        }) => not_yet("compare", &load_config(&config, &overrides)?)?,
+            config,
+            out,
+            overrides,
+        }) => compare(&load_config(&config, &overrides)?, &out)?,
         Some(Command::Bench { what }) => bench::run(what)?,
     }
     Ok(())

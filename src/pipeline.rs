@@ -1,12 +1,21 @@
 //! The stages of one experiment, shared by the CLI and the GUI: load the dataset, apply the
-//! optional attack, train, save the checkpoint. (Detection joins here with issue 5.)
+//! optional attack, train, save the checkpoint, detect, measure, report.
 
 use std::path::Path;
 use std::sync::atomic::AtomicBool;
 
+use anyhow::Context as _;
+use burn::tensor::Device;
+use rand::SeedableRng;
+use rand::seq::SliceRandom;
+use rand_chacha::ChaCha8Rng;
+
 use crate::attack::{self, Attack, PoisonedData};
-use crate::config::{Experiment, TrainConfig};
+use crate::config::{Experiment, OptimizerKind, TrainConfig};
 use crate::data::{self, SplitDataset};
+use crate::detect::{self, DetectEvent, DetectionRun, features};
+use crate::metrics;
+use crate::report::{self, BackdoorEffect, Comparison, Report};
 use crate::train::{self, TrainData, TrainEvent, Trained, checkpoint};
 
 /// The data of an experiment: the clean split and, with an `[attack]`, its poisoned version.
@@ -62,4 +71,216 @@ pub fn train_and_save(
         &data.train.class_names,
     )?;
     Ok(trained)
+}
+
+/// Progress of a whole run.
+#[derive(Clone, Debug)]
+pub enum RunEvent {
+    /// A new stage started (`"training sam"`, `"detection"`...).
+    Stage(String),
+    Train(TrainEvent),
+    Detect(DetectEvent),
+}
+
+/// What one run produced.
+pub struct Outcome {
+    pub trained: Trained,
+    pub detection: DetectionRun,
+    pub report: Report,
+}
+
+/// Triggered test images compared with their clean originals for TAC (at most this many).
+const TAC_SAMPLES: usize = 1000;
+/// Samples used for the silhouette (at most this many, seeded).
+const SILHOUETTE_SAMPLES: usize = 2000;
+
+/// TAC and silhouette: how strongly the backdoor shows in the model (needs ground truth).
+pub fn backdoor_effect(
+    trained: &Trained,
+    device: &Device,
+    prepared: &Prepared,
+    detection: &DetectionRun,
+    k: usize,
+    seed: u64,
+    cancel: &AtomicBool,
+) -> Option<BackdoorEffect> {
+    let poisoned = prepared.poisoned.as_ref()?;
+    let (model, normalization) = (&trained.model, &trained.normalization);
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x7ac);
+    // TAC on triggered test images vs their clean versions.
+    let mut pick: Vec<usize> = (0..poisoned.triggered_test.len()).collect();
+    pick.shuffle(&mut rng);
+    pick.truncate(TAC_SAMPLES);
+    pick.sort_unstable();
+    let triggered = poisoned.triggered_test.select(&pick);
+    let sources: Vec<usize> = pick
+        .iter()
+        .filter_map(|&i| poisoned.triggered_test_source.get(i).copied())
+        .collect();
+    let clean = prepared.clean.test.select(&sources);
+    let tac = (|| {
+        let a = features::extract(
+            model,
+            &triggered,
+            normalization,
+            device,
+            cancel,
+            &mut |_, _| {},
+        )
+        .ok()?;
+        let b =
+            features::extract(model, &clean, normalization, device, cancel, &mut |_, _| {}).ok()?;
+        let change = (&a.channel_means - &b.channel_means)
+            .mapv(f64::abs)
+            .mean_axis(ndarray::Axis(0))?;
+        metrics::top_k_mean(change.as_slice()?, k)
+    })();
+    // Silhouette of clean vs poisoned features inside the classes that hold poison.
+    let truth = report::poison_mask(prepared)?;
+    let given = &poisoned.train.labels;
+    let mut classes: Vec<u16> = truth
+        .iter()
+        .zip(given)
+        .filter(|(t, _)| **t)
+        .map(|(_, l)| *l)
+        .collect();
+    classes.sort_unstable();
+    classes.dedup();
+    let mut rows: Vec<usize> = (0..given.len())
+        .filter(|&i| classes.binary_search(&given[i]).is_ok())
+        .collect();
+    rows.shuffle(&mut rng);
+    rows.truncate(SILHOUETTE_SAMPLES);
+    let features = &detection.train.features;
+    let points: Vec<Vec<f64>> = rows.iter().map(|&i| features.row(i).to_vec()).collect();
+    let groups: Vec<bool> = rows.iter().map(|&i| truth[i]).collect();
+    Some(BackdoorEffect {
+        tac_top_k: tac,
+        tac_k: k,
+        silhouette: metrics::silhouette(&points, &groups),
+    })
+}
+
+/// The poisoning ratio handed to the detectors: `detect.expected_ratio`, else the attack's.
+pub fn expected_ratio(config: &Experiment) -> Option<f64> {
+    config
+        .detect
+        .expected_ratio
+        .or(config.attack.as_ref().map(|a| a.ratio))
+}
+
+/// Dataset → attack → train → detect → report. With `dir`, the checkpoint is saved there.
+pub fn run(
+    config: &Experiment,
+    prepared: &Prepared,
+    dir: Option<&Path>,
+    cancel: &AtomicBool,
+    on_event: &mut dyn FnMut(RunEvent),
+) -> anyhow::Result<Outcome> {
+    let optimizer = format!("{:?}", config.train.optimizer).to_lowercase();
+    on_event(RunEvent::Stage(format!("training ({optimizer})")));
+    let trained = match dir {
+        Some(dir) => train_and_save(&config.train, prepared, dir, cancel, &mut |e| {
+            on_event(RunEvent::Train(e))
+        })?,
+        None => train::train(&config.train, prepared.train_data(), cancel, &mut |e| {
+            on_event(RunEvent::Train(e))
+        })?,
+    };
+    on_event(RunEvent::Stage("detection".to_owned()));
+    let device = train::device_for(config.train.device)?;
+    let data = prepared.train_data();
+    let detection = detect::run(
+        &trained.model,
+        &trained.normalization,
+        &device,
+        data.train,
+        data.test,
+        &config.detect,
+        expected_ratio(config),
+        config.train.seed,
+        cancel,
+        &mut |e| on_event(RunEvent::Detect(e)),
+    )?;
+    let effect = backdoor_effect(
+        &trained,
+        &device,
+        prepared,
+        &detection,
+        config.detect.tac_top_k,
+        config.train.seed,
+        cancel,
+    );
+    let report = report::build(config, prepared, &trained, &detection, effect);
+    Ok(Outcome {
+        trained,
+        detection,
+        report,
+    })
+}
+
+/// Writes `report.json`, `scores.csv` and `config.toml` of a finished run into `dir`.
+pub fn write_outputs(
+    dir: &Path,
+    config: &Experiment,
+    prepared: &Prepared,
+    outcome: &Outcome,
+) -> anyhow::Result<()> {
+    let write = |name: &str, text: &str| {
+        let path = dir.join(name);
+        report::write_atomic(&path, text)
+            .with_context(|| format!("{}: cannot write", path.display()))
+    };
+    write("config.toml", &config.to_toml()?)?;
+    write(
+        "report.json",
+        &serde_json::to_string_pretty(&outcome.report)?,
+    )?;
+    write(
+        "scores.csv",
+        &report::scores_csv(prepared, &outcome.detection),
+    )?;
+    let history = serde_json::json!({ "history": outcome.trained.history });
+    write("training.json", &serde_json::to_string_pretty(&history)?)?;
+    Ok(())
+}
+
+/// Trains SGD and SAM on the same prepared data and seed, detects with both, and writes
+/// `dir/sgd`, `dir/sam` and `dir/comparison.json`. The SAM arm keeps the config's optimiser when
+/// it is already SAM or ASAM (and its ρ).
+pub fn compare(
+    config: &Experiment,
+    dir: &Path,
+    cancel: &AtomicBool,
+    on_event: &mut dyn FnMut(RunEvent),
+) -> anyhow::Result<Comparison> {
+    let prepared = Prepared::load(config)?;
+    let mut reports = Vec::new();
+    for (name, optimizer) in [
+        ("sgd", OptimizerKind::Sgd),
+        (
+            "sam",
+            if config.train.optimizer == OptimizerKind::Sgd {
+                OptimizerKind::Sam
+            } else {
+                config.train.optimizer
+            },
+        ),
+    ] {
+        let mut arm = config.clone();
+        arm.train.optimizer = optimizer;
+        let arm_dir = dir.join(name);
+        std::fs::create_dir_all(&arm_dir)
+            .with_context(|| format!("{}: cannot create the folder", arm_dir.display()))?;
+        let outcome = run(&arm, &prepared, Some(&arm_dir), cancel, on_event)?;
+        write_outputs(&arm_dir, &arm, &prepared, &outcome)?;
+        reports.push(outcome.report);
+    }
+    let sam = reports.pop().context("no SAM report")?;
+    let sgd = reports.pop().context("no SGD report")?;
+    let comparison = Comparison::new(sgd, sam);
+    let path = dir.join("comparison.json");
+    report::write_atomic(&path, &serde_json::to_string_pretty(&comparison)?)
+        .with_context(|| format!("{}: cannot write", path.display()))?;
+    Ok(comparison)
 }

@@ -4,6 +4,8 @@
 use std::io::{IsTerminal, Write};
 use std::time::Instant;
 
+use poisonscope::detect::DetectEvent;
+use poisonscope::pipeline::RunEvent;
 use poisonscope::train::TrainEvent;
 
 pub struct Progress {
@@ -31,6 +33,59 @@ impl Progress {
             terminal: std::io::stderr().is_terminal(),
             started: Instant::now(),
             last_draw: None,
+        }
+    }
+
+    /// Renders one event of a whole run (training, then detection).
+    pub fn run_event(&mut self, event: &RunEvent) {
+        match event {
+            RunEvent::Stage(stage) => {
+                if stage.starts_with("training") {
+                    self.label = stage
+                        .trim_start_matches("training (")
+                        .trim_end_matches(')')
+                        .to_owned();
+                }
+            }
+            RunEvent::Train(e) => self.event(e),
+            RunEvent::Detect(e) => self.detect_event(e),
+        }
+    }
+
+    fn detect_event(&mut self, event: &DetectEvent) {
+        let mut err = std::io::stderr().lock();
+        match event {
+            DetectEvent::Extracting { done, total } => {
+                if self.terminal {
+                    let _ = write!(
+                        err,
+                        "\r{}: extracting features {done}/{total}  ",
+                        self.label
+                    );
+                    if done == total {
+                        let _ = writeln!(err);
+                    }
+                }
+            }
+            DetectEvent::Running(name) => {
+                if self.terminal {
+                    let _ = write!(err, "{}: {name}…", self.label);
+                }
+            }
+            DetectEvent::Finished {
+                name,
+                flagged,
+                seconds,
+            } => {
+                if self.terminal {
+                    let _ = write!(err, "\r");
+                }
+                let _ = writeln!(
+                    err,
+                    "{}: {name} flagged {flagged} samples ({seconds:.1} s)",
+                    self.label
+                );
+            }
         }
     }
 

@@ -106,6 +106,16 @@ impl SmallCnn {
         self.head.forward(self.features(images))
     }
 
+    /// The penultimate features computed from [`SmallCnn::conv_features`]' output.
+    pub fn features_from_conv(&self, conv: Tensor<4>) -> Tensor<2> {
+        relu(self.fc.forward(conv.flatten(1, 3)))
+    }
+
+    /// Class logits from the penultimate features.
+    pub fn logits(&self, features: Tensor<2>) -> Tensor<2> {
+        self.head.forward(features)
+    }
+
     /// Sets the running-statistics momentum of both BatchNorms (0 freezes them).
     pub fn set_bn_momentum(&mut self, momentum: f64) {
         self.bn1.momentum = momentum;

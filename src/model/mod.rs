@@ -13,6 +13,16 @@ pub use resnet::{PreActResNet18, PreActResNet18Config};
 use crate::config::ModelKind;
 use crate::data::Shape;
 
+/// The outputs of [`Net::inspect`].
+pub struct Inspection {
+    /// `[batch, channels, h, w]`
+    pub conv: Tensor<4>,
+    /// `[batch, feature_dim]`
+    pub features: Tensor<2>,
+    /// `[batch, classes]`
+    pub logits: Tensor<2>,
+}
+
 /// The classifier being trained: one of the supported architectures.
 // The variants are a few hundred bytes of handles each (the weights live behind them); moving
 // 1.5 kB once per optimiser step costs nothing next to the step, and Burn's `Module` derive
@@ -62,6 +72,38 @@ impl Net {
         match self {
             Self::Cnn(m) => m.conv_features(images),
             Self::PreActResNet18(m) => m.conv_features(images),
+        }
+    }
+
+    /// One pass that returns what the detectors read: the last conv block, the penultimate
+    /// features and the logits.
+    pub fn inspect(&self, images: Tensor<4>) -> Inspection {
+        let (conv, features, logits) = match self {
+            Self::Cnn(m) => {
+                let conv = m.conv_features(images);
+                let features = m.features_from_conv(conv.clone());
+                let logits = m.logits(features.clone());
+                (conv, features, logits)
+            }
+            Self::PreActResNet18(m) => {
+                let conv = m.conv_features(images);
+                let features = m.features_from_conv(conv.clone());
+                let logits = m.logits(features.clone());
+                (conv, features, logits)
+            }
+        };
+        Inspection {
+            conv,
+            features,
+            logits,
+        }
+    }
+
+    /// Name of the layer [`Net::conv_features`] returns.
+    pub fn conv_layer_name(&self) -> &'static str {
+        match self {
+            Self::Cnn(_) => "block2",
+            Self::PreActResNet18(_) => "stage4",
         }
     }
 

@@ -142,6 +142,16 @@ impl PreActResNet18 {
         self.head.forward(self.features(images))
     }
 
+    /// The pooled features computed from [`PreActResNet18::conv_features`]' output.
+    pub fn features_from_conv(&self, conv: Tensor<4>) -> Tensor<2> {
+        self.pool.forward(conv).flatten(1, 3)
+    }
+
+    /// Class logits from the pooled features.
+    pub fn logits(&self, features: Tensor<2>) -> Tensor<2> {
+        self.head.forward(features)
+    }
+
     /// Sets the running-statistics momentum of every BatchNorm (0 freezes them).
     pub fn set_bn_momentum(&mut self, momentum: f64) {
         self.bn.momentum = momentum;

@@ -1,0 +1,154 @@
+//! Activation Clustering (Chen et al. 2018): per class, reduce the centred features to 10
+//! independent components (FastICA, as BackdoorBench and ART do), split them with 2-means, and
+//! flag the smaller cluster when it holds less than 35 % of the class. Defaults as ART's (which
+//! the PyTorch reference uses): FastICA max 1000 iterations, tolerance 0.005; k-means with 10
+//! restarts. Our addition: a ranking score, the distance to the larger cluster's centre.
+
+use linfa::DatasetBase;
+use linfa::traits::{Fit, Predict};
+use linfa_clustering::KMeans;
+use linfa_ica::fast_ica::FastIca;
+use ndarray::{Array2, Axis};
+use rand_xoshiro::Xoshiro256Plus;
+use rand_xoshiro::rand_core::SeedableRng;
+
+use super::linalg::{centered, indices_by_class, sym_eig};
+use super::{DetectError, DetectInput, Detection, Detector};
+
+/// Activation Clustering.
+#[derive(Clone, Debug)]
+pub struct ActivationClustering {
+    /// Dimensions kept before clustering.
+    pub components: usize,
+    /// The smaller cluster is flagged when its share of the class is below this.
+    pub max_share: f64,
+}
+
+impl Default for ActivationClustering {
+    fn default() -> Self {
+        Self {
+            components: 10,
+            max_share: 0.35,
+        }
+    }
+}
+
+/// `x` reduced to `k` independent components. The top-`k` principal subspace is taken first and
+/// FastICA then runs with as many components as dimensions: linfa-ica 0.8.1 truncates its SVD
+/// whitening without sorting the singular values, so asking it for fewer components than
+/// dimensions keeps an arbitrary subspace (a planted cluster then vanishes). Falls back to the
+/// principal components themselves (backdoor-toolbox's choice) when FastICA fails.
+fn reduce(x: &Array2<f64>, k: usize, seed: u64) -> Result<(Array2<f64>, bool), DetectError> {
+    let (_, vectors) = sym_eig(&x.t().dot(x))?;
+    let principal = x.dot(&vectors.slice(ndarray::s![.., ..k]));
+    let dataset = DatasetBase::from(principal.clone());
+    let ica = FastIca::params()
+        .ncomponents(k)
+        .max_iter(1000)
+        .tol(0.005)
+        .random_state(seed as usize)
+        .fit(&dataset);
+    if let Ok(model) = ica {
+        let sources: Array2<f64> = model.predict(&principal);
+        if sources.iter().all(|v| v.is_finite()) {
+            // linfa scales the sources by 1/√n; ART (and the reference) use unit variance,
+            // which also keeps k-means' tolerance meaningful.
+            let std = sources.std_axis(Axis(0), 0.0).mapv(|s| s.max(1e-12));
+            return Ok((&sources / &std.insert_axis(Axis(0)), true));
+        }
+    }
+    Ok((principal, false))
+}
+
+impl Detector for ActivationClustering {
+    fn name(&self) -> &'static str {
+        "ac"
+    }
+
+    fn detect(&self, input: &DetectInput) -> Result<Detection, DetectError> {
+        input.validate()?;
+        let mut out = Detection::new(input.len());
+        let mut flagged_classes = Vec::new();
+        let mut shares = Vec::new();
+        let mut ica_fallbacks = 0;
+        for (class, members) in indices_by_class(input.labels, input.num_classes)
+            .into_iter()
+            .enumerate()
+        {
+            if members.len() < 4 {
+                shares.push(None);
+                continue;
+            }
+            let x = centered(input.features.select(Axis(0), &members).view());
+            let k = self.components.min(x.ncols()).min(members.len() - 1);
+            let (reduced, used_ica) = reduce(&x, k, input.seed.wrapping_add(class as u64))?;
+            if !used_ica {
+                ica_fallbacks += 1;
+            }
+            let rng = Xoshiro256Plus::seed_from_u64(input.seed.wrapping_add(class as u64));
+            let dataset = DatasetBase::from(reduced.clone());
+            let model = KMeans::params_with_rng(2, rng)
+                .n_runs(10)
+                .max_n_iterations(300)
+                .tolerance(1e-6)
+                .fit(&dataset)
+                .map_err(|e| DetectError::Numeric(format!("k-means in class {class}: {e}")))?;
+            let assignment = model.predict(&reduced);
+            let size_one = assignment.iter().filter(|&&a| a == 1).count();
+            let small = usize::from(size_one * 2 < members.len());
+            let small_size = if small == 1 {
+                size_one
+            } else {
+                members.len() - size_one
+            };
+            let share = small_size as f64 / members.len() as f64;
+            shares.push(Some(share));
+            let large_centre = model.centroids().row(1 - small).to_owned();
+            let flag_class = share < self.max_share;
+            if flag_class {
+                flagged_classes.push(class);
+            }
+            for (local, &i) in members.iter().enumerate() {
+                let d = &reduced.row(local) - &large_centre;
+                out.scores[i] = d.dot(&d).sqrt();
+                out.flags[i] = flag_class && assignment[local] == small;
+            }
+        }
+        out.note("flagged_classes", &flagged_classes);
+        out.note("small_cluster_share", &shares);
+        out.note("ica_fallbacks", ica_fallbacks);
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::detect::testing::{planted, planted_in};
+
+    /// In 4 dimensions. AC whitens (ICA), so a cluster of share p sits only 1/√(p(1−p)) ≈ 3.5σ
+    /// from the rest whatever its distance, and in the 16-dimensional isotropic case k-means
+    /// (10 k-means++ restarts, as ART) lands in the "split the Gaussian in half" local optimum
+    /// about half the time (measured: 5 of 12 seeds found the cluster at shift 2.5, 9 of 12 at
+    /// shift 5; in 4 dimensions 12 of 12). Real backdoor features are far from isotropic.
+    #[test]
+    fn finds_a_planted_cluster() {
+        let case = planted_in(11, 2.5, 4);
+        let detection = ActivationClustering::default()
+            .detect(&case.input(None))
+            .unwrap();
+        let (tpr, fpr) = case.rates(&detection.flags);
+        assert!(tpr >= 0.9, "tpr {tpr} {:?}", detection.details);
+        assert!(fpr <= 0.05, "fpr {fpr} {:?}", detection.details);
+    }
+
+    #[test]
+    fn clean_classes_are_left_alone() {
+        let case = planted(12, 0.0);
+        let detection = ActivationClustering::default()
+            .detect(&case.input(None))
+            .unwrap();
+        let share = detection.flagged() as f64 / case.labels.len() as f64;
+        assert!(share <= 0.1, "flagged {share} {:?}", detection.details);
+    }
+}

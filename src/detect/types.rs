@@ -1,0 +1,139 @@
+//! What every detector receives and returns.
+
+use ndarray::{Array2, ArrayView2};
+use serde::{Deserialize, Serialize};
+
+/// Why a detector could not produce a result.
+#[derive(Debug, thiserror::Error)]
+pub enum DetectError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("numerical failure: {0}")]
+    Numeric(String),
+}
+
+/// Activations of a convolutional layer, one row per sample, laid out `[channels × positions]`.
+#[derive(Clone, Debug)]
+pub struct ConvActivations {
+    /// Which layer they come from (e.g. `block2`).
+    pub layer: String,
+    pub channels: usize,
+    pub positions: usize,
+    /// `n × (channels · positions)`.
+    pub values: Array2<f32>,
+}
+
+/// Everything a defender has, in the form the detectors read it. Nothing here is derived from
+/// the ground-truth poison mask.
+#[derive(Clone, Copy, Debug)]
+pub struct DetectInput<'a> {
+    /// Features of the training set (`n × d`), scaled when feature scaling is on.
+    pub features: ArrayView2<'a, f64>,
+    /// Given (possibly poisoned) labels of the training set.
+    pub labels: &'a [u16],
+    pub num_classes: usize,
+    /// Features of the clean reference set, in the same space as `features`.
+    pub reference: ArrayView2<'a, f64>,
+    pub reference_labels: &'a [u16],
+    /// The model's predictions on the training set.
+    pub predicted: &'a [u16],
+    /// Conv-layer activations of the training set and of the references (Beatrix).
+    pub conv: Option<(&'a ConvActivations, &'a ConvActivations)>,
+    /// The defender's guess of the poisoning ratio, when there is one.
+    pub expected_ratio: Option<f64>,
+    pub seed: u64,
+}
+
+impl DetectInput<'_> {
+    /// Number of training samples.
+    pub fn len(&self) -> usize {
+        self.labels.len()
+    }
+
+    /// Whether the training set is empty.
+    pub fn is_empty(&self) -> bool {
+        self.labels.is_empty()
+    }
+
+    /// Checks that the parts agree in size.
+    pub fn validate(&self) -> Result<(), DetectError> {
+        let n = self.labels.len();
+        if self.features.nrows() != n || self.predicted.len() != n {
+            return Err(DetectError::Invalid(format!(
+                "{} labels but {} feature rows and {} predictions",
+                n,
+                self.features.nrows(),
+                self.predicted.len()
+            )));
+        }
+        if self.reference.nrows() != self.reference_labels.len() {
+            return Err(DetectError::Invalid(format!(
+                "{} reference rows but {} reference labels",
+                self.reference.nrows(),
+                self.reference_labels.len()
+            )));
+        }
+        if self.reference.ncols() != self.features.ncols() {
+            return Err(DetectError::Invalid(format!(
+                "reference features have {} dimensions, training features {}",
+                self.reference.ncols(),
+                self.features.ncols()
+            )));
+        }
+        if let Some(label) = self
+            .labels
+            .iter()
+            .find(|&&l| usize::from(l) >= self.num_classes)
+        {
+            return Err(DetectError::Invalid(format!(
+                "label {label} is outside the {} classes",
+                self.num_classes
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// One detector's verdict on the training set.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Detection {
+    /// Per-sample suspicion (higher = more suspicious).
+    pub scores: Vec<f64>,
+    /// Per-sample decision of the detector's own rule.
+    pub flags: Vec<bool>,
+    /// What the detector decided on the way (e.g. suspected target classes, chosen rank).
+    pub details: serde_json::Map<String, serde_json::Value>,
+}
+
+impl Detection {
+    /// An empty verdict for `n` samples: nothing suspicious.
+    pub fn new(n: usize) -> Self {
+        Self {
+            scores: vec![0.0; n],
+            flags: vec![false; n],
+            details: serde_json::Map::new(),
+        }
+    }
+
+    /// Number of flagged samples.
+    pub fn flagged(&self) -> usize {
+        self.flags.iter().filter(|&&f| f).count()
+    }
+
+    /// Records a detail under `key`.
+    pub fn note(&mut self, key: &str, value: impl Serialize) {
+        if let Ok(v) = serde_json::to_value(value) {
+            self.details.insert(key.to_owned(), v);
+        }
+    }
+}
+
+/// A poisoned-sample detector: scores every training sample and flags the suspicious ones by its
+/// own decision rule.
+pub trait Detector: Send + Sync {
+    /// Short name as used in configs and reports (`ss`, `ac`, ...).
+    fn name(&self) -> &'static str;
+
+    /// Runs the detector.
+    fn detect(&self, input: &DetectInput) -> Result<Detection, DetectError>;
+}

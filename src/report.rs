@@ -1,0 +1,334 @@
+//! The run's report (`report.json`), the per-sample scores (`scores.csv`) and the SGD-vs-SAM
+//! comparison (`comparison.json`), as `shared/design/CLI.md` specifies them. Every number here is
+//! computed from the run; the ground-truth fields are `null` when there is no planted attack.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::{AttackKind, Experiment, OptimizerKind};
+use crate::detect::DetectionRun;
+use crate::detect::scaling::ScalingRecord;
+use crate::metrics::{self, Confusion};
+use crate::pipeline::Prepared;
+use crate::train::Trained;
+
+/// Format version of `report.json`.
+pub const VERSION: u32 = 1;
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DatasetInfo {
+    pub source: String,
+    pub n_train: usize,
+    pub n_test: usize,
+    pub classes: Vec<String>,
+    /// `[height, width, channels]`
+    pub shape: [usize; 3],
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AttackInfo {
+    pub kind: AttackKind,
+    pub ratio: f64,
+    pub target: u16,
+    pub n_poisoned: usize,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TrainingInfo {
+    pub optimizer: OptimizerKind,
+    pub rho: f64,
+    pub epochs: usize,
+    pub seed: u64,
+    pub clean_accuracy: f64,
+    pub attack_success_rate: Option<f64>,
+    pub seconds: f64,
+    pub images_per_second: f64,
+    pub final_train_loss: Option<f64>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BackdoorEffect {
+    /// Mean of the k largest trigger activation changes of the last conv layer's channels.
+    pub tac_top_k: Option<f64>,
+    pub tac_k: usize,
+    /// Silhouette of clean vs poisoned penultimate features within the classes holding poison.
+    pub silhouette: Option<f64>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DetectorReport {
+    pub tpr: Option<f64>,
+    pub fpr: Option<f64>,
+    pub precision: Option<f64>,
+    pub f1: Option<f64>,
+    pub auroc: Option<f64>,
+    /// AUROC within the classes (by given label) that hold poisoned samples — the reference's
+    /// "AUROC(tgt)".
+    pub auroc_poisoned_classes: Option<f64>,
+    pub flagged: usize,
+    pub seconds: f64,
+    /// What the detector decided on the way (target classes, chosen rank, thresholds...).
+    pub details: serde_json::Map<String, serde_json::Value>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Report {
+    pub version: u32,
+    pub dataset: DatasetInfo,
+    pub attack: Option<AttackInfo>,
+    pub training: TrainingInfo,
+    pub backdoor_effect: Option<BackdoorEffect>,
+    /// The fitted feature scaling (`null` when off).
+    pub feature_scaling: Option<ScalingRecord>,
+    /// ε handed to the detectors (`null`: each detector's default).
+    pub expected_ratio: Option<f64>,
+    pub reference_samples: usize,
+    pub detectors: BTreeMap<String, DetectorReport>,
+}
+
+/// The ground truth of a planted attack: which training samples are poisoned.
+pub fn poison_mask(prepared: &Prepared) -> Option<Vec<bool>> {
+    prepared.poisoned.as_ref().map(|p| {
+        let mut mask = vec![false; p.train.len()];
+        for &i in &p.plan.poisoned {
+            if let Some(m) = mask.get_mut(i) {
+                *m = true;
+            }
+        }
+        mask
+    })
+}
+
+/// Metrics of one detector against `truth` (all `None` without ground truth).
+pub fn detector_report(
+    flags: &[bool],
+    scores: &[f64],
+    truth: Option<&[bool]>,
+    labels: &[u16],
+    seconds: f64,
+    details: serde_json::Map<String, serde_json::Value>,
+) -> DetectorReport {
+    let confusion = truth.map(|t| Confusion::count(flags, t));
+    let in_classes = truth.and_then(|t| {
+        let mut classes: Vec<u16> = t
+            .iter()
+            .zip(labels)
+            .filter(|(p, _)| **p)
+            .map(|(_, l)| *l)
+            .collect();
+        classes.sort_unstable();
+        classes.dedup();
+        let (s, p): (Vec<f64>, Vec<bool>) = scores
+            .iter()
+            .zip(t)
+            .zip(labels)
+            .filter(|(_, l)| classes.binary_search(l).is_ok())
+            .map(|((s, p), _)| (*s, *p))
+            .unzip();
+        metrics::auroc(&s, &p)
+    });
+    DetectorReport {
+        tpr: confusion.and_then(|c| c.tpr()),
+        fpr: confusion.and_then(|c| c.fpr()),
+        precision: confusion.and_then(|c| c.precision()),
+        f1: confusion.and_then(|c| c.f1()),
+        auroc: truth.and_then(|t| metrics::auroc(scores, t)),
+        auroc_poisoned_classes: in_classes,
+        flagged: flags.iter().filter(|&&f| f).count(),
+        seconds,
+        details,
+    }
+}
+
+/// Assembles the report of one run.
+pub fn build(
+    config: &Experiment,
+    prepared: &Prepared,
+    trained: &Trained,
+    detection: &DetectionRun,
+    backdoor_effect: Option<BackdoorEffect>,
+) -> Report {
+    let train = prepared
+        .poisoned
+        .as_ref()
+        .map_or(&prepared.clean.train, |p| &p.train);
+    let s = train.shape;
+    let truth = poison_mask(prepared);
+    let attack = match (&config.attack, &prepared.poisoned) {
+        (Some(a), Some(p)) => Some(AttackInfo {
+            kind: a.kind,
+            ratio: a.ratio,
+            target: a.target,
+            n_poisoned: p.plan.poisoned.len(),
+        }),
+        _ => None,
+    };
+    let detectors = detection
+        .results
+        .iter()
+        .map(|r| {
+            (
+                r.name.to_owned(),
+                detector_report(
+                    &r.detection.flags,
+                    &r.detection.scores,
+                    truth.as_deref(),
+                    &train.labels,
+                    r.seconds,
+                    r.detection.details.clone(),
+                ),
+            )
+        })
+        .collect();
+    Report {
+        version: VERSION,
+        dataset: DatasetInfo {
+            source: prepared.clean.source.clone(),
+            n_train: train.len(),
+            n_test: prepared.clean.test.len(),
+            classes: train.class_names.clone(),
+            shape: [s.height, s.width, s.channels],
+        },
+        attack,
+        training: TrainingInfo {
+            optimizer: config.train.optimizer,
+            rho: config.train.rho,
+            epochs: config.train.epochs,
+            seed: config.train.seed,
+            clean_accuracy: trained.clean_accuracy,
+            attack_success_rate: trained.attack_success_rate,
+            seconds: trained.seconds,
+            images_per_second: trained.images_per_second,
+            final_train_loss: trained.history.last().map(|h| h.train_loss),
+        },
+        backdoor_effect,
+        feature_scaling: detection.scaling.clone(),
+        expected_ratio: detection.expected_ratio,
+        reference_samples: detection.reference_indices.len(),
+        detectors,
+    }
+}
+
+/// `scores.csv`: `index,label,given_label,poisoned,<method>_score,<method>_flag,...`; `label` is
+/// the clean label, `poisoned` is empty without ground truth.
+pub fn scores_csv(prepared: &Prepared, detection: &DetectionRun) -> String {
+    let given = prepared
+        .poisoned
+        .as_ref()
+        .map_or(&prepared.clean.train.labels, |p| &p.train.labels);
+    let clean = &prepared.clean.train.labels;
+    let truth = poison_mask(prepared);
+    let mut out = String::from("index,label,given_label,poisoned");
+    for r in &detection.results {
+        let _ = write!(out, ",{0}_score,{0}_flag", r.name);
+    }
+    out.push('\n');
+    for i in 0..given.len() {
+        let poisoned = truth
+            .as_ref()
+            .map_or(String::new(), |t| u8::from(t[i]).to_string());
+        let _ = write!(out, "{i},{},{},{poisoned}", clean[i], given[i]);
+        for r in &detection.results {
+            let _ = write!(
+                out,
+                ",{},{}",
+                r.detection.scores[i],
+                u8::from(r.detection.flags[i])
+            );
+        }
+        out.push('\n');
+    }
+    out
+}
+
+/// `comparison.json`'s delta: SAM − SGD per detector.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Delta {
+    pub tpr: Option<f64>,
+    pub fpr: Option<f64>,
+    pub f1: Option<f64>,
+    pub auroc: Option<f64>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Comparison {
+    pub sgd: Report,
+    pub sam: Report,
+    pub delta: BTreeMap<String, Delta>,
+}
+
+impl Comparison {
+    pub fn new(sgd: Report, sam: Report) -> Self {
+        let diff = |a: Option<f64>, b: Option<f64>| Some(b? - a?);
+        let delta = sgd
+            .detectors
+            .iter()
+            .filter_map(|(name, a)| {
+                let b = sam.detectors.get(name)?;
+                Some((
+                    name.clone(),
+                    Delta {
+                        tpr: diff(a.tpr, b.tpr),
+                        fpr: diff(a.fpr, b.fpr),
+                        f1: diff(a.f1, b.f1),
+                        auroc: diff(a.auroc, b.auroc),
+                    },
+                ))
+            })
+            .collect();
+        Self { sgd, sam, delta }
+    }
+
+    /// A plain-text table: one row per detector, SGD and SAM side by side.
+    pub fn table(&self) -> String {
+        let pct = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{:.1}", 100.0 * v));
+        let num = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{v:.3}"));
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "clean accuracy: SGD {} %, SAM {} % | ASR: SGD {} %, SAM {} %",
+            pct(Some(self.sgd.training.clean_accuracy)),
+            pct(Some(self.sam.training.clean_accuracy)),
+            pct(self.sgd.training.attack_success_rate),
+            pct(self.sam.training.attack_success_rate),
+        );
+        let _ = writeln!(
+            out,
+            "{:<8} {:>12} {:>12} {:>12} {:>14} {:>9}",
+            "detector", "TPR % sgd/sam", "FPR % sgd/sam", "F1 sgd/sam", "AUROC sgd/sam", "ΔTPR"
+        );
+        for (name, a) in &self.sgd.detectors {
+            let Some(b) = self.sam.detectors.get(name) else {
+                continue;
+            };
+            let d = self.delta.get(name).and_then(|d| d.tpr);
+            let _ = writeln!(
+                out,
+                "{:<8} {:>12} {:>12} {:>12} {:>14} {:>9}",
+                name,
+                format!("{}/{}", pct(a.tpr), pct(b.tpr)),
+                format!("{}/{}", pct(a.fpr), pct(b.fpr)),
+                format!("{}/{}", num(a.f1), num(b.f1)),
+                format!("{}/{}", num(a.auroc), num(b.auroc)),
+                d.map_or("-".to_owned(), |d| format!("{:+.1}", 100.0 * d)),
+            );
+        }
+        out
+    }
+}
+
+/// Writes `text` to `path` through a temporary file in the same folder, then renames it.
+pub fn write_atomic(path: &Path, text: &str) -> std::io::Result<()> {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let temp = path.with_file_name(format!(".{name}.tmp-{}", std::process::id()));
+    std::fs::write(&temp, text)?;
+    std::fs::rename(&temp, path).inspect_err(|_| {
+        let _ = std::fs::remove_file(&temp);
+    })
+}

@@ -1,0 +1,57 @@
+//! End-to-end detection through the CLI: `compare` writes both runs and the deltas.
+
+mod common;
+
+use std::path::Path;
+
+fn read_json(path: &Path) -> serde_json::Value {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap()
+}
+
+#[test]
+fn compare_writes_both_runs_and_sam_minus_sgd() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("badnets.toml");
+    std::fs::write(
+        &config,
+        "[dataset]\nsource = \"embedded:mnist\"\nlimit = 600\n\
+         [attack]\nkind = \"badnets\"\nratio = 0.05\n\
+         [train]\nepochs = 1\nbatch_size = 64\nlr = 0.05\naugment = false\nseed = 1\n\
+         [detect]\nmethods = [\"ss\", \"ac\"]\n",
+    )
+    .unwrap();
+    let out = dir.path().join("cmp");
+    let stdout = common::ok_stdout(&[
+        "compare",
+        config.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(stdout.contains("detector"), "{stdout}");
+    for arm in ["sgd", "sam"] {
+        for file in ["report.json", "scores.csv", "config.toml", "model.bpk"] {
+            assert!(out.join(arm).join(file).is_file(), "{arm}/{file} missing");
+        }
+    }
+    let sgd = read_json(&out.join("sgd/report.json"));
+    let sam = read_json(&out.join("sam/report.json"));
+    assert_eq!(sgd["training"]["optimizer"], "sgd");
+    assert_eq!(sam["training"]["optimizer"], "sam");
+    assert_eq!(sgd["attack"]["n_poisoned"], 30);
+    assert_eq!(sgd["attack"], sam["attack"], "identical poisoned data");
+    let comparison = read_json(&out.join("comparison.json"));
+    for name in ["ss", "ac"] {
+        let (a, b) = (&sgd["detectors"][name], &sam["detectors"][name]);
+        for key in ["tpr", "fpr", "f1"] {
+            let expected = b[key].as_f64().unwrap() - a[key].as_f64().unwrap();
+            let delta = comparison["delta"][name][key].as_f64().unwrap();
+            assert!((delta - expected).abs() < 1e-12, "{name}.{key}");
+        }
+        assert!(a["auroc"].as_f64().is_some());
+    }
+    // The ground-truth measures exist with an attack.
+    assert!(sam["backdoor_effect"]["silhouette"].as_f64().is_some());
+    assert!(sam["backdoor_effect"]["tac_top_k"].as_f64().is_some());
+    assert_eq!(sam["feature_scaling"]["reference_samples"], 250);
+}
