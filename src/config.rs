@@ -166,6 +166,32 @@ pub struct AttackConfig {
     pub epsilon: Option<f64>,
 }
 
+impl AttackConfig {
+    /// An attack of `kind` with every per-attack key at its default.
+    pub fn of(kind: AttackKind) -> Self {
+        Self {
+            kind,
+            ratio: default_ratio(),
+            target: 0,
+            mode: TargetMode::AllToOne,
+            seed: 0,
+            patch_size: None,
+            position: None,
+            alpha: None,
+            alpha_test: None,
+            trigger_image: None,
+            trigger_mask: None,
+            delta: None,
+            frequency: None,
+            grid_size: None,
+            warp_strength: None,
+            cover_ratio: None,
+            strength: None,
+            epsilon: None,
+        }
+    }
+}
+
 fn default_ratio() -> f64 {
     0.01
 }

@@ -212,19 +212,19 @@ fn compare(config: &Experiment, out: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn open_window(source: Option<String>) -> anyhow::Result<()> {
-    poisonscope::ui::run_native(source).map_err(|e| anyhow::anyhow!("cannot open the window: {e}"))
+fn open_window(config: Option<Experiment>) -> anyhow::Result<()> {
+    poisonscope::ui::run_native(config).map_err(|e| anyhow::anyhow!("cannot open the window: {e}"))
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         None => open_window(None)?,
         Some(Command::Gui { config }) => {
-            let source = match config {
-                Some(path) => Some(load_config(&path, &[])?.dataset.source),
+            let config = match config {
+                Some(path) => Some(load_config(&path, &[])?),
                 None => None,
             };
-            open_window(source)?;
+            open_window(config)?;
         }
         Some(Command::InspectData {
             source,

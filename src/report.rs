@@ -332,3 +332,87 @@ pub fn write_atomic(path: &Path, text: &str) -> std::io::Result<()> {
         let _ = std::fs::remove_file(&temp);
     })
 }
+
+/// Writes the training samples `keep` of `data` as an image folder (`DIR/<class>/<index>.png`,
+/// plus `kept.csv`) — the cleaned dataset. The folder must be new or empty and must not overlap
+/// the dataset's `source`; the images are written into a hidden sibling folder that is renamed
+/// into place at the end, so a failed export leaves nothing half-written. Returns the number of
+/// images written.
+pub fn write_kept_folder(
+    dir: &Path,
+    data: &crate::data::Dataset,
+    keep: &[usize],
+    source: &str,
+) -> anyhow::Result<usize> {
+    use anyhow::Context as _;
+    crate::attack::export::check_not_in_source(dir, source)?;
+    if dir.exists() {
+        let empty = std::fs::read_dir(dir)
+            .with_context(|| format!("{}: cannot read the folder", dir.display()))?
+            .next()
+            .is_none();
+        anyhow::ensure!(
+            dir.is_dir() && empty,
+            "{}: choose a new or empty folder; nothing was written",
+            dir.display()
+        );
+    }
+    let absolute = std::path::absolute(dir)
+        .with_context(|| format!("{}: not a valid folder", dir.display()))?;
+    let (Some(parent), Some(name)) = (absolute.parent(), absolute.file_name()) else {
+        anyhow::bail!("{}: not a valid folder", dir.display());
+    };
+    std::fs::create_dir_all(parent)
+        .with_context(|| format!("{}: cannot create the folder", parent.display()))?;
+    let temp = parent.join(format!(
+        ".{}.partial-{}",
+        name.to_string_lossy(),
+        std::process::id()
+    ));
+    let result = write_kept_into(&temp, data, keep);
+    if let Err(e) = result {
+        let _ = std::fs::remove_dir_all(&temp);
+        return Err(e);
+    }
+    if dir.exists() {
+        std::fs::remove_dir(dir).with_context(|| format!("{}: cannot replace", dir.display()))?;
+    }
+    std::fs::rename(&temp, dir).with_context(|| format!("{}: cannot write", dir.display()))?;
+    Ok(keep.len())
+}
+
+fn write_kept_into(temp: &Path, data: &crate::data::Dataset, keep: &[usize]) -> anyhow::Result<()> {
+    use anyhow::Context as _;
+    let s = data.shape;
+    let color = if s.channels == 1 {
+        image::ExtendedColorType::L8
+    } else {
+        image::ExtendedColorType::Rgb8
+    };
+    let mut manifest = String::from("index,file,label\n");
+    for &i in keep {
+        let (Some(pixels), Some(&label)) = (data.image(i), data.labels.get(i)) else {
+            continue;
+        };
+        let class = data
+            .class_names
+            .get(usize::from(label))
+            .map_or("unknown", String::as_str);
+        let folder = temp.join(class);
+        std::fs::create_dir_all(&folder)
+            .with_context(|| format!("{}: cannot create the folder", folder.display()))?;
+        let file = format!("{class}/{i:06}.png");
+        let path = temp.join(&file);
+        image::save_buffer(&path, pixels, s.width as u32, s.height as u32, color)
+            .with_context(|| format!("{}: cannot write", path.display()))?;
+        let _ = writeln!(
+            manifest,
+            "{i},{},{}",
+            crate::attack::export::csv_field(&file),
+            crate::attack::export::csv_field(class)
+        );
+    }
+    let path = temp.join("kept.csv");
+    std::fs::write(&path, manifest).with_context(|| format!("{}: cannot write", path.display()))?;
+    Ok(())
+}

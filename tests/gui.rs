@@ -1,23 +1,127 @@
-//! The window, driven headless with egui_kittest.
+//! The window, driven headless with egui_kittest: find widgets by label, click, check state.
+
+use std::time::{Duration, Instant};
 
 use egui_kittest::Harness;
 use egui_kittest::kittest::Queryable;
-use poisonscope::ui::App;
+use poisonscope::ui::{App, View};
+
+fn harness(app: App) -> Harness<'static, App> {
+    Harness::builder()
+        .with_size(eframe::egui::vec2(1400.0, 900.0))
+        .build_ui_state(|ui, app: &mut App| app.root_ui(ui), app)
+}
+
+/// Steps the UI until `done` holds (the worker threads run meanwhile).
+fn wait_for(harness: &mut Harness<'static, App>, what: &str, done: impl Fn(&App) -> bool) {
+    let start = Instant::now();
+    while !done(harness.state()) {
+        assert!(
+            start.elapsed() < Duration::from_secs(600),
+            "timed out waiting for {what}; status: {:?}",
+            harness.state().status
+        );
+        harness.step();
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    harness.step();
+    harness.step();
+}
+
+fn loaded_demo() -> Harness<'static, App> {
+    let mut h = harness(App::new(None));
+    wait_for(&mut h, "the demo set", App::dataset_loaded);
+    h
+}
 
 #[test]
 fn opens_on_the_demo_set() {
-    let mut app = App::new(None);
-    let mut harness = Harness::new_ui(|ui| app.root_ui(ui));
-    harness.run();
-    harness.get_by_label("poisonscope");
-    harness.get_by_label_contains("8000 training / 2000 test images");
-    harness.get_by_label("805"); // training digits of class 2
+    let h = loaded_demo();
+    h.get_by_label("poisonscope");
+    h.get_by_label_contains("8000 training / 2000 test images");
+    h.get_by_label("805"); // training digits of class 2
+    h.get_by_label("No attack — this is a real untrusted dataset.");
 }
 
 #[test]
 fn shows_a_load_error_in_the_window() {
-    let mut app = App::new(Some("/no/such/dataset"));
-    let mut harness = Harness::new_ui(|ui| app.root_ui(ui));
-    harness.run();
-    harness.get_by_label_contains("/no/such/dataset: no such file or folder");
+    let mut h = harness(App::new(Some("/no/such/dataset")));
+    wait_for(&mut h, "the load to fail", |app| !app.busy());
+    h.get_by_label_contains("/no/such/dataset: no such file or folder");
+    // Nothing to train on: Start stays disabled.
+    h.get_by_label("Start").click();
+    h.step();
+    assert!(!h.state().busy());
+}
+
+/// The scenario: demo set, BadNets 5 %, a short training, results in the table and the
+/// gallery.
+#[test]
+fn badnets_run_shows_results_table_and_ranked_gallery() {
+    let mut h = loaded_demo();
+    h.get_by_label("Plant an attack").click();
+    h.step();
+    h.get_by_label("Patch size"); // the BadNets settings appeared
+    {
+        let app = h.state_mut();
+        app.attack.ratio = 0.05;
+        app.config.dataset.limit = 600;
+        app.config.train.epochs = 1;
+        app.config.train.batch_size = 64;
+        app.config.train.lr = 0.05;
+        app.config.train.augment = false;
+    }
+    h.step();
+    h.get_by_label_contains("Preview (top: clean, bottom: poisoned)");
+    h.get_by_label("Start").click();
+    h.step();
+    assert!(h.state().busy(), "the run started");
+    wait_for(&mut h, "the results", |app| !app.busy());
+    assert_eq!(h.state().status, None);
+    let finished = h.state().finished.as_ref().expect("results");
+    assert_eq!(finished.arms.len(), 1);
+    assert_eq!(
+        finished.arms[0].report.attack.as_ref().unwrap().n_poisoned,
+        30
+    );
+    assert_eq!(h.state().view, View::Inspection);
+    // The results table: a row per detector with its metrics.
+    h.get_by_label("detector");
+    h.get_by_label("SAM flagged");
+    h.get_by_label("SAM TPR");
+    assert!(
+        h.get_all_by_label("scan").count() >= 2,
+        "a table row besides the checkbox"
+    );
+    // The ranked gallery: every sample, the most suspicious first.
+    h.get_by_label_contains("Ranked gallery: 600 images");
+    h.get_by_label_contains("#1 ");
+    // Clicking a gallery item selects it; marking it is remembered.
+    h.get_by_label_contains("#1 ").click();
+    h.run_steps(4);
+    let selected = h.state().selected().expect("the clicked tile is selected");
+    h.get_by_label(&format!("Sample {selected}"));
+    h.get_by_label("Mark poisoned").click();
+    h.run_steps(4);
+    assert_eq!(h.state().marked(), 1);
+}
+
+#[test]
+fn cancel_stops_a_run() {
+    let mut h = loaded_demo();
+    {
+        let app = h.state_mut();
+        app.config.dataset.limit = 2000;
+        app.config.train.epochs = 50;
+    }
+    h.get_by_label("Start").click();
+    h.step();
+    assert!(h.state().busy());
+    std::thread::sleep(Duration::from_millis(300));
+    h.step();
+    h.get_by_label("Cancel").click();
+    h.step();
+    wait_for(&mut h, "the cancel", |app| !app.busy());
+    assert_eq!(h.state().status.as_deref(), Some("cancelled"));
+    assert!(h.state().finished.is_none());
 }

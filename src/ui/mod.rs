@@ -1,144 +1,998 @@
-//! The eframe desktop app. For now a window that shows the loaded dataset (class counts and a
-//! few thumbnails per class); the workstation panels (attack, training, detection, inspection)
-//! come with their issues.
+//! The eframe desktop app: dataset → attack → training → detection → inspection in one window.
+//!
+//! Layout: a top bar (config open/save), a left panel with the four steps (dataset, attack,
+//! training, detection), and a central area with the dataset view or the inspection view
+//! (results table, ranked gallery, feature-space scatter). Loading and runs happen on worker
+//! threads ([`worker`]); the UI thread only polls their channels.
+
+mod inspect;
+pub mod worker;
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
 
 use eframe::egui;
 
-use crate::data::{Dataset, EMBEDDED_MNIST, LoadOptions, SplitDataset, Summary};
+use crate::attack::Attack;
+use crate::config::{
+    AttackConfig, AttackKind, DetectorKind, Experiment, ModelKind, OptimizerKind, TargetMode,
+};
+use crate::data::{Dataset, EMBEDDED_MNIST, SplitDataset, Summary};
+use crate::train::TrainEvent;
+use inspect::Inspect;
+use worker::{Finished, Job, Loading, WorkerEvent};
 
 /// Title of the main window.
 pub const APP_TITLE: &str = "poisonscope";
-/// Thumbnails shown per class.
-const THUMBNAILS_PER_CLASS: usize = 12;
 /// Side of a thumbnail on screen, in points.
 const THUMBNAIL_SIDE: f32 = 40.0;
+/// Samples shown in the attack preview.
+const PREVIEW_SAMPLES: usize = 4;
+/// Key of the config in eframe's storage.
+const STORAGE_KEY: &str = "poisonscope.config.toml";
 
 /// A dataset loaded into the window.
 struct Loaded {
     summary: Summary,
     data: SplitDataset,
-    /// Per class, textures of its first training images; made on the first frame that needs
-    /// them (textures need the egui context).
-    thumbnails: Option<Vec<Vec<egui::TextureHandle>>>,
 }
+
+/// Which view the central area shows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum View {
+    Dataset,
+    Inspection,
+}
+
+/// Live state of a running job, for the progress bar and the curves.
+#[derive(Default)]
+struct Progress {
+    stage: String,
+    arm: usize,
+    arms: usize,
+    done: usize,
+    total: usize,
+    started: Option<Instant>,
+    images_per_second: f64,
+    /// Per arm: (batches done / batches per epoch, loss).
+    loss: Vec<Vec<[f64; 2]>>,
+    /// Per arm: (epoch, test accuracy), (epoch, attack success rate).
+    accuracy: Vec<Vec<[f64; 2]>>,
+    asr: Vec<Vec<[f64; 2]>>,
+    batches_per_epoch: usize,
+}
+
+impl Progress {
+    fn new(arms: usize) -> Self {
+        Self {
+            stage: "starting".to_owned(),
+            arms,
+            loss: vec![Vec::new(); arms],
+            accuracy: vec![Vec::new(); arms],
+            asr: vec![Vec::new(); arms],
+            started: Some(Instant::now()),
+            ..Self::default()
+        }
+    }
+
+    /// Share of the whole job done, counting every arm's training.
+    fn fraction(&self) -> f32 {
+        if self.total == 0 || self.arms == 0 {
+            return 0.0;
+        }
+        let arm = self.done as f32 / self.total as f32;
+        ((self.arm as f32 + arm) / self.arms as f32).clamp(0.0, 1.0)
+    }
+
+    fn eta_seconds(&self) -> Option<f64> {
+        let elapsed = self.started?.elapsed().as_secs_f64();
+        let f = f64::from(self.fraction());
+        (f > 0.01).then(|| elapsed * (1.0 - f) / f)
+    }
+
+    fn apply(&mut self, arm: usize, event: &crate::pipeline::RunEvent) {
+        use crate::pipeline::RunEvent;
+        self.arm = arm;
+        match event {
+            RunEvent::Stage(stage) => self.stage = stage.clone(),
+            RunEvent::Train(TrainEvent::Started {
+                batches_per_epoch, ..
+            }) => self.batches_per_epoch = *batches_per_epoch,
+            RunEvent::Train(TrainEvent::Batch {
+                done,
+                total,
+                loss,
+                images_per_second,
+                ..
+            }) => {
+                self.done = *done;
+                self.total = *total;
+                self.images_per_second = *images_per_second;
+                let x = *done as f64 / self.batches_per_epoch.max(1) as f64;
+                if let Some(curve) = self.loss.get_mut(arm) {
+                    curve.push([x, f64::from(*loss)]);
+                }
+            }
+            RunEvent::Train(TrainEvent::Epoch(stats)) => {
+                let x = stats.epoch as f64;
+                if let Some(curve) = self.accuracy.get_mut(arm) {
+                    curve.push([x, stats.test_accuracy]);
+                }
+                if let (Some(curve), Some(asr)) = (self.asr.get_mut(arm), stats.attack_success_rate)
+                {
+                    curve.push([x, asr]);
+                }
+            }
+            RunEvent::Detect(crate::detect::DetectEvent::Extracting { done, total }) => {
+                self.stage = format!("extracting features {done}/{total}");
+            }
+            RunEvent::Detect(crate::detect::DetectEvent::Running(name)) => {
+                self.stage = format!("running {name}");
+            }
+            RunEvent::Detect(crate::detect::DetectEvent::Finished { .. }) => {}
+        }
+    }
+}
+
+/// Before/after textures of the attack preview, or why the attack cannot be built.
+type Preview = Result<Vec<[egui::TextureHandle; 2]>, String>;
 
 /// The application state.
 pub struct App {
+    /// The experiment the panels edit; the same TOML the CLI runs.
+    pub config: Experiment,
+    /// The attack settings, kept while the attack is switched off.
+    pub attack: AttackConfig,
+    /// Whether an attack is planted ("no attack" is the analysts' default).
+    pub attack_on: bool,
     /// What was loaded, or why loading failed (shown in the window, not the console).
     dataset: Result<Loaded, String>,
+    loading: Option<Loading>,
+    job: Option<Job>,
+    progress: Progress,
+    /// The last finished run or comparison.
+    pub finished: Option<Finished>,
+    /// The last job's end: an error, or "cancelled".
+    pub status: Option<String>,
+    pub view: View,
+    class_filter: Option<u16>,
+    thumbnails: inspect::TextureCache,
+    preview: Option<(AttackConfig, Preview)>,
+    inspect: Inspect,
 }
 
 /// The image of sample `index` as an egui image.
 pub fn color_image(data: &Dataset, index: usize) -> Option<egui::ColorImage> {
+    image_of(data, data.image(index)?)
+}
+
+fn image_of(data: &Dataset, pixels: &[u8]) -> Option<egui::ColorImage> {
     let s = data.shape;
-    let pixels = data.image(index)?;
     let size = [s.width, s.height];
-    Some(match s.channels {
+    (pixels.len() == s.width * s.height * s.channels).then(|| match s.channels {
         1 => egui::ColorImage::from_gray(size, pixels),
         _ => egui::ColorImage::from_rgb(size, pixels),
     })
 }
 
-fn make_thumbnails(ctx: &egui::Context, data: &Dataset) -> Vec<Vec<egui::TextureHandle>> {
-    let mut per_class = vec![Vec::new(); data.num_classes()];
-    for (i, &label) in data.labels.iter().enumerate() {
-        let Some(slot) = per_class.get_mut(usize::from(label)) else {
-            continue;
-        };
-        if slot.len() >= THUMBNAILS_PER_CLASS {
-            continue;
-        }
-        if let Some(image) = color_image(data, i) {
-            slot.push(ctx.load_texture(format!("thumb-{i}"), image, egui::TextureOptions::NEAREST));
-        }
-    }
-    per_class
+fn lower(kind: impl std::fmt::Debug) -> String {
+    format!("{kind:?}").to_lowercase()
 }
 
 impl App {
-    /// Loads `source` (the demo set when `None`) and builds the app.
+    /// Starts loading `source` (the demo set when `None`) and builds the app.
     pub fn new(source: Option<&str>) -> Self {
-        let source = source.unwrap_or(EMBEDDED_MNIST);
-        let dataset = crate::data::load(source, &LoadOptions::default())
-            .map(|data| Loaded {
+        let mut config = Experiment::default();
+        config.dataset.source = source.unwrap_or(EMBEDDED_MNIST).to_owned();
+        Self::with_config(config)
+    }
+
+    /// An app editing `config` (its `[attack]`, when present, is switched on).
+    pub fn with_config(config: Experiment) -> Self {
+        let attack_on = config.attack.is_some();
+        let attack = config
+            .attack
+            .clone()
+            .unwrap_or_else(|| AttackConfig::of(AttackKind::Badnets));
+        let mut app = Self {
+            config,
+            attack,
+            attack_on,
+            dataset: Err("loading…".to_owned()),
+            loading: None,
+            job: None,
+            progress: Progress::default(),
+            finished: None,
+            status: None,
+            view: View::Dataset,
+            class_filter: None,
+            thumbnails: inspect::TextureCache::default(),
+            preview: None,
+            inspect: Inspect::default(),
+        };
+        let source = app.config.dataset.source.clone();
+        app.load(source, None);
+        app
+    }
+
+    /// The config as the CLI would run it (with or without the attack).
+    pub fn experiment(&self) -> Experiment {
+        let mut config = self.config.clone();
+        config.attack = self.attack_on.then(|| self.attack.clone());
+        config
+    }
+
+    /// Whether a dataset load or a run is under way.
+    pub fn busy(&self) -> bool {
+        self.loading.is_some() || self.job.is_some()
+    }
+
+    /// How many samples the reviewer has marked by hand.
+    pub fn marked(&self) -> usize {
+        self.inspect.marks.len()
+    }
+
+    /// The sample selected in the inspection view.
+    pub fn selected(&self) -> Option<usize> {
+        self.inspect.selected
+    }
+
+    /// Whether the dataset is loaded.
+    pub fn dataset_loaded(&self) -> bool {
+        self.dataset.is_ok() && self.loading.is_none()
+    }
+
+    fn load(&mut self, source: String, ctx: Option<&egui::Context>) {
+        let wake = {
+            let ctx = ctx.cloned();
+            move || {
+                if let Some(ctx) = &ctx {
+                    ctx.request_repaint();
+                }
+            }
+        };
+        self.finished = None;
+        self.preview = None;
+        self.thumbnails.clear();
+        self.dataset = Err(format!("loading {source}…"));
+        match Loading::spawn(source, &self.config, wake) {
+            Ok(loading) => self.loading = Some(loading),
+            Err(e) => self.dataset = Err(format!("cannot start loading: {e}")),
+        }
+    }
+
+    /// Starts a run (or the SGD-vs-SAM comparison) of the current config.
+    pub fn start(&mut self, ctx: &egui::Context, compare: bool) {
+        let config = self.experiment();
+        if let Err(e) = config.validate() {
+            self.status = Some(format!("config: {e}"));
+            return;
+        }
+        let ctx = ctx.clone();
+        match Job::spawn(config, compare, move || ctx.request_repaint()) {
+            Ok(job) => {
+                self.progress = Progress::new(job.arms);
+                self.status = None;
+                self.job = Some(job);
+            }
+            Err(e) => self.status = Some(format!("cannot start the worker: {e}")),
+        }
+    }
+
+    /// Asks the running job to stop.
+    pub fn cancel(&mut self) {
+        if let Some(job) = &self.job {
+            job.cancel();
+        }
+    }
+
+    fn poll(&mut self, ctx: &egui::Context) {
+        if let Some(loading) = &self.loading
+            && let Ok(result) = loading.result.try_recv()
+        {
+            self.dataset = result.map(|data| Loaded {
                 summary: Summary::of(&data),
                 data,
-                thumbnails: None,
-            })
-            .map_err(|e| e.to_string());
-        Self { dataset }
+            });
+            self.loading = None;
+        }
+        let mut ended = None;
+        if let Some(job) = &self.job {
+            while let Ok(event) = job.events.try_recv() {
+                match event {
+                    WorkerEvent::Run(arm, event) => self.progress.apply(arm, &event),
+                    WorkerEvent::Finished(finished) => ended = Some(Ok(finished)),
+                    WorkerEvent::Failed(e) => ended = Some(Err(e)),
+                    WorkerEvent::Cancelled => ended = Some(Err("cancelled".to_owned())),
+                }
+            }
+        }
+        if let Some(end) = ended {
+            self.job = None;
+            match end {
+                Ok(finished) => {
+                    self.inspect = Inspect::default();
+                    self.finished = Some(*finished);
+                    self.view = View::Inspection;
+                }
+                Err(e) => self.status = Some(e),
+            }
+        }
+        // Drag and drop: a folder (or a file inside one) becomes the dataset; a .toml the config.
+        let dropped: Vec<PathBuf> = ctx.input(|i| {
+            i.raw
+                .dropped_files
+                .iter()
+                .map(|f| f.path().to_path_buf())
+                .collect()
+        });
+        if let Some(path) = dropped.first() {
+            self.open_path(path, ctx);
+        }
+    }
+
+    fn open_path(&mut self, path: &Path, ctx: &egui::Context) {
+        if path.extension().is_some_and(|e| e == "toml") {
+            self.open_config(path, ctx);
+        } else if !self.busy() {
+            let folder = if path.is_dir() {
+                path
+            } else {
+                path.parent().unwrap_or(path)
+            };
+            self.config.dataset.source = folder.display().to_string();
+            self.load(self.config.dataset.source.clone(), Some(ctx));
+        }
+    }
+
+    fn open_config(&mut self, path: &Path, ctx: &egui::Context) {
+        match Experiment::from_file(path, &[]) {
+            Ok(config) => {
+                let inspect_ctx = ctx.clone();
+                *self = Self::with_config(config);
+                self.status = Some(format!("opened {}", path.display()));
+                inspect_ctx.request_repaint();
+            }
+            Err(e) => self.status = Some(e.to_string()),
+        }
+    }
+
+    fn save_config(&mut self, path: &Path) {
+        let result = self
+            .experiment()
+            .to_toml()
+            .map_err(|e| e.to_string())
+            .and_then(|text| {
+                crate::report::write_atomic(path, &text)
+                    .map_err(|e| format!("{}: cannot write: {e}", path.display()))
+            });
+        self.status = Some(match result {
+            Ok(()) => format!("saved {}", path.display()),
+            Err(e) => e,
+        });
     }
 
     /// Draws the whole UI.
     pub fn root_ui(&mut self, ui: &mut egui::Ui) {
+        let ctx = ui.ctx().clone();
+        self.poll(&ctx);
+        egui::Panel::top("top_bar").show(ui, |ui| self.top_bar(ui));
+        egui::Panel::left("steps")
+            .resizable(true)
+            .default_size(340.0)
+            .show(ui, |ui| {
+                egui::ScrollArea::vertical().show(ui, |ui| self.steps_ui(ui));
+            });
         egui::CentralPanel::default().show(ui, |ui| {
+            ui.horizontal(|ui| {
+                ui.selectable_value(&mut self.view, View::Dataset, "Dataset");
+                ui.add_enabled_ui(self.finished.is_some(), |ui| {
+                    ui.selectable_value(&mut self.view, View::Inspection, "Inspection");
+                });
+            });
+            ui.separator();
+            match self.view {
+                View::Dataset => self.dataset_view(ui),
+                View::Inspection => match &self.finished {
+                    Some(finished) => {
+                        self.inspect
+                            .ui(ui, finished, &mut self.thumbnails, &mut self.status)
+                    }
+                    None => {
+                        ui.label("No results yet: start a run in the training step.");
+                    }
+                },
+            }
+        });
+        if self.busy() {
+            ctx.request_repaint_after(std::time::Duration::from_millis(200));
+        }
+    }
+
+    fn top_bar(&mut self, ui: &mut egui::Ui) {
+        ui.horizontal(|ui| {
             ui.heading(APP_TITLE);
-            match &mut self.dataset {
-                Ok(loaded) => dataset_ui(ui, loaded),
-                Err(message) => {
-                    ui.colored_label(ui.visuals().error_fg_color, message.as_str());
+            ui.separator();
+            if ui.button("Open config…").clicked()
+                && let Some(path) = rfd::FileDialog::new()
+                    .add_filter("TOML", &["toml"])
+                    .pick_file()
+            {
+                self.open_config(&path, ui.ctx());
+            }
+            if ui.button("Save config…").clicked()
+                && let Some(path) = rfd::FileDialog::new()
+                    .add_filter("TOML", &["toml"])
+                    .set_file_name("experiment.toml")
+                    .save_file()
+            {
+                self.save_config(&path);
+            }
+            if let Some(status) = &self.status {
+                ui.separator();
+                let color = if status.starts_with("saved") || status.starts_with("opened") {
+                    ui.visuals().text_color()
+                } else {
+                    ui.visuals().warn_fg_color
+                };
+                ui.colored_label(color, status.as_str());
+            }
+        });
+    }
+
+    fn steps_ui(&mut self, ui: &mut egui::Ui) {
+        let idle = !self.busy();
+        egui::CollapsingHeader::new("1 · Dataset")
+            .default_open(true)
+            .show(ui, |ui| ui.add_enabled_ui(idle, |ui| self.dataset_step(ui)));
+        egui::CollapsingHeader::new("2 · Attack (teaching / evaluation)")
+            .default_open(true)
+            .show(ui, |ui| ui.add_enabled_ui(idle, |ui| self.attack_step(ui)));
+        egui::CollapsingHeader::new("3 · Training")
+            .default_open(true)
+            .show(ui, |ui| self.training_step(ui));
+        egui::CollapsingHeader::new("4 · Detection")
+            .default_open(true)
+            .show(ui, |ui| {
+                ui.add_enabled_ui(idle, |ui| self.detection_step(ui))
+            });
+    }
+
+    fn dataset_step(&mut self, ui: &mut egui::Ui) {
+        ui.horizontal(|ui| {
+            let label = ui.label("Source");
+            ui.text_edit_singleline(&mut self.config.dataset.source)
+                .labelled_by(label.id);
+        });
+        ui.horizontal(|ui| {
+            if ui.button("Load").clicked() {
+                self.load(self.config.dataset.source.clone(), Some(ui.ctx()));
+            }
+            if ui.button("Open folder…").clicked()
+                && let Some(folder) = rfd::FileDialog::new().pick_folder()
+            {
+                self.config.dataset.source = folder.display().to_string();
+                self.load(self.config.dataset.source.clone(), Some(ui.ctx()));
+            }
+            if ui.button("Demo digits").clicked() {
+                self.config.dataset.source = EMBEDDED_MNIST.to_owned();
+                self.load(EMBEDDED_MNIST.to_owned(), Some(ui.ctx()));
+            }
+        });
+        ui.label("…or drop a dataset folder onto the window.");
+        ui.horizontal(|ui| {
+            let label = ui.label("Use the first");
+            ui.add(egui::DragValue::new(&mut self.config.dataset.limit).range(0..=1_000_000))
+                .labelled_by(label.id);
+            ui.label("training images (0 = all)");
+        });
+    }
+
+    fn attack_step(&mut self, ui: &mut egui::Ui) {
+        ui.checkbox(&mut self.attack_on, "Plant an attack");
+        if !self.attack_on {
+            ui.label("No attack — this is a real untrusted dataset.");
+            return;
+        }
+        let a = &mut self.attack;
+        egui::Grid::new("attack_grid")
+            .num_columns(2)
+            .show(ui, |ui| {
+                let label = ui.label("Kind");
+                egui::ComboBox::from_id_salt("attack_kind")
+                    .selected_text(lower(a.kind))
+                    .show_ui(ui, |ui| {
+                        for kind in [
+                            AttackKind::Badnets,
+                            AttackKind::Blended,
+                            AttackKind::Sig,
+                            AttackKind::Wanet,
+                            AttackKind::Lf,
+                            AttackKind::AdaptiveBlend,
+                        ] {
+                            ui.selectable_value(&mut a.kind, kind, lower(kind));
+                        }
+                    })
+                    .response
+                    .labelled_by(label.id);
+                ui.end_row();
+                let label = ui.label("Poisoning ratio");
+                ui.add(
+                    egui::Slider::new(&mut a.ratio, 0.001..=0.2)
+                        .logarithmic(true)
+                        .custom_formatter(|v, _| format!("{:.1} %", v * 100.0))
+                        .custom_parser(|t| {
+                            t.trim_end_matches('%')
+                                .trim()
+                                .parse::<f64>()
+                                .ok()
+                                .map(|v| v / 100.0)
+                        }),
+                )
+                .labelled_by(label.id);
+                ui.end_row();
+                let label = ui.label("Target class");
+                ui.add(egui::DragValue::new(&mut a.target).range(0..=999))
+                    .labelled_by(label.id);
+                ui.end_row();
+                ui.label("Mode");
+                ui.horizontal(|ui| {
+                    ui.radio_value(&mut a.mode, TargetMode::AllToOne, "all-to-one");
+                    ui.radio_value(&mut a.mode, TargetMode::AllToAll, "all-to-all");
+                });
+                ui.end_row();
+                let optional = |ui: &mut egui::Ui, label: &str, v: &mut Option<f64>, d: f64| {
+                    let name = ui.label(label);
+                    let mut value = v.unwrap_or(d);
+                    if ui
+                        .add(egui::DragValue::new(&mut value).speed(0.01))
+                        .labelled_by(name.id)
+                        .changed()
+                    {
+                        *v = Some(value);
+                    }
+                    ui.end_row();
+                };
+                match a.kind {
+                    AttackKind::Badnets | AttackKind::Image => {
+                        let label = ui.label("Patch size");
+                        let mut side = a.patch_size.unwrap_or(3);
+                        if ui
+                            .add(egui::DragValue::new(&mut side).range(1..=32))
+                            .labelled_by(label.id)
+                            .changed()
+                        {
+                            a.patch_size = Some(side);
+                        }
+                        ui.end_row();
+                    }
+                    AttackKind::Blended => optional(ui, "Blend α", &mut a.alpha, 0.2),
+                    AttackKind::AdaptiveBlend => optional(ui, "Blend α", &mut a.alpha, 0.15),
+                    AttackKind::Sig => optional(ui, "Amplitude δ", &mut a.delta, 40.0),
+                    AttackKind::Wanet => optional(ui, "Warp strength", &mut a.warp_strength, 0.5),
+                    AttackKind::Lf => optional(ui, "Strength (of 255)", &mut a.strength, 51.0),
+                    AttackKind::Lc => optional(ui, "PGD ε (of 255)", &mut a.epsilon, 16.0),
+                }
+            });
+        if matches!(
+            a.kind,
+            AttackKind::Badnets | AttackKind::Image | AttackKind::Blended
+        ) {
+            ui.horizontal(|ui| {
+                let name = a
+                    .trigger_image
+                    .as_ref()
+                    .map_or("built-in".to_owned(), |p| p.display().to_string());
+                ui.label(format!("Trigger: {name}"));
+                if ui.button("Pick image…").clicked()
+                    && let Some(path) = rfd::FileDialog::new()
+                        .add_filter("image", &["png", "jpg", "jpeg", "bmp"])
+                        .pick_file()
+                {
+                    a.trigger_image = Some(path);
+                }
+                if a.trigger_image.is_some() && ui.button("Clear").clicked() {
+                    a.trigger_image = None;
+                }
+            });
+        }
+        self.preview_ui(ui);
+    }
+
+    /// Before/after of the attack on a few training images, redrawn when a setting changes.
+    fn preview_ui(&mut self, ui: &mut egui::Ui) {
+        let Ok(loaded) = &self.dataset else {
+            return;
+        };
+        let stale = self.preview.as_ref().is_none_or(|(a, _)| *a != self.attack);
+        if stale {
+            let train = &loaded.data.train;
+            let tiles = Attack::from_config(&self.attack, train.shape)
+                .map_err(|e| e.to_string())
+                .map(|attack| {
+                    let target = self.attack.target;
+                    let picks = train
+                        .labels
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, l)| **l != target)
+                        .map(|(i, _)| i)
+                        .take(PREVIEW_SAMPLES);
+                    picks
+                        .filter_map(|i| {
+                            let before = color_image(train, i)?;
+                            let after = image_of(train, &attack.poison_image(train.image(i)?, i))?;
+                            let tex = |name: String, img| {
+                                ui.ctx()
+                                    .load_texture(name, img, egui::TextureOptions::NEAREST)
+                            };
+                            Some([
+                                tex(format!("before-{i}"), before),
+                                tex(format!("after-{i}"), after),
+                            ])
+                        })
+                        .collect()
+                });
+            self.preview = Some((self.attack.clone(), tiles));
+        }
+        let Some((_, tiles)) = &self.preview else {
+            return;
+        };
+        match tiles {
+            Ok(tiles) => {
+                ui.label("Preview (top: clean, bottom: poisoned)");
+                let side = egui::vec2(56.0, 56.0);
+                for row in 0..2 {
+                    ui.horizontal(|ui| {
+                        for pair in tiles {
+                            ui.add(egui::Image::new(&pair[row]).fit_to_exact_size(side));
+                        }
+                    });
                 }
             }
+            Err(e) => {
+                ui.colored_label(ui.visuals().error_fg_color, e.as_str());
+            }
+        }
+    }
+
+    fn training_step(&mut self, ui: &mut egui::Ui) {
+        let idle = !self.busy();
+        ui.add_enabled_ui(idle, |ui| {
+            let t = &mut self.config.train;
+            egui::Grid::new("train_grid").num_columns(2).show(ui, |ui| {
+                let label = ui.label("Model");
+                egui::ComboBox::from_id_salt("model")
+                    .selected_text(match t.model {
+                        ModelKind::Cnn => "small CNN",
+                        ModelKind::PreActResNet18 => "PreAct-ResNet18",
+                    })
+                    .show_ui(ui, |ui| {
+                        ui.selectable_value(&mut t.model, ModelKind::Cnn, "small CNN");
+                        ui.selectable_value(
+                            &mut t.model,
+                            ModelKind::PreActResNet18,
+                            "PreAct-ResNet18",
+                        );
+                    })
+                    .response
+                    .labelled_by(label.id);
+                ui.end_row();
+                ui.label("Optimiser");
+                ui.horizontal(|ui| {
+                    ui.radio_value(&mut t.optimizer, OptimizerKind::Sgd, "SGD");
+                    ui.radio_value(&mut t.optimizer, OptimizerKind::Sam, "SAM");
+                    ui.radio_value(&mut t.optimizer, OptimizerKind::Asam, "ASAM");
+                });
+                ui.end_row();
+                let label = ui.label("ρ");
+                ui.add(
+                    egui::DragValue::new(&mut t.rho)
+                        .speed(0.005)
+                        .range(0.0..=5.0),
+                )
+                .labelled_by(label.id);
+                ui.end_row();
+                let label = ui.label("Epochs");
+                ui.add(egui::DragValue::new(&mut t.epochs).range(1..=500))
+                    .labelled_by(label.id);
+                ui.end_row();
+                let label = ui.label("Batch size");
+                ui.add(egui::DragValue::new(&mut t.batch_size).range(1..=4096))
+                    .labelled_by(label.id);
+                ui.end_row();
+                let label = ui.label("Learning rate");
+                ui.add(
+                    egui::DragValue::new(&mut t.lr)
+                        .speed(0.001)
+                        .range(1e-5..=1.0),
+                )
+                .labelled_by(label.id);
+                ui.end_row();
+                let label = ui.label("Seed");
+                ui.add(egui::DragValue::new(&mut t.seed))
+                    .labelled_by(label.id);
+                ui.end_row();
+                ui.label("Device");
+                ui.horizontal(|ui| {
+                    ui.radio_value(&mut t.device, crate::config::DeviceKind::Cpu, "CPU");
+                    let cuda = cfg!(feature = "cuda");
+                    ui.add_enabled(
+                        cuda,
+                        egui::RadioButton::new(t.device == crate::config::DeviceKind::Cuda, "CUDA"),
+                    )
+                    .on_disabled_hover_text(
+                        "this build has no CUDA backend (build with --features cuda)",
+                    );
+                });
+                ui.end_row();
+            });
+        });
+        ui.horizontal(|ui| {
+            let ready = idle && self.dataset_loaded();
+            if ui.add_enabled(ready, egui::Button::new("Start")).clicked() {
+                self.start(ui.ctx(), false);
+            }
+            if ui
+                .add_enabled(ready, egui::Button::new("Compare SGD vs SAM"))
+                .clicked()
+            {
+                self.start(ui.ctx(), true);
+            }
+            let cancellable = self.job.as_ref().is_some_and(|j| !j.is_cancelling());
+            if ui
+                .add_enabled(cancellable, egui::Button::new("Cancel"))
+                .clicked()
+            {
+                self.cancel();
+            }
+        });
+        if self.job.is_some() {
+            let p = &self.progress;
+            let eta = p
+                .eta_seconds()
+                .map_or(String::new(), |s| format!(" · ETA {}", format_seconds(s)));
+            let arm = if p.arms > 1 {
+                format!(
+                    "{} ",
+                    ["SGD", "SAM"].get(p.arm).copied().unwrap_or_default()
+                )
+            } else {
+                String::new()
+            };
+            ui.add(
+                egui::ProgressBar::new(p.fraction())
+                    .show_percentage()
+                    .text(format!("{arm}{}{eta}", p.stage)),
+            );
+            if p.images_per_second > 0.0 {
+                ui.label(format!("{:.0} images/s", p.images_per_second));
+            }
+        }
+        self.curves_ui(ui);
+    }
+
+    fn curves_ui(&self, ui: &mut egui::Ui) {
+        let p = &self.progress;
+        if p.loss.iter().all(Vec::is_empty) {
+            return;
+        }
+        let names = if p.arms > 1 {
+            vec!["SGD", "SAM"]
+        } else {
+            vec!["run"]
+        };
+        ui.label("Training loss (per batch)");
+        egui_plot::Plot::new("loss_plot")
+            .height(120.0)
+            .legend(egui_plot::Legend::default())
+            .x_axis_label("epoch")
+            .show(ui, |plot| {
+                for (curve, name) in p.loss.iter().zip(&names) {
+                    plot.line(egui_plot::Line::new(*name, curve.clone()));
+                }
+            });
+        ui.label("Test accuracy and attack success rate (per epoch)");
+        egui_plot::Plot::new("accuracy_plot")
+            .height(120.0)
+            .legend(egui_plot::Legend::default())
+            .include_y(0.0)
+            .include_y(1.0)
+            .x_axis_label("epoch")
+            .show(ui, |plot| {
+                for (i, name) in names.iter().enumerate() {
+                    if let Some(c) = p.accuracy.get(i) {
+                        plot.line(egui_plot::Line::new(format!("{name} accuracy"), c.clone()));
+                    }
+                    if let Some(c) = p.asr.get(i).filter(|c| !c.is_empty()) {
+                        plot.line(egui_plot::Line::new(format!("{name} ASR"), c.clone()));
+                    }
+                }
+            });
+    }
+
+    fn detection_step(&mut self, ui: &mut egui::Ui) {
+        let d = &mut self.config.detect;
+        ui.label("Detectors");
+        ui.horizontal_wrapped(|ui| {
+            for kind in [
+                DetectorKind::Ac,
+                DetectorKind::Ss,
+                DetectorKind::Spectre,
+                DetectorKind::Scan,
+                DetectorKind::Beatrix,
+            ] {
+                let mut on = d.methods.contains(&kind);
+                if ui.checkbox(&mut on, kind.name()).changed() {
+                    if on {
+                        d.methods.push(kind);
+                    } else {
+                        d.methods.retain(|k| *k != kind);
+                    }
+                }
+            }
+        });
+        ui.checkbox(
+            &mut d.feature_scaling,
+            "Feature scaling (PCA + clean-reference whitening)",
+        );
+        ui.horizontal(|ui| {
+            let label = ui.label("Clean references per class");
+            ui.add(egui::DragValue::new(&mut d.clean_per_class).range(2..=1000))
+                .labelled_by(label.id);
+        });
+        ui.horizontal(|ui| {
+            let label = ui.label("Expected poison ratio");
+            let mut known = d.expected_ratio.is_some();
+            if ui.checkbox(&mut known, "set").changed() {
+                d.expected_ratio = known.then_some(0.05);
+            }
+            if let Some(r) = &mut d.expected_ratio {
+                ui.add(egui::DragValue::new(r).speed(0.001).range(0.0..=0.5))
+                    .labelled_by(label.id);
+            } else {
+                ui.label("(the attack's ratio, else each detector's default)");
+            }
+        });
+    }
+
+    fn dataset_view(&mut self, ui: &mut egui::Ui) {
+        let loaded = match &self.dataset {
+            Ok(loaded) => loaded,
+            Err(message) => {
+                if self.loading.is_some() {
+                    ui.horizontal(|ui| {
+                        ui.spinner();
+                        ui.label(message.as_str());
+                    });
+                } else {
+                    ui.colored_label(ui.visuals().error_fg_color, message.as_str());
+                }
+                return;
+            }
+        };
+        let summary = &loaded.summary;
+        let [h, w, c] = summary.shape;
+        ui.label(format!("Dataset: {} ({})", summary.source, summary.format));
+        ui.label(format!(
+            "{} training / {} test images, {h}×{w}×{c}",
+            summary.n_train, summary.n_test
+        ));
+        ui.horizontal(|ui| {
+            let label = ui.label("Show class");
+            let shown = self
+                .class_filter
+                .and_then(|c| summary.classes.get(usize::from(c)))
+                .map_or("all".to_owned(), |c| c.name.clone());
+            egui::ComboBox::from_id_salt("class_filter")
+                .selected_text(shown)
+                .show_ui(ui, |ui| {
+                    ui.selectable_value(&mut self.class_filter, None, "all");
+                    for class in &summary.classes {
+                        let index = u16::try_from(class.index).unwrap_or(u16::MAX);
+                        ui.selectable_value(&mut self.class_filter, Some(index), &class.name);
+                    }
+                })
+                .response
+                .labelled_by(label.id);
+        });
+        ui.columns(2, |columns| {
+            let [left, right] = columns else {
+                return;
+            };
+            egui::ScrollArea::vertical()
+                .id_salt("class_counts")
+                .show(left, |ui| {
+                    egui::Grid::new("class_counts")
+                        .striped(true)
+                        .show(ui, |ui| {
+                            ui.strong("class");
+                            ui.strong("train");
+                            ui.strong("test");
+                            ui.end_row();
+                            for class in &summary.classes {
+                                ui.label(&class.name);
+                                ui.label(class.train.to_string());
+                                ui.label(class.test.to_string());
+                                ui.end_row();
+                            }
+                        });
+                });
+            let train = &loaded.data.train;
+            let shown: Vec<usize> = match self.class_filter {
+                None => (0..train.len()).collect(),
+                Some(c) => (0..train.len())
+                    .filter(|&i| train.labels.get(i) == Some(&c))
+                    .collect(),
+            };
+            right.label(format!("{} training images", shown.len()));
+            let per_row = ((right.available_width() / (THUMBNAIL_SIDE + 4.0)) as usize).max(1);
+            let rows = shown.len().div_ceil(per_row);
+            egui::ScrollArea::vertical()
+                .id_salt("thumbnail_grid")
+                .show_rows(right, THUMBNAIL_SIDE + 4.0, rows, |ui, range| {
+                    for row in range {
+                        ui.horizontal(|ui| {
+                            for &i in shown.iter().skip(row * per_row).take(per_row) {
+                                if let Some(tex) = self.thumbnails.get(ui.ctx(), "data", train, i) {
+                                    ui.add(egui::Image::new(&tex).fit_to_exact_size(egui::vec2(
+                                        THUMBNAIL_SIDE,
+                                        THUMBNAIL_SIDE,
+                                    )));
+                                }
+                            }
+                        });
+                    }
+                });
         });
     }
 }
 
-fn dataset_ui(ui: &mut egui::Ui, loaded: &mut Loaded) {
-    let summary = &loaded.summary;
-    let [h, w, c] = summary.shape;
-    ui.label(format!("Dataset: {} ({})", summary.source, summary.format));
-    ui.label(format!(
-        "{} training / {} test images, {h}×{w}×{c}",
-        summary.n_train, summary.n_test
-    ));
-    ui.add_space(8.0);
-    let thumbnails = loaded
-        .thumbnails
-        .get_or_insert_with(|| make_thumbnails(ui.ctx(), &loaded.data.train));
-    egui::ScrollArea::vertical().show(ui, |ui| {
-        egui::Grid::new("class_counts")
-            .striped(true)
-            .show(ui, |ui| {
-                ui.strong("class");
-                ui.strong("train");
-                ui.strong("test");
-                ui.strong("first training images");
-                ui.end_row();
-                for class in &summary.classes {
-                    ui.label(&class.name);
-                    ui.label(class.train.to_string());
-                    ui.label(class.test.to_string());
-                    ui.horizontal(|ui| {
-                        for texture in thumbnails.get(class.index).into_iter().flatten() {
-                            ui.add(
-                                egui::Image::new(texture)
-                                    .fit_to_exact_size(egui::vec2(THUMBNAIL_SIDE, THUMBNAIL_SIDE)),
-                            );
-                        }
-                    });
-                    ui.end_row();
-                }
-            });
-    });
+/// `75` → `1 min 15 s`.
+pub fn format_seconds(s: f64) -> String {
+    let s = s.max(0.0).round() as u64;
+    if s >= 60 {
+        format!("{} min {} s", s / 60, s % 60)
+    } else {
+        format!("{s} s")
+    }
 }
 
 impl eframe::App for App {
     fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
         self.root_ui(ui);
     }
+
+    fn save(&mut self, storage: &mut dyn eframe::Storage) {
+        if let Ok(text) = self.experiment().to_toml() {
+            storage.set_string(STORAGE_KEY, text);
+        }
+    }
 }
 
-/// Opens the window and blocks until it is closed.
-pub fn run_native(source: Option<String>) -> Result<(), eframe::Error> {
+/// Opens the window and blocks until it is closed. With no config, the settings of the last
+/// session are restored (dataset included), else the demo set is opened.
+pub fn run_native(config: Option<Experiment>) -> Result<(), eframe::Error> {
     let options = eframe::NativeOptions {
         viewport: egui::ViewportBuilder::default()
             .with_title(APP_TITLE)
-            .with_inner_size([1200.0, 800.0]),
+            .with_inner_size([1400.0, 900.0])
+            .with_drag_and_drop(true),
         ..Default::default()
     };
     eframe::run_native(
         APP_TITLE,
         options,
-        Box::new(move |_cc| Ok(Box::new(App::new(source.as_deref())))),
+        Box::new(move |cc| {
+            let restored = || {
+                let text = cc.storage?.get_string(STORAGE_KEY)?;
+                Experiment::from_toml(Path::new("saved settings"), &text, &[]).ok()
+            };
+            let app = match config.or_else(restored) {
+                Some(config) => App::with_config(config),
+                None => App::new(None),
+            };
+            Ok(Box::new(app))
+        }),
     )
 }

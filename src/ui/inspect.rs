@@ -1,0 +1,649 @@
+//! The inspection view: the results table (one run, or SGD vs SAM with deltas), the ranked
+//! gallery of suspicious training images (virtualised), the feature-space scatter linked to it,
+//! the enlarged sample with manual marks, and the exports.
+
+use std::collections::{BTreeMap, HashMap};
+
+use eframe::egui;
+use egui_plot::{Legend, MarkerShape, Plot, PlotPoint, Points};
+
+use super::worker::{Arm, Finished, consensus};
+use crate::data::Dataset;
+use crate::report;
+
+/// Gallery tile side, in points.
+const TILE: f32 = 64.0;
+/// Height of a gallery cell (image and three lines of text).
+const CELL_HEIGHT: f32 = TILE + 50.0;
+/// Pointer distance (points) within which a scatter point counts as hovered.
+const HOVER_RADIUS: f32 = 8.0;
+/// Textures kept before the cache is emptied (the gallery makes them again on demand).
+const MAX_TEXTURES: usize = 4000;
+
+/// Textures of dataset images, made on first use.
+#[derive(Default)]
+pub struct TextureCache {
+    textures: HashMap<(&'static str, usize), egui::TextureHandle>,
+}
+
+impl TextureCache {
+    pub fn clear(&mut self) {
+        self.textures.clear();
+    }
+
+    /// The texture of sample `index` of `data` (`set` names the dataset).
+    pub fn get(
+        &mut self,
+        ctx: &egui::Context,
+        set: &'static str,
+        data: &Dataset,
+        index: usize,
+    ) -> Option<egui::TextureHandle> {
+        if self.textures.len() > MAX_TEXTURES {
+            self.textures.clear();
+        }
+        if let Some(t) = self.textures.get(&(set, index)) {
+            return Some(t.clone());
+        }
+        let image = super::color_image(data, index)?;
+        let texture = ctx.load_texture(
+            format!("{set}-{index}"),
+            image,
+            egui::TextureOptions::NEAREST,
+        );
+        self.textures.insert((set, index), texture.clone());
+        Some(texture)
+    }
+}
+
+/// How scatter points are coloured.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ColorBy {
+    #[default]
+    Class,
+    Flagged,
+    GroundTruth,
+}
+
+/// A reviewer's decision on one sample.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mark {
+    Poisoned,
+    Clean,
+}
+
+/// A cached ranking: its key (arm, detector or consensus), the order, the scores.
+type Ranking = ((usize, Option<usize>), Vec<usize>, Vec<f64>);
+
+/// State of the inspection view.
+#[derive(Default)]
+pub struct Inspect {
+    /// Which arm (0 = the run, or SGD; 1 = SAM in a comparison).
+    pub arm: usize,
+    /// Which ranking: a detector's index, or `None` for the consensus.
+    pub ranking: Option<usize>,
+    pub selected: Option<usize>,
+    pub marks: BTreeMap<usize, Mark>,
+    color_by: ColorBy,
+    scroll_to_selected: bool,
+    order: Option<Ranking>,
+}
+
+fn pct(v: Option<f64>) -> String {
+    v.map_or("—".to_owned(), |v| format!("{:.1} %", v * 100.0))
+}
+
+fn num(v: Option<f64>) -> String {
+    v.map_or("—".to_owned(), |v| format!("{v:.3}"))
+}
+
+fn signed_pct(v: Option<f64>) -> String {
+    v.map_or("—".to_owned(), |v| format!("{:+.1}", v * 100.0))
+}
+
+/// A colour per class, evenly spread in hue.
+fn class_color(class: usize, classes: usize) -> egui::Color32 {
+    let h = class as f32 / classes.max(1) as f32;
+    egui::ecolor::Hsva::new(h, 0.75, 0.85, 1.0).into()
+}
+
+impl Inspect {
+    /// The ranked sample indices (most suspicious first) and their scores.
+    fn ranked(&mut self, arm: &Arm) -> (&[usize], &[f64]) {
+        let key = (self.arm, self.ranking);
+        if self.order.as_ref().is_none_or(|(k, _, _)| *k != key) {
+            let n = arm.predicted.len();
+            let scores = match self.ranking.and_then(|i| arm.detectors.get(i)) {
+                Some((_, scores, _)) => scores.clone(),
+                None => consensus(&arm.detectors, n),
+            };
+            let mut order: Vec<usize> = (0..scores.len()).collect();
+            order.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]));
+            self.order = Some((key, order, scores));
+        }
+        match &self.order {
+            Some((_, order, scores)) => (order, scores),
+            None => (&[], &[]),
+        }
+    }
+
+    /// Whether the current ranking flags sample `i` (consensus: any detector flags it).
+    fn flagged(&self, arm: &Arm, i: usize) -> bool {
+        match self.ranking.and_then(|r| arm.detectors.get(r)) {
+            Some((_, _, flags)) => flags.get(i).copied().unwrap_or(false),
+            None => arm
+                .detectors
+                .iter()
+                .any(|(_, _, f)| f.get(i).copied().unwrap_or(false)),
+        }
+    }
+
+    pub fn ui(
+        &mut self,
+        ui: &mut egui::Ui,
+        finished: &Finished,
+        textures: &mut TextureCache,
+        status: &mut Option<String>,
+    ) {
+        let Some(arm) = finished
+            .arms
+            .get(self.arm.min(finished.arms.len().saturating_sub(1)))
+        else {
+            return;
+        };
+        let truth = report::poison_mask(&finished.prepared);
+        let train = finished.prepared.train_data().train;
+        egui::Panel::top("inspect_top").show(ui, |ui| {
+            results_table(ui, finished);
+            ui.separator();
+            self.controls(ui, finished, arm, status, truth.as_deref(), train);
+        });
+        let width = ui.available_width();
+        egui::Panel::right("inspect_side")
+            .resizable(true)
+            .default_size(width * 0.5)
+            .show(ui, |ui| {
+                self.details(ui, arm, train, truth.as_deref(), textures);
+                ui.separator();
+                self.scatter(ui, arm, train, truth.as_deref(), textures);
+            });
+        egui::CentralPanel::default().show(ui, |ui| {
+            self.gallery(ui, arm, train, truth.as_deref(), textures);
+        });
+    }
+
+    fn controls(
+        &mut self,
+        ui: &mut egui::Ui,
+        finished: &Finished,
+        arm: &Arm,
+        status: &mut Option<String>,
+        truth: Option<&[bool]>,
+        train: &Dataset,
+    ) {
+        ui.horizontal(|ui| {
+            if finished.arms.len() > 1 {
+                ui.label("Model");
+                for (i, a) in finished.arms.iter().enumerate() {
+                    if ui
+                        .selectable_label(self.arm == i, a.name.to_uppercase())
+                        .clicked()
+                    {
+                        self.arm = i;
+                    }
+                }
+                ui.separator();
+            }
+            let label = ui.label("Rank by");
+            let current = self
+                .ranking
+                .and_then(|i| arm.detectors.get(i))
+                .map_or("consensus", |(n, _, _)| n.as_str())
+                .to_owned();
+            egui::ComboBox::from_id_salt("ranking")
+                .selected_text(current)
+                .show_ui(ui, |ui| {
+                    ui.selectable_value(&mut self.ranking, None, "consensus");
+                    for (i, (name, _, _)) in arm.detectors.iter().enumerate() {
+                        ui.selectable_value(&mut self.ranking, Some(i), name);
+                    }
+                })
+                .response
+                .labelled_by(label.id);
+            ui.separator();
+            ui.label("Colour by");
+            ui.selectable_value(&mut self.color_by, ColorBy::Class, "class");
+            ui.selectable_value(&mut self.color_by, ColorBy::Flagged, "flagged");
+            if truth.is_some() {
+                ui.selectable_value(&mut self.color_by, ColorBy::GroundTruth, "ground truth");
+            }
+            ui.separator();
+            ui.label(format!("{} marked", self.marks.len()));
+            if ui.button("Export scores + marks…").clicked()
+                && let Some(path) = rfd::FileDialog::new()
+                    .set_file_name("decisions.csv")
+                    .save_file()
+            {
+                let text = decisions_csv(arm, train, truth, &self.marks);
+                *status = Some(match report::write_atomic(&path, &text) {
+                    Ok(()) => format!("saved {}", path.display()),
+                    Err(e) => format!("{}: cannot write: {e}", path.display()),
+                });
+            }
+            if ui.button("Export cleaned dataset…").clicked()
+                && let Some(dir) = rfd::FileDialog::new().pick_folder()
+            {
+                let keep = self.kept(arm);
+                *status = Some(
+                    match report::write_kept_folder(
+                        &dir,
+                        train,
+                        &keep,
+                        &finished.config.dataset.source,
+                    ) {
+                        Ok(n) => format!("saved {n} kept images to {}", dir.display()),
+                        Err(e) => e.to_string(),
+                    },
+                );
+            }
+        });
+    }
+
+    /// Samples kept in the cleaned dataset: not flagged by the current ranking, with the
+    /// reviewer's marks overriding.
+    pub fn kept(&self, arm: &Arm) -> Vec<usize> {
+        (0..arm.predicted.len())
+            .filter(|&i| match self.marks.get(&i) {
+                Some(Mark::Poisoned) => false,
+                Some(Mark::Clean) => true,
+                None => !self.flagged(arm, i),
+            })
+            .collect()
+    }
+
+    fn gallery(
+        &mut self,
+        ui: &mut egui::Ui,
+        arm: &Arm,
+        train: &Dataset,
+        truth: Option<&[bool]>,
+        textures: &mut TextureCache,
+    ) {
+        let selected = self.selected;
+        let scroll = std::mem::take(&mut self.scroll_to_selected);
+        let flagged_total = (0..arm.predicted.len())
+            .filter(|&i| self.flagged(arm, i))
+            .count();
+        let (order, scores) = self.ranked(arm);
+        let order = order.to_vec();
+        let scores = scores.to_vec();
+        ui.label(format!(
+            "Ranked gallery: {} images, {flagged_total} flagged (most suspicious first)",
+            order.len()
+        ));
+        let per_row = ((ui.available_width() / (TILE + 12.0)) as usize).max(1);
+        let rows = order.len().div_ceil(per_row);
+        let mut area = egui::ScrollArea::vertical()
+            .id_salt("gallery")
+            .auto_shrink([false, false]);
+        if scroll && let Some(pos) = selected.and_then(|s| order.iter().position(|&i| i == s)) {
+            let row = pos / per_row;
+            area = area
+                .vertical_scroll_offset(row as f32 * (CELL_HEIGHT + ui.spacing().item_spacing.y));
+        }
+        let mut clicked = None;
+        // The tiles are clicked as a whole: their text must not take the click for selection.
+        ui.style_mut().interaction.selectable_labels = false;
+        area.show_rows(ui, CELL_HEIGHT, rows, |ui, range| {
+            for row in range {
+                ui.horizontal(|ui| {
+                    for (rank, &i) in order.iter().enumerate().skip(row * per_row).take(per_row) {
+                        let flagged = self.flagged(arm, i);
+                        let stroke = if Some(i) == selected {
+                            egui::Stroke::new(3.0, ui.visuals().selection.stroke.color)
+                        } else if flagged {
+                            egui::Stroke::new(2.0, egui::Color32::from_rgb(220, 60, 60))
+                        } else {
+                            egui::Stroke::new(
+                                1.0,
+                                ui.visuals().widgets.noninteractive.bg_stroke.color,
+                            )
+                        };
+                        let response = egui::Frame::new()
+                            .stroke(stroke)
+                            .inner_margin(2.0)
+                            .show(ui, |ui| {
+                                ui.set_width(TILE + 4.0);
+                                ui.vertical(|ui| {
+                                    if let Some(tex) = textures.get(ui.ctx(), "train", train, i) {
+                                        ui.add(
+                                            egui::Image::new(&tex)
+                                                .fit_to_exact_size(egui::vec2(TILE, TILE)),
+                                        );
+                                    }
+                                    let small = |t: String| egui::RichText::new(t).small();
+                                    ui.label(small(format!(
+                                        "#{} {:.3}",
+                                        rank + 1,
+                                        scores.get(i).copied().unwrap_or(f64::NAN)
+                                    )));
+                                    let given = train.labels.get(i).copied().unwrap_or_default();
+                                    let pred = arm.predicted.get(i).copied().unwrap_or_default();
+                                    ui.label(small(format!("label {given} pred {pred}")));
+                                    let mark = match self.marks.get(&i) {
+                                        Some(Mark::Poisoned) => " · marked poisoned",
+                                        Some(Mark::Clean) => " · marked clean",
+                                        None => "",
+                                    };
+                                    let gt = match truth.and_then(|t| t.get(i)) {
+                                        Some(true) => "poison",
+                                        Some(false) => "clean",
+                                        None => "",
+                                    };
+                                    ui.label(small(format!("{gt}{mark}")));
+                                });
+                            })
+                            .response
+                            .interact(egui::Sense::click());
+                        if response.clicked() {
+                            clicked = Some(i);
+                        }
+                    }
+                });
+            }
+        });
+        if let Some(i) = clicked {
+            self.selected = Some(i);
+            ui.ctx().request_repaint();
+        }
+    }
+
+    fn details(
+        &mut self,
+        ui: &mut egui::Ui,
+        arm: &Arm,
+        train: &Dataset,
+        truth: Option<&[bool]>,
+        textures: &mut TextureCache,
+    ) {
+        let Some(i) = self.selected else {
+            ui.label("Click an image (or a point) to inspect it.");
+            return;
+        };
+        ui.horizontal(|ui| {
+            if let Some(tex) = textures.get(ui.ctx(), "train", train, i) {
+                ui.add(egui::Image::new(&tex).fit_to_exact_size(egui::vec2(128.0, 128.0)));
+            }
+            ui.vertical(|ui| {
+                let class = |l: Option<u16>| {
+                    l.and_then(|l| train.class_names.get(usize::from(l)))
+                        .cloned()
+                        .unwrap_or_default()
+                };
+                ui.strong(format!("Sample {i}"));
+                ui.label(format!(
+                    "given label {} · predicted {}",
+                    class(train.labels.get(i).copied()),
+                    class(arm.predicted.get(i).copied())
+                ));
+                if let Some(t) = truth.and_then(|t| t.get(i)) {
+                    ui.label(if *t {
+                        "ground truth: poisoned"
+                    } else {
+                        "ground truth: clean"
+                    });
+                }
+                for (name, scores, flags) in &arm.detectors {
+                    let flag = if flags.get(i).copied().unwrap_or(false) {
+                        "flagged"
+                    } else {
+                        ""
+                    };
+                    ui.label(format!(
+                        "{name}: {:.3} {flag}",
+                        scores.get(i).copied().unwrap_or(f64::NAN)
+                    ));
+                }
+                ui.horizontal(|ui| {
+                    let current = self.marks.get(&i).copied();
+                    if ui
+                        .selectable_label(current == Some(Mark::Poisoned), "Mark poisoned")
+                        .clicked()
+                    {
+                        self.marks.insert(i, Mark::Poisoned);
+                    }
+                    if ui
+                        .selectable_label(current == Some(Mark::Clean), "Mark clean")
+                        .clicked()
+                    {
+                        self.marks.insert(i, Mark::Clean);
+                    }
+                    if current.is_some() && ui.button("Unmark").clicked() {
+                        self.marks.remove(&i);
+                    }
+                });
+            });
+        });
+    }
+
+    fn scatter(
+        &mut self,
+        ui: &mut egui::Ui,
+        arm: &Arm,
+        train: &Dataset,
+        truth: Option<&[bool]>,
+        textures: &mut TextureCache,
+    ) {
+        ui.label("Feature space (PCA of the features the detectors saw)");
+        let n = arm.projection.len();
+        let classes = train.num_classes();
+        // Group the points by colour.
+        let mut groups: BTreeMap<usize, (String, egui::Color32, Vec<[f64; 2]>)> = BTreeMap::new();
+        for (i, p) in arm.projection.iter().enumerate() {
+            let (key, name, color) = match self.color_by {
+                ColorBy::Class => {
+                    let c = usize::from(train.labels.get(i).copied().unwrap_or_default());
+                    let name = train.class_names.get(c).cloned().unwrap_or_default();
+                    (c, name, class_color(c, classes))
+                }
+                ColorBy::Flagged => {
+                    if self.flagged(arm, i) {
+                        (
+                            1,
+                            "flagged".to_owned(),
+                            egui::Color32::from_rgb(220, 60, 60),
+                        )
+                    } else {
+                        (0, "not flagged".to_owned(), egui::Color32::from_gray(140))
+                    }
+                }
+                ColorBy::GroundTruth => {
+                    if truth.and_then(|t| t.get(i)).copied().unwrap_or(false) {
+                        (
+                            1,
+                            "poisoned".to_owned(),
+                            egui::Color32::from_rgb(230, 120, 20),
+                        )
+                    } else {
+                        (0, "clean".to_owned(), egui::Color32::from_rgb(70, 130, 200))
+                    }
+                }
+            };
+            groups
+                .entry(key)
+                .or_insert_with(|| (name, color, Vec::new()))
+                .2
+                .push(*p);
+        }
+        let radius = if n > 20_000 { 1.0 } else { 2.0 };
+        let selected = self.selected.and_then(|i| arm.projection.get(i).copied());
+        let response = Plot::new("scatter")
+            .legend(Legend::default())
+            .data_aspect(1.0)
+            .allow_boxed_zoom(true)
+            .show(ui, |plot| {
+                for (_, (name, color, points)) in groups {
+                    plot.points(
+                        Points::new(name, points)
+                            .color(color)
+                            .radius(radius)
+                            .allow_hover(false),
+                    );
+                }
+                if let Some(p) = selected {
+                    plot.points(
+                        Points::new("selected", vec![p])
+                            .shape(MarkerShape::Circle)
+                            .filled(false)
+                            .radius(8.0)
+                            .color(egui::Color32::WHITE),
+                    );
+                }
+                let pointer = plot.pointer_coordinate();
+                let transform = *plot.transform();
+                pointer.and_then(|pointer| nearest(&arm.projection, &transform, pointer))
+            });
+        let hovered = response.inner;
+        if let Some(i) = hovered {
+            if let Some(tex) = textures.get(ui.ctx(), "train", train, i) {
+                response.response.clone().on_hover_ui_at_pointer(|ui| {
+                    ui.add(egui::Image::new(&tex).fit_to_exact_size(egui::vec2(64.0, 64.0)));
+                    ui.label(format!(
+                        "sample {i} · label {}",
+                        train.labels.get(i).copied().unwrap_or_default()
+                    ));
+                });
+            }
+            if response.response.clicked() {
+                self.selected = Some(i);
+                self.scroll_to_selected = true;
+            }
+        }
+    }
+}
+
+/// The sample whose point lies nearest the pointer on screen, within [`HOVER_RADIUS`].
+fn nearest(
+    points: &[[f64; 2]],
+    transform: &egui_plot::PlotTransform,
+    pointer: PlotPoint,
+) -> Option<usize> {
+    let at = transform.position_from_point(&pointer);
+    let mut best = None;
+    let mut best_distance = HOVER_RADIUS * HOVER_RADIUS;
+    for (i, p) in points.iter().enumerate() {
+        let s = transform.position_from_point(&PlotPoint::new(p[0], p[1]));
+        let d = (s - at).length_sq();
+        if d <= best_distance {
+            best_distance = d;
+            best = Some(i);
+        }
+    }
+    best
+}
+
+/// The manual decisions with every detector's score and flag, one row per training sample.
+pub fn decisions_csv(
+    arm: &Arm,
+    train: &Dataset,
+    truth: Option<&[bool]>,
+    marks: &BTreeMap<usize, Mark>,
+) -> String {
+    let mut text = String::from("index,given_label,predicted,poisoned,decision");
+    for (name, _, _) in &arm.detectors {
+        text.push_str(&format!(",{name}_score,{name}_flag"));
+    }
+    text.push('\n');
+    for i in 0..arm.predicted.len() {
+        let poisoned = truth
+            .and_then(|t| t.get(i))
+            .map_or(String::new(), |p| u8::from(*p).to_string());
+        let decision = match marks.get(&i) {
+            Some(Mark::Poisoned) => "poisoned",
+            Some(Mark::Clean) => "clean",
+            None => "",
+        };
+        text.push_str(&format!(
+            "{i},{},{},{poisoned},{decision}",
+            train.labels.get(i).copied().unwrap_or_default(),
+            arm.predicted.get(i).copied().unwrap_or_default()
+        ));
+        for (_, scores, flags) in &arm.detectors {
+            text.push_str(&format!(
+                ",{},{}",
+                scores.get(i).copied().unwrap_or(f64::NAN),
+                u8::from(flags.get(i).copied().unwrap_or(false))
+            ));
+        }
+        text.push('\n');
+    }
+    text
+}
+
+fn results_table(ui: &mut egui::Ui, finished: &Finished) {
+    let arms = &finished.arms;
+    let Some(first) = arms.first() else {
+        return;
+    };
+    ui.horizontal_wrapped(|ui| {
+        for arm in arms {
+            let t = &arm.report.training;
+            ui.label(format!(
+                "{}: clean accuracy {} · ASR {} · {:.0} s",
+                arm.name.to_uppercase(),
+                pct(Some(t.clean_accuracy)),
+                pct(t.attack_success_rate),
+                t.seconds
+            ));
+            ui.separator();
+        }
+    });
+    let has_truth = first.report.attack.is_some();
+    egui::Grid::new("results_table")
+        .striped(true)
+        .show(ui, |ui| {
+            ui.strong("detector");
+            for arm in arms {
+                let a = arm.name.to_uppercase();
+                ui.strong(format!("{a} flagged"));
+                if has_truth {
+                    for m in ["TPR", "FPR", "F1", "AUROC"] {
+                        ui.strong(format!("{a} {m}"));
+                    }
+                }
+            }
+            if finished.comparison.is_some() && has_truth {
+                for m in ["ΔTPR", "ΔFPR", "ΔF1", "ΔAUROC"] {
+                    ui.strong(m);
+                }
+            }
+            ui.end_row();
+            for (name, _, _) in &first.detectors {
+                ui.label(name);
+                for arm in arms {
+                    let Some(d) = arm.report.detectors.get(name) else {
+                        continue;
+                    };
+                    ui.label(d.flagged.to_string());
+                    if has_truth {
+                        ui.label(pct(d.tpr));
+                        ui.label(pct(d.fpr));
+                        ui.label(num(d.f1));
+                        ui.label(num(d.auroc));
+                    }
+                }
+                if let Some(delta) = finished
+                    .comparison
+                    .as_ref()
+                    .and_then(|c| c.delta.get(name))
+                    .filter(|_| has_truth)
+                {
+                    ui.label(signed_pct(delta.tpr));
+                    ui.label(signed_pct(delta.fpr));
+                    ui.label(signed_pct(delta.f1));
+                    ui.label(signed_pct(delta.auroc));
+                }
+                ui.end_row();
+            }
+        });
+}

@@ -1,0 +1,285 @@
+//! The GUI's background work: loading a dataset, and a whole run (or an SGD-vs-SAM comparison)
+//! on a named worker thread that reports typed events over a bounded channel. The UI thread only
+//! polls the channel; dropping a job cancels it and waits for the thread.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
+use std::thread::JoinHandle;
+
+use crate::config::{Experiment, OptimizerKind};
+use crate::data::{self, SplitDataset};
+use crate::detect::linalg;
+use crate::pipeline::{self, Prepared, RunEvent};
+use crate::report::{Comparison, Report};
+use crate::train::TrainEvent;
+
+/// Capacity of the event channel; batch progress is dropped when the UI lags.
+const CHANNEL_CAPACITY: usize = 256;
+
+/// One trained and inspected model (a run has one, a comparison two: SGD then SAM).
+#[derive(Clone, Debug)]
+pub struct Arm {
+    /// `"sgd"`, `"sam"`, `"asam"`.
+    pub name: String,
+    pub report: Report,
+    /// Per detector (in config order): name, score per training sample, flag per sample.
+    pub detectors: Vec<(String, Vec<f64>, Vec<bool>)>,
+    /// The model's predicted class per training sample.
+    pub predicted: Vec<u16>,
+    /// First two principal components of the features the detectors saw, per sample.
+    pub projection: Vec<[f64; 2]>,
+}
+
+/// Everything a finished job hands to the window.
+#[derive(Debug)]
+pub struct Finished {
+    pub prepared: Arc<Prepared>,
+    pub arms: Vec<Arm>,
+    pub comparison: Option<Comparison>,
+    pub config: Experiment,
+}
+
+/// What the worker sends.
+#[derive(Debug)]
+pub enum WorkerEvent {
+    /// An event of the arm with this index.
+    Run(usize, RunEvent),
+    Finished(Box<Finished>),
+    Failed(String),
+    Cancelled,
+}
+
+/// A running job: a run or a comparison.
+pub struct Job {
+    pub events: Receiver<WorkerEvent>,
+    cancel: Arc<AtomicBool>,
+    handle: Option<JoinHandle<()>>,
+    /// How many arms the job trains (1 or 2).
+    pub arms: usize,
+}
+
+impl Job {
+    /// Starts `config` (both optimisers when `compare`) on a thread named `poisonscope-run`.
+    pub fn spawn(
+        config: Experiment,
+        compare: bool,
+        wake: impl Fn() + Send + 'static,
+    ) -> std::io::Result<Self> {
+        let (sender, events) = sync_channel(CHANNEL_CAPACITY);
+        let cancel = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&cancel);
+        let handle = std::thread::Builder::new()
+            .name("poisonscope-run".into())
+            .spawn(move || {
+                let result = work(&config, compare, &flag, &sender, &wake);
+                let last = match result {
+                    Ok(finished) => WorkerEvent::Finished(Box::new(finished)),
+                    Err(_) if flag.load(Ordering::Relaxed) => WorkerEvent::Cancelled,
+                    Err(e) => WorkerEvent::Failed(format!("{e:#}")),
+                };
+                let _ = sender.send(last);
+                wake();
+            })?;
+        Ok(Self {
+            events,
+            cancel,
+            handle: Some(handle),
+            arms: if compare { 2 } else { 1 },
+        })
+    }
+
+    /// Asks the worker to stop at its next check (every training batch).
+    pub fn cancel(&self) {
+        self.cancel.store(true, Ordering::Relaxed);
+    }
+
+    pub fn is_cancelling(&self) -> bool {
+        self.cancel.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for Job {
+    fn drop(&mut self) {
+        self.cancel();
+        if let Some(handle) = self.handle.take() {
+            while self.events.try_recv().is_ok() {}
+            let _ = handle.join();
+        }
+    }
+}
+
+fn work(
+    config: &Experiment,
+    compare: bool,
+    cancel: &AtomicBool,
+    sender: &SyncSender<WorkerEvent>,
+    wake: &dyn Fn(),
+) -> anyhow::Result<Finished> {
+    let send = |arm: usize, event: RunEvent| {
+        let batch = matches!(event, RunEvent::Train(TrainEvent::Batch { .. }));
+        let message = WorkerEvent::Run(arm, event);
+        let delivered = if batch {
+            !matches!(sender.try_send(message), Err(TrySendError::Disconnected(_)))
+        } else {
+            sender.send(message).is_ok()
+        };
+        if !delivered {
+            cancel.store(true, Ordering::Relaxed);
+        }
+        wake();
+    };
+    send(0, RunEvent::Stage("loading the dataset".to_owned()));
+    let prepared = Arc::new(Prepared::load(config)?);
+    let optimizers: Vec<OptimizerKind> = if compare {
+        let sam = match config.train.optimizer {
+            OptimizerKind::Sgd => OptimizerKind::Sam,
+            other => other,
+        };
+        vec![OptimizerKind::Sgd, sam]
+    } else {
+        vec![config.train.optimizer]
+    };
+    let mut arms = Vec::new();
+    for (i, optimizer) in optimizers.into_iter().enumerate() {
+        let mut arm_config = config.clone();
+        arm_config.train.optimizer = optimizer;
+        let outcome = pipeline::run(&arm_config, &prepared, None, cancel, &mut |e| send(i, e))?;
+        let detectors = outcome
+            .detection
+            .results
+            .iter()
+            .map(|r| {
+                (
+                    r.name.to_owned(),
+                    r.detection.scores.clone(),
+                    r.detection.flags.clone(),
+                )
+            })
+            .collect();
+        arms.push(Arm {
+            name: format!("{optimizer:?}").to_lowercase(),
+            projection: project(&outcome.detection.detector_features),
+            predicted: outcome.detection.train.predicted.clone(),
+            detectors,
+            report: outcome.report,
+        });
+    }
+    let comparison = match arms.as_slice() {
+        [sgd, sam] => Some(Comparison::new(sgd.report.clone(), sam.report.clone())),
+        _ => None,
+    };
+    Ok(Finished {
+        prepared,
+        arms,
+        comparison,
+        config: config.clone(),
+    })
+}
+
+/// The first two principal components of `features` (zeros when they cannot be computed).
+pub fn project(features: &ndarray::Array2<f64>) -> Vec<[f64; 2]> {
+    let n = features.nrows();
+    let centered = linalg::centered(features.view());
+    let Ok((_, vectors)) = linalg::sym_eig(&linalg::covariance(features.view())) else {
+        return vec![[0.0; 2]; n];
+    };
+    let k = vectors.ncols().min(2);
+    let basis = vectors.slice(ndarray::s![.., ..k]);
+    let projected = centered.dot(&basis);
+    (0..n)
+        .map(|i| {
+            let at = |j: usize| projected.get((i, j)).copied().unwrap_or(0.0);
+            [at(0), at(1)]
+        })
+        .collect()
+}
+
+/// A dataset being loaded on a worker thread.
+pub struct Loading {
+    pub source: String,
+    pub result: Receiver<Result<SplitDataset, String>>,
+}
+
+impl Loading {
+    /// Loads `source` with `config`'s dataset options on a thread named `poisonscope-load`.
+    pub fn spawn(
+        source: String,
+        config: &Experiment,
+        wake: impl Fn() + Send + 'static,
+    ) -> std::io::Result<Self> {
+        let (sender, result) = sync_channel(1);
+        let mut dataset = config.dataset.clone();
+        dataset.source.clone_from(&source);
+        std::thread::Builder::new()
+            .name("poisonscope-load".into())
+            .spawn(move || {
+                let loaded =
+                    data::load(&dataset.source, &dataset.load_options()).map_err(|e| e.to_string());
+                let _ = sender.send(loaded);
+                wake();
+            })?;
+        Ok(Self { source, result })
+    }
+}
+
+/// Consensus rank score: the mean over detectors of each sample's rank percentile (1 = the most
+/// suspicious sample of every detector).
+pub fn consensus(detectors: &[(String, Vec<f64>, Vec<bool>)], n: usize) -> Vec<f64> {
+    let mut total = vec![0.0; n];
+    let mut counted = 0.0;
+    for (_, scores, _) in detectors {
+        if scores.len() != n {
+            continue;
+        }
+        let mut order: Vec<usize> = (0..n).collect();
+        order.sort_by(|&a, &b| scores[a].total_cmp(&scores[b]));
+        for (rank, &i) in order.iter().enumerate() {
+            total[i] += (rank + 1) as f64 / n as f64;
+        }
+        counted += 1.0;
+    }
+    if counted > 0.0 {
+        for t in &mut total {
+            *t /= counted;
+        }
+    }
+    total
+}
+
+/// Per-detector names and flags counted, for a quick summary.
+pub fn flagged_counts(arm: &Arm) -> BTreeMap<String, usize> {
+    arm.detectors
+        .iter()
+        .map(|(name, _, flags)| (name.clone(), flags.iter().filter(|f| **f).count()))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn consensus_ranks_the_sample_every_detector_puts_first_highest() {
+        let detectors = vec![
+            ("a".to_owned(), vec![0.1, 0.9, 0.5], vec![false; 3]),
+            ("b".to_owned(), vec![3.0, 7.0, 1.0], vec![false; 3]),
+        ];
+        let c = consensus(&detectors, 3);
+        assert!((c[1] - 1.0).abs() < 1e-12);
+        assert!(c[1] > c[0] && c[1] > c[2]);
+    }
+
+    #[test]
+    fn projection_keeps_the_direction_of_largest_variance() {
+        let x = ndarray::array![[0.0, 0.0], [10.0, 0.1], [20.0, -0.1], [30.0, 0.0]];
+        let p = project(&x);
+        let spread = |j: usize| {
+            let v: Vec<f64> = p.iter().map(|r| r[j]).collect();
+            v.iter().cloned().fold(f64::MIN, f64::max) - v.iter().cloned().fold(f64::MAX, f64::min)
+        };
+        assert!((spread(0) - 30.0).abs() < 1e-6, "{p:?}");
+        assert!(spread(1) < 1.0);
+    }
+}
