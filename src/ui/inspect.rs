@@ -154,7 +154,9 @@ impl Inspect {
         let truth = report::poison_mask(&finished.prepared);
         let train = finished.prepared.train_data().train;
         egui::Panel::top("inspect_top").show(ui, |ui| {
-            results_table(ui, finished);
+            egui::ScrollArea::horizontal()
+                .id_salt("results_scroll")
+                .show(ui, |ui| results_table(ui, finished));
             ui.separator();
             self.controls(ui, finished, arm, status, truth.as_deref(), train);
         });
@@ -181,7 +183,7 @@ impl Inspect {
         truth: Option<&[bool]>,
         train: &Dataset,
     ) {
-        ui.horizontal(|ui| {
+        ui.horizontal_wrapped(|ui| {
             if finished.arms.len() > 1 {
                 ui.label("Model");
                 for (i, a) in finished.arms.iter().enumerate() {
@@ -281,7 +283,8 @@ impl Inspect {
             "Ranked gallery: {} images, {flagged_total} flagged (most suspicious first)",
             order.len()
         ));
-        let per_row = ((ui.available_width() / (TILE + 12.0)) as usize).max(1);
+        let step = TILE + 8.0 + ui.spacing().item_spacing.x;
+        let per_row = ((ui.available_width() / step).floor() as usize).max(1);
         let rows = order.len().div_ceil(per_row);
         let mut area = egui::ScrollArea::vertical()
             .id_salt("gallery")

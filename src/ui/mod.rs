@@ -896,28 +896,30 @@ impl App {
                 .response
                 .labelled_by(label.id);
         });
-        ui.columns(2, |columns| {
-            let [left, right] = columns else {
-                return;
-            };
-            egui::ScrollArea::vertical()
-                .id_salt("class_counts")
-                .show(left, |ui| {
-                    egui::Grid::new("class_counts")
-                        .striped(true)
-                        .show(ui, |ui| {
-                            ui.strong("class");
-                            ui.strong("train");
-                            ui.strong("test");
-                            ui.end_row();
-                            for class in &summary.classes {
-                                ui.label(&class.name);
-                                ui.label(class.train.to_string());
-                                ui.label(class.test.to_string());
+        egui::Panel::left("class_counts_panel")
+            .resizable(false)
+            .exact_size(200.0)
+            .show(ui, |ui| {
+                egui::ScrollArea::vertical()
+                    .id_salt("class_counts")
+                    .show(ui, |ui| {
+                        egui::Grid::new("class_counts")
+                            .striped(true)
+                            .show(ui, |ui| {
+                                ui.strong("class");
+                                ui.strong("train");
+                                ui.strong("test");
                                 ui.end_row();
-                            }
-                        });
-                });
+                                for class in &summary.classes {
+                                    ui.label(&class.name);
+                                    ui.label(class.train.to_string());
+                                    ui.label(class.test.to_string());
+                                    ui.end_row();
+                                }
+                            });
+                    });
+            });
+        egui::CentralPanel::default().show(ui, |ui| {
             let train = &loaded.data.train;
             let shown: Vec<usize> = match self.class_filter {
                 None => (0..train.len()).collect(),
@@ -925,25 +927,33 @@ impl App {
                     .filter(|&i| train.labels.get(i) == Some(&c))
                     .collect(),
             };
-            right.label(format!("{} training images", shown.len()));
-            let per_row = ((right.available_width() / (THUMBNAIL_SIDE + 4.0)) as usize).max(1);
+            ui.label(format!("{} training images", shown.len()));
+            let step = THUMBNAIL_SIDE + ui.spacing().item_spacing.x;
+            let per_row = ((ui.available_width() / step).floor() as usize).max(1);
             let rows = shown.len().div_ceil(per_row);
             egui::ScrollArea::vertical()
                 .id_salt("thumbnail_grid")
-                .show_rows(right, THUMBNAIL_SIDE + 4.0, rows, |ui, range| {
-                    for row in range {
-                        ui.horizontal(|ui| {
-                            for &i in shown.iter().skip(row * per_row).take(per_row) {
-                                if let Some(tex) = self.thumbnails.get(ui.ctx(), "data", train, i) {
-                                    ui.add(egui::Image::new(&tex).fit_to_exact_size(egui::vec2(
-                                        THUMBNAIL_SIDE,
-                                        THUMBNAIL_SIDE,
-                                    )));
+                .auto_shrink([false, false])
+                .show_rows(
+                    ui,
+                    THUMBNAIL_SIDE + ui.spacing().item_spacing.y,
+                    rows,
+                    |ui, range| {
+                        for row in range {
+                            ui.horizontal(|ui| {
+                                for &i in shown.iter().skip(row * per_row).take(per_row) {
+                                    if let Some(tex) =
+                                        self.thumbnails.get(ui.ctx(), "data", train, i)
+                                    {
+                                        ui.add(egui::Image::new(&tex).fit_to_exact_size(
+                                            egui::vec2(THUMBNAIL_SIDE, THUMBNAIL_SIDE),
+                                        ));
+                                    }
                                 }
-                            }
-                        });
-                    }
-                });
+                            });
+                        }
+                    },
+                );
         });
     }
 }
