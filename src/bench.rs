@@ -26,6 +26,15 @@ pub enum What {
         #[arg(long)]
         json: bool,
     },
+    /// Frame time of the inspection view (layout and tessellation on the CPU, no GPU painting)
+    /// with POINTS samples in the gallery and the scatter, the pointer hovering the scatter.
+    Ui {
+        #[arg(long, default_value_t = 60_000)]
+        points: usize,
+        /// Timed frames (after 5 untimed ones).
+        #[arg(long, default_value_t = 60)]
+        frames: usize,
+    },
 }
 
 /// Images/s of `optimizer` over the timed batches.
@@ -80,12 +89,15 @@ fn measure(
 }
 
 pub fn run(what: What) -> anyhow::Result<()> {
-    let What::Train {
-        batches,
-        warmup,
-        batch_size,
-        json,
-    } = what;
+    let (batches, warmup, batch_size, json) = match what {
+        What::Train {
+            batches,
+            warmup,
+            batch_size,
+            json,
+        } => (batches, warmup, batch_size, json),
+        What::Ui { points, frames } => return ui_frames(points, frames),
+    };
     let data = data::load("embedded:mnist", &LoadOptions::default())?;
     // Burn's CPU backend runs on rayon's global pool, which honours RAYON_NUM_THREADS.
     let threads = std::env::var("RAYON_NUM_THREADS")
@@ -114,5 +126,116 @@ pub fn run(what: What) -> anyhow::Result<()> {
         println!("  SAM  {sam:8.1} images/s");
         println!("  SAM step / SGD step = {step_ratio:.2}");
     }
+    Ok(())
+}
+
+/// Builds an inspection view of `points` samples (the demo digits repeated, seeded random
+/// detector scores, five Gaussian clusters in the scatter) and times `frames` frames.
+fn ui_frames(points: usize, frames: usize) -> anyhow::Result<()> {
+    use eframe::egui;
+    use poisonscope::pipeline::Prepared;
+    use poisonscope::ui::{App, worker};
+    use rand::{RngExt, SeedableRng};
+
+    let demo = data::load("embedded:mnist", &LoadOptions::default())?;
+    let indices: Vec<usize> = (0..points).map(|i| i % demo.train.len()).collect();
+    let train = demo.train.select(&indices);
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
+    let detectors = ["ac", "ss", "spectre", "scan", "beatrix"]
+        .iter()
+        .map(|name| {
+            let scores: Vec<f64> = (0..points).map(|_| rng.random::<f64>()).collect();
+            let flags: Vec<bool> = scores.iter().map(|s| *s > 0.95).collect();
+            ((*name).to_owned(), scores, flags)
+        })
+        .collect::<Vec<_>>();
+    let projection = train
+        .labels
+        .iter()
+        .map(|&l| {
+            let angle = f64::from(l) * 0.6;
+            [
+                5.0 * angle.cos() + rng.random::<f64>() - 0.5,
+                5.0 * angle.sin() + rng.random::<f64>() - 0.5,
+            ]
+        })
+        .collect();
+    let detector_reports: serde_json::Map<String, serde_json::Value> = detectors
+        .iter()
+        .map(|(name, _, flags)| {
+            let flagged = flags.iter().filter(|f| **f).count();
+            (
+                name.clone(),
+                serde_json::json!({"tpr": null, "fpr": null, "precision": null, "f1": null,
+                    "auroc": null, "auroc_poisoned_classes": null, "flagged": flagged,
+                    "seconds": 0.0, "details": {}}),
+            )
+        })
+        .collect();
+    let report = serde_json::from_value(serde_json::json!({
+        "version": 1,
+        "dataset": {"source": "embedded:mnist", "n_train": points, "n_test": 0,
+                    "classes": train.class_names, "shape": [28, 28, 1]},
+        "attack": null,
+        "training": {"optimizer": "sam", "rho": 0.05, "epochs": 0, "seed": 0,
+                     "clean_accuracy": 0.0, "attack_success_rate": null, "seconds": 0.0,
+                     "images_per_second": 0.0, "final_train_loss": null},
+        "backdoor_effect": null, "feature_scaling": null, "expected_ratio": null,
+        "reference_samples": 0, "detectors": detector_reports,
+    }))?;
+    let arm = worker::Arm {
+        name: "sam".to_owned(),
+        report,
+        predicted: train.labels.clone(),
+        detectors,
+        projection,
+    };
+    let prepared = Prepared {
+        clean: data::SplitDataset {
+            train,
+            test: demo.test.clone(),
+            ..demo
+        },
+        poisoned: None,
+    };
+    let mut app = App::new(None);
+    app.show_results(worker::Finished {
+        prepared: std::sync::Arc::new(prepared),
+        arms: vec![arm],
+        comparison: None,
+        config: poisonscope::config::Experiment::default(),
+    });
+    let ctx = egui::Context::default();
+    let screen = egui::Rect::from_min_size(egui::Pos2::ZERO, egui::vec2(1400.0, 900.0));
+    let mut times = Vec::new();
+    for frame in 0..frames + 5 {
+        let input = egui::RawInput {
+            screen_rect: Some(screen),
+            // Hover the scatter, moving a little every frame (nearest-point search, tooltip).
+            events: vec![egui::Event::PointerMoved(egui::pos2(
+                1150.0 + (frame % 20) as f32,
+                650.0,
+            ))],
+            ..Default::default()
+        };
+        let start = Instant::now();
+        let mut output = ctx.run_ui(input, |ui| app.root_ui(ui));
+        // No GPU here: the texture uploads are dropped.
+        output.textures_delta.clear();
+        let meshes = ctx.tessellate(std::mem::take(&mut output.shapes), output.pixels_per_point);
+        let elapsed = start.elapsed().as_secs_f64() * 1000.0;
+        if frame >= 5 {
+            times.push(elapsed);
+        }
+        std::hint::black_box(meshes);
+    }
+    times.sort_by(f64::total_cmp);
+    let at = |q: f64| times[((times.len() - 1) as f64 * q).round() as usize];
+    println!(
+        "inspection view, {points} samples, {frames} frames, 1400×900: median {:.1} ms, p95 {:.1} ms, max {:.1} ms per frame (CPU: layout + tessellation)",
+        at(0.5),
+        at(0.95),
+        at(1.0)
+    );
     Ok(())
 }

@@ -443,38 +443,36 @@ impl Inspect {
         // Group the points by colour.
         let mut groups: BTreeMap<usize, (String, egui::Color32, Vec<[f64; 2]>)> = BTreeMap::new();
         for (i, p) in arm.projection.iter().enumerate() {
-            let (key, name, color) = match self.color_by {
-                ColorBy::Class => {
-                    let c = usize::from(train.labels.get(i).copied().unwrap_or_default());
-                    let name = train.class_names.get(c).cloned().unwrap_or_default();
-                    (c, name, class_color(c, classes))
-                }
-                ColorBy::Flagged => {
-                    if self.flagged(arm, i) {
-                        (
-                            1,
-                            "flagged".to_owned(),
-                            egui::Color32::from_rgb(220, 60, 60),
-                        )
-                    } else {
-                        (0, "not flagged".to_owned(), egui::Color32::from_gray(140))
-                    }
-                }
+            let key = match self.color_by {
+                ColorBy::Class => usize::from(train.labels.get(i).copied().unwrap_or_default()),
+                ColorBy::Flagged => usize::from(self.flagged(arm, i)),
                 ColorBy::GroundTruth => {
-                    if truth.and_then(|t| t.get(i)).copied().unwrap_or(false) {
-                        (
-                            1,
-                            "poisoned".to_owned(),
-                            egui::Color32::from_rgb(230, 120, 20),
-                        )
-                    } else {
-                        (0, "clean".to_owned(), egui::Color32::from_rgb(70, 130, 200))
-                    }
+                    usize::from(truth.and_then(|t| t.get(i)).copied().unwrap_or(false))
                 }
             };
             groups
                 .entry(key)
-                .or_insert_with(|| (name, color, Vec::new()))
+                .or_insert_with(|| {
+                    let (name, color) = match (self.color_by, key) {
+                        (ColorBy::Class, c) => (
+                            train.class_names.get(c).cloned().unwrap_or_default(),
+                            class_color(c, classes),
+                        ),
+                        (ColorBy::Flagged, 1) => {
+                            ("flagged".to_owned(), egui::Color32::from_rgb(220, 60, 60))
+                        }
+                        (ColorBy::Flagged, _) => {
+                            ("not flagged".to_owned(), egui::Color32::from_gray(140))
+                        }
+                        (ColorBy::GroundTruth, 1) => {
+                            ("poisoned".to_owned(), egui::Color32::from_rgb(230, 120, 20))
+                        }
+                        (ColorBy::GroundTruth, _) => {
+                            ("clean".to_owned(), egui::Color32::from_rgb(70, 130, 200))
+                        }
+                    };
+                    (name, color, Vec::new())
+                })
                 .2
                 .push(*p);
         }

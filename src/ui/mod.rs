@@ -227,6 +227,13 @@ impl App {
         self.loading.is_some() || self.job.is_some()
     }
 
+    /// Shows finished results in the inspection view (as when a run ends).
+    pub fn show_results(&mut self, finished: Finished) {
+        self.inspect = Inspect::default();
+        self.finished = Some(finished);
+        self.view = View::Inspection;
+    }
+
     /// How many samples the reviewer has marked by hand.
     pub fn marked(&self) -> usize {
         self.inspect.marks.len()
@@ -310,11 +317,7 @@ impl App {
         if let Some(end) = ended {
             self.job = None;
             match end {
-                Ok(finished) => {
-                    self.inspect = Inspect::default();
-                    self.finished = Some(*finished);
-                    self.view = View::Inspection;
-                }
+                Ok(finished) => self.show_results(*finished),
                 Err(e) => self.status = Some(e),
             }
         }
