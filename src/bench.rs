@@ -189,6 +189,7 @@ fn ui_frames(points: usize, frames: usize) -> anyhow::Result<()> {
         predicted: train.labels.clone(),
         detectors,
         projection,
+        features: std::sync::Arc::new(ndarray::Array2::zeros((points, 2))),
     };
     let prepared = Prepared {
         clean: data::SplitDataset {

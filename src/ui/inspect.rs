@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashMap};
 use eframe::egui;
 use egui_plot::{Legend, MarkerShape, Plot, PlotPoint, Points};
 
-use super::worker::{Arm, Finished, consensus};
+use super::worker::{Arm, Finished, Layout, consensus};
 use crate::data::Dataset;
 use crate::report;
 
@@ -65,6 +65,14 @@ pub enum ColorBy {
     GroundTruth,
 }
 
+/// Which 2-d layout the scatter shows.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum LayoutKind {
+    #[default]
+    Pca,
+    Tsne,
+}
+
 /// A reviewer's decision on one sample.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mark {
@@ -85,6 +93,10 @@ pub struct Inspect {
     pub selected: Option<usize>,
     pub marks: BTreeMap<usize, Mark>,
     color_by: ColorBy,
+    layout: LayoutKind,
+    /// t-SNE layouts per arm, once computed (or why they failed).
+    tsne: HashMap<usize, Result<Vec<[f64; 2]>, String>>,
+    tsne_job: Option<Layout>,
     scroll_to_selected: bool,
     order: Option<Ranking>,
 }
@@ -437,12 +449,59 @@ impl Inspect {
         truth: Option<&[bool]>,
         textures: &mut TextureCache,
     ) {
-        ui.label("Feature space (PCA of the features the detectors saw)");
-        let n = arm.projection.len();
+        if let Some(job) = &self.tsne_job
+            && let Ok(result) = job.result.try_recv()
+        {
+            self.tsne.insert(job.arm, result);
+            self.tsne_job = None;
+        }
+        ui.horizontal(|ui| {
+            ui.label("Feature space of the features the detectors saw:");
+            ui.selectable_value(&mut self.layout, LayoutKind::Pca, "PCA");
+            ui.selectable_value(&mut self.layout, LayoutKind::Tsne, "t-SNE");
+        });
+        let points: &[[f64; 2]] = match (self.layout, self.tsne.get(&self.arm)) {
+            (LayoutKind::Pca, _) => &arm.projection,
+            (LayoutKind::Tsne, Some(Ok(layout))) => layout,
+            (LayoutKind::Tsne, Some(Err(e))) => {
+                ui.colored_label(ui.visuals().error_fg_color, e.as_str());
+                return;
+            }
+            (LayoutKind::Tsne, None) => {
+                if self.tsne_job.is_some() {
+                    ui.horizontal(|ui| {
+                        ui.spinner();
+                        ui.label(format!(
+                            "computing t-SNE of {} samples…",
+                            arm.projection.len()
+                        ));
+                    });
+                } else if ui
+                    .button(format!(
+                        "Compute t-SNE ({} samples; about a minute per 10,000 on 2 cores)",
+                        arm.projection.len()
+                    ))
+                    .clicked()
+                {
+                    let ctx = ui.ctx().clone();
+                    match Layout::spawn(self.arm, arm.features.clone(), move || {
+                        ctx.request_repaint();
+                    }) {
+                        Ok(job) => self.tsne_job = Some(job),
+                        Err(e) => {
+                            self.tsne
+                                .insert(self.arm, Err(format!("cannot start t-SNE: {e}")));
+                        }
+                    }
+                }
+                return;
+            }
+        };
+        let n = points.len();
         let classes = train.num_classes();
         // Group the points by colour.
         let mut groups: BTreeMap<usize, (String, egui::Color32, Vec<[f64; 2]>)> = BTreeMap::new();
-        for (i, p) in arm.projection.iter().enumerate() {
+        for (i, p) in points.iter().enumerate() {
             let key = match self.color_by {
                 ColorBy::Class => usize::from(train.labels.get(i).copied().unwrap_or_default()),
                 ColorBy::Flagged => usize::from(self.flagged(arm, i)),
@@ -477,7 +536,7 @@ impl Inspect {
                 .push(*p);
         }
         let radius = if n > 20_000 { 1.0 } else { 2.0 };
-        let selected = self.selected.and_then(|i| arm.projection.get(i).copied());
+        let selected = self.selected.and_then(|i| points.get(i).copied());
         let response = Plot::new("scatter")
             .legend(Legend::default())
             .data_aspect(1.0)
@@ -502,7 +561,7 @@ impl Inspect {
                 }
                 let pointer = plot.pointer_coordinate();
                 let transform = *plot.transform();
-                pointer.and_then(|pointer| nearest(&arm.projection, &transform, pointer))
+                pointer.and_then(|pointer| nearest(points, &transform, pointer))
             });
         let hovered = response.inner;
         if let Some(i) = hovered {
