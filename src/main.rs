@@ -81,6 +81,17 @@ enum Command {
         #[arg(long = "set", value_name = "KEY=VALUE")]
         overrides: Vec<String>,
     },
+    /// Re-run the detectors on the model a `run` (or a `compare` arm) saved in RUN_DIR, without
+    /// retraining; `--set detect.KEY=VALUE` changes detection settings. Writes report.json,
+    /// scores.csv and config.toml to DIR.
+    Detect {
+        run_dir: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+        /// Override one `detect.*` key, e.g. --set detect.feature_scaling=false
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        overrides: Vec<String>,
+    },
     /// Throughput figures (images/s) on this machine.
     Bench {
         #[command(subcommand)]
@@ -197,6 +208,36 @@ fn run_experiment(config: &Experiment, out: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `detect`: the saved model of a run, detected again with other `[detect]` settings.
+fn redetect(run_dir: &Path, out: &Path, overrides: &[String]) -> anyhow::Result<()> {
+    if let Some(key) = overrides
+        .iter()
+        .find(|o| !o.trim_start().starts_with("detect."))
+    {
+        bail!("`--set {key}`: only detect.* keys can change without retraining");
+    }
+    let config = load_config(&run_dir.join("config.toml"), overrides)?;
+    config.validate()?;
+    if out.join("report.json").exists() {
+        bail!(
+            "{}: holds a report.json already; choose another folder (nothing is overwritten)",
+            out.display()
+        );
+    }
+    create_out(out, &config)?;
+    let mut bar = progress::Progress::new("detect");
+    let cancel = AtomicBool::new(false);
+    let (prepared, outcome) =
+        pipeline::redetect(&config, run_dir, &cancel, &mut |e| bar.run_event(&e))?;
+    pipeline::write_outputs(out, &config, &prepared, &outcome)?;
+    print!("{}", summary_table(&outcome.report));
+    println!(
+        "wrote report.json, scores.csv and config.toml to {}",
+        out.display()
+    );
+    Ok(())
+}
+
 /// `compare`: the config trained with SGD and with SAM on identical data and seed.
 fn compare(config: &Experiment, out: &Path) -> anyhow::Result<()> {
     config.validate()?;
@@ -257,6 +298,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             out,
             overrides,
         }) => compare(&load_config(&config, &overrides)?, &out)?,
+        Some(Command::Detect {
+            run_dir,
+            out,
+            overrides,
+        }) => redetect(&run_dir, &out, &overrides)?,
         Some(Command::Bench { what }) => bench::run(what)?,
     }
     Ok(())

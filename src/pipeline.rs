@@ -187,6 +187,17 @@ pub fn run(
             on_event(RunEvent::Train(e))
         })?,
     };
+    detect_and_report(config, prepared, trained, cancel, on_event)
+}
+
+/// The detection half of a run: detectors on `trained`, backdoor effect, report.
+pub fn detect_and_report(
+    config: &Experiment,
+    prepared: &Prepared,
+    trained: Trained,
+    cancel: &AtomicBool,
+    on_event: &mut dyn FnMut(RunEvent),
+) -> anyhow::Result<Outcome> {
     on_event(RunEvent::Stage("detection".to_owned()));
     let device = train::device_for(config.train.device)?;
     let data = prepared.train_data();
@@ -217,6 +228,48 @@ pub fn run(
         detection,
         report,
     })
+}
+
+/// Re-runs detection on the model a previous `run` saved in `run_dir`, without retraining.
+/// `config` is that run's config (its `[detect]` may differ); the data are prepared again from
+/// it, which gives the same samples because every stage is seeded. Training figures (time,
+/// history) come from the run's `report.json` and `training.json` when present.
+pub fn redetect(
+    config: &Experiment,
+    run_dir: &Path,
+    cancel: &AtomicBool,
+    on_event: &mut dyn FnMut(RunEvent),
+) -> anyhow::Result<(Prepared, Outcome)> {
+    on_event(RunEvent::Stage("loading the data and the model".to_owned()));
+    let prepared = Prepared::load(config)?;
+    let device = train::device_for(config.train.device)?;
+    let loaded = checkpoint::load(run_dir, &device)?;
+    anyhow::ensure!(
+        loaded.meta.train == config.train,
+        "{}: the checkpoint was trained with other [train] settings than this config",
+        run_dir.display()
+    );
+    let read_json = |name: &str| -> Option<serde_json::Value> {
+        let text = std::fs::read_to_string(run_dir.join(name)).ok()?;
+        serde_json::from_str(&text).ok()
+    };
+    let previous = read_json("report.json");
+    let training = previous.as_ref().map(|r| &r["training"]);
+    let figure = |key: &str| training.and_then(|t| t[key].as_f64()).unwrap_or(0.0);
+    let history = read_json("training.json")
+        .and_then(|t| serde_json::from_value(t["history"].clone()).ok())
+        .unwrap_or_default();
+    let trained = Trained {
+        model: loaded.model,
+        normalization: loaded.normalization,
+        history,
+        clean_accuracy: loaded.meta.clean_accuracy,
+        attack_success_rate: loaded.meta.attack_success_rate,
+        seconds: figure("seconds"),
+        images_per_second: figure("images_per_second"),
+    };
+    let outcome = detect_and_report(config, &prepared, trained, cancel, on_event)?;
+    Ok((prepared, outcome))
 }
 
 /// Writes `report.json`, `scores.csv` and `config.toml` of a finished run into `dir`.

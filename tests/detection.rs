@@ -54,4 +54,53 @@ fn compare_writes_both_runs_and_sam_minus_sgd() {
     assert!(sam["backdoor_effect"]["silhouette"].as_f64().is_some());
     assert!(sam["backdoor_effect"]["tac_top_k"].as_f64().is_some());
     assert_eq!(sam["feature_scaling"]["reference_samples"], 250);
+
+    // `detect` re-runs the detectors on the saved SAM model with other settings, no retraining.
+    let again = dir.path().join("raw");
+    common::ok_stdout(&[
+        "detect",
+        out.join("sam").to_str().unwrap(),
+        "--out",
+        again.to_str().unwrap(),
+        "--set",
+        "detect.feature_scaling=false",
+    ]);
+    let raw = read_json(&again.join("report.json"));
+    assert_eq!(raw["feature_scaling"], serde_json::Value::Null);
+    assert_eq!(raw["attack"], sam["attack"], "the same poisoned data again");
+    assert_eq!(
+        raw["training"]["clean_accuracy"],
+        sam["training"]["clean_accuracy"]
+    );
+    // Same model, same settings → the same detection as the run.
+    let same = dir.path().join("same");
+    common::ok_stdout(&[
+        "detect",
+        out.join("sam").to_str().unwrap(),
+        "--out",
+        same.to_str().unwrap(),
+    ]);
+    let same = read_json(&same.join("report.json"));
+    for name in ["ss", "ac"] {
+        assert_eq!(
+            same["detectors"][name]["tpr"], sam["detectors"][name]["tpr"],
+            "{name}"
+        );
+        assert_eq!(
+            same["detectors"][name]["auroc"], sam["detectors"][name]["auroc"],
+            "{name}"
+        );
+    }
+    // Changing anything but detection would need retraining: refused, nothing written.
+    let refused = common::poisonscope(&[
+        "detect",
+        out.join("sam").to_str().unwrap(),
+        "--out",
+        dir.path().join("refused").to_str().unwrap(),
+        "--set",
+        "attack.ratio=0.1",
+    ]);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("only detect.* keys"));
+    assert!(!dir.path().join("refused").exists());
 }
