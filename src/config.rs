@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::data::{EMBEDDED_MNIST, LoadOptions};
+use crate::detect::scaling::ReferenceCovariance;
 use crate::detect::scaling::ScalingSettings;
 use crate::detect::ss::SsRule;
 
@@ -331,6 +332,8 @@ pub struct DetectConfig {
     pub pca_max_rank: usize,
     /// Shrinkage of the reference covariance toward a scaled identity (0..1).
     pub shrinkage: f64,
+    /// Which reference covariance whitens: `pooled` (default) or `within-class`.
+    pub whitening: ReferenceCovariance,
     /// k of the top-k trigger activation change.
     pub tac_top_k: usize,
 }
@@ -354,6 +357,7 @@ impl Default for DetectConfig {
             pca_variance: scaling.variance,
             pca_max_rank: scaling.max_rank,
             shrinkage: scaling.shrinkage,
+            whitening: scaling.covariance,
             tac_top_k: 30,
         }
     }
@@ -367,6 +371,7 @@ impl DetectConfig {
             variance: self.pca_variance,
             max_rank: self.pca_max_rank,
             shrinkage: self.shrinkage,
+            covariance: self.whitening,
         }
     }
 }

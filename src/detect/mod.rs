@@ -138,6 +138,7 @@ pub fn run(
         let scaler = Scaler::fit(
             extracted.features.view(),
             reference.features.view(),
+            &reference_set.labels,
             &config.scaling_settings(),
         )
         .map_err(RunError::Scaling)?;

@@ -8,6 +8,18 @@ use serde::{Deserialize, Serialize};
 use super::DetectError;
 use super::linalg::{covariance, mean, sym_apply, sym_eig};
 
+/// Which covariance of the clean references whitens the features.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ReferenceCovariance {
+    /// All references around their common mean (between-class spread included).
+    #[default]
+    Pooled,
+    /// Each reference around its own class mean: only the within-class spread is whitened, so
+    /// the directions that separate classes (where mislabelled poisons differ) are kept.
+    WithinClass,
+}
+
 /// How the scaling is fitted.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ScalingSettings {
@@ -18,6 +30,7 @@ pub struct ScalingSettings {
     pub max_rank: usize,
     /// Shrinkage λ of the reference covariance toward `tr(Σ)/r · I`.
     pub shrinkage: f64,
+    pub covariance: ReferenceCovariance,
 }
 
 impl Default for ScalingSettings {
@@ -27,6 +40,7 @@ impl Default for ScalingSettings {
             variance: 0.99,
             max_rank: 64,
             shrinkage: 0.1,
+            covariance: ReferenceCovariance::Pooled,
         }
     }
 }
@@ -39,6 +53,8 @@ pub struct ScalingRecord {
     pub explained_variance: f64,
     pub shrinkage: f64,
     pub reference_samples: usize,
+    #[serde(default)]
+    pub covariance: ReferenceCovariance,
 }
 
 /// A fitted scaling.
@@ -51,10 +67,12 @@ pub struct Scaler {
 }
 
 impl Scaler {
-    /// Fits PCA on `train` and the whitening on `reference`.
+    /// Fits PCA on `train` and the whitening on `reference` (whose classes are
+    /// `reference_labels`, used by [`ReferenceCovariance::WithinClass`]).
     pub fn fit(
         train: ArrayView2<f64>,
         reference: ArrayView2<f64>,
+        reference_labels: &[u16],
         settings: &ScalingSettings,
     ) -> Result<Self, DetectError> {
         let d = train.ncols();
@@ -87,7 +105,33 @@ impl Scaler {
         };
         let explained = values.iter().take(rank).map(|v| v.max(0.0)).sum::<f64>() / total;
         let projection = vectors.slice(s![.., ..rank]).to_owned();
-        let projected_ref = (&reference - &mu.view().insert_axis(Axis(0))).dot(&projection);
+        let mut projected_ref = (&reference - &mu.view().insert_axis(Axis(0))).dot(&projection);
+        if settings.covariance == ReferenceCovariance::WithinClass {
+            if reference_labels.len() != projected_ref.nrows() {
+                return Err(DetectError::Invalid(format!(
+                    "{} reference labels for {} reference rows",
+                    reference_labels.len(),
+                    projected_ref.nrows()
+                )));
+            }
+            let classes = reference_labels
+                .iter()
+                .map(|&l| usize::from(l) + 1)
+                .max()
+                .unwrap_or(0);
+            for rows in super::linalg::indices_by_class(reference_labels, classes) {
+                if rows.is_empty() {
+                    continue;
+                }
+                let class_mean = projected_ref.select(Axis(0), &rows).mean_axis(Axis(0));
+                if let Some(class_mean) = class_mean {
+                    for &i in &rows {
+                        let mut row = projected_ref.row_mut(i);
+                        row -= &class_mean;
+                    }
+                }
+            }
+        }
         let sigma = covariance(projected_ref.view());
         let lambda = settings.shrinkage.clamp(0.0, 1.0);
         let target = sigma.diag().sum() / rank as f64;
@@ -102,6 +146,7 @@ impl Scaler {
                 explained_variance: explained,
                 shrinkage: lambda,
                 reference_samples: reference.nrows(),
+                covariance: settings.covariance,
             },
         })
     }
@@ -124,7 +169,13 @@ mod tests {
             shrinkage: 0.0,
             ..ScalingSettings::default()
         };
-        let scaler = Scaler::fit(case.features.view(), case.reference.view(), &settings).unwrap();
+        let scaler = Scaler::fit(
+            case.features.view(),
+            case.reference.view(),
+            &case.reference_labels,
+            &settings,
+        )
+        .unwrap();
         let scaled_ref = scaler.apply(case.reference.view());
         let cov = covariance(scaled_ref.view());
         let r = scaler.record.rank;
@@ -146,9 +197,47 @@ mod tests {
             shrinkage: 0.3,
             ..ScalingSettings::default()
         };
-        let scaler = Scaler::fit(case.features.view(), case.reference.view(), &settings).unwrap();
+        let scaler = Scaler::fit(
+            case.features.view(),
+            case.reference.view(),
+            &case.reference_labels,
+            &settings,
+        )
+        .unwrap();
         assert_eq!(scaler.record.rank, 5);
         assert_eq!(scaler.record.shrinkage, 0.3);
         assert_eq!(scaler.apply(case.features.view()).ncols(), 5);
+    }
+
+    #[test]
+    fn within_class_whitening_keeps_the_distance_between_classes() {
+        // Two classes 10 apart along x, unit spread inside each class.
+        let n = 200;
+        let x = Array2::from_shape_fn((n, 2), |(i, j)| {
+            let noise = (((i * 37 + j * 11) % 17) as f64 - 8.0) / 4.9;
+            if j == 0 && i >= n / 2 {
+                10.0 + noise
+            } else {
+                noise
+            }
+        });
+        let labels: Vec<u16> = (0..n).map(|i| u16::from(i >= n / 2)).collect();
+        let separation = |covariance| {
+            let settings = ScalingSettings {
+                rank: 2,
+                shrinkage: 0.0,
+                covariance,
+                ..ScalingSettings::default()
+            };
+            let scaler = Scaler::fit(x.view(), x.view(), &labels, &settings).unwrap();
+            let scaled = scaler.apply(x.view());
+            let a = scaled.slice(s![..n / 2, ..]).mean_axis(Axis(0)).unwrap();
+            let b = scaled.slice(s![n / 2.., ..]).mean_axis(Axis(0)).unwrap();
+            (&a - &b).mapv(|v| v * v).sum().sqrt()
+        };
+        let pooled = separation(ReferenceCovariance::Pooled);
+        let within = separation(ReferenceCovariance::WithinClass);
+        assert!(pooled < 2.5, "pooled {pooled}");
+        assert!(within > 3.0 * pooled, "within {within}, pooled {pooled}");
     }
 }

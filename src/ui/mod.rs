@@ -839,6 +839,21 @@ impl App {
             &mut d.feature_scaling,
             "Feature scaling (PCA + clean-reference whitening)",
         );
+        if d.feature_scaling {
+            ui.horizontal(|ui| {
+                ui.label("Whitening with the references'");
+                ui.radio_value(
+                    &mut d.whitening,
+                    crate::detect::scaling::ReferenceCovariance::Pooled,
+                    "pooled covariance",
+                );
+                ui.radio_value(
+                    &mut d.whitening,
+                    crate::detect::scaling::ReferenceCovariance::WithinClass,
+                    "within-class",
+                );
+            });
+        }
         ui.horizontal(|ui| {
             let label = ui.label("Clean references per class");
             ui.add(egui::DragValue::new(&mut d.clean_per_class).range(2..=1000))
