@@ -558,24 +558,9 @@ mod tests {
     fn round_trips_through_toml() {
         let e = Experiment {
             attack: Some(AttackConfig {
-                kind: AttackKind::Blended,
-                ratio: 0.01,
-                target: 0,
-                mode: TargetMode::AllToOne,
                 seed: 3,
-                patch_size: None,
-                position: None,
                 alpha: Some(0.1),
-                alpha_test: None,
-                trigger_image: None,
-                trigger_mask: None,
-                delta: None,
-                frequency: None,
-                grid_size: None,
-                warp_strength: None,
-                cover_ratio: None,
-                strength: None,
-                epsilon: None,
+                ..AttackConfig::of(AttackKind::Blended)
             }),
             ..Experiment::default()
         };

@@ -13,7 +13,7 @@ use poisonscope::data::{Batcher, Dataset, Normalization};
 use poisonscope::detect;
 use poisonscope::pipeline::{self, Prepared};
 use poisonscope::report;
-use poisonscope::train::job::{JobData, JobEvent, TrainJob};
+use poisonscope::train::job::{JobData, JobEvent, spawn_training};
 use poisonscope::train::{self, TrainError, TrainEvent, checkpoint};
 
 /// BadNets 5 % on the embedded digits, trained `epochs` with a short, fast recipe.
@@ -203,7 +203,7 @@ fn a_job_on_its_worker_thread_reports_progress_and_cancels() {
     let config = badnets_experiment("sam", 3, 640);
     let prepared = Prepared::load(&config).unwrap();
     let data = prepared.train_data();
-    let job = TrainJob::spawn(
+    let job = spawn_training(
         config.train.clone(),
         Arc::new(JobData {
             train: data.train.clone(),

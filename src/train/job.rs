@@ -1,5 +1,6 @@
-//! Training on a named worker thread. The job owns its data, sends [`JobEvent`]s over a bounded
-//! channel and stops at the next batch when cancelled; dropping the job cancels and joins it.
+//! Work on a named worker thread ([`Worker`]): typed events over a bounded channel, a cancel
+//! flag checked between steps, cancel-and-join on drop. Training is one such job: it owns its
+//! data, sends [`JobEvent`]s and stops at the next batch when cancelled.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -30,37 +31,83 @@ pub struct JobData {
     pub triggered: Option<Dataset>,
 }
 
-/// A running training job.
-pub struct TrainJob {
-    pub events: Receiver<JobEvent>,
+/// A named worker thread that reports events of type `E` over a bounded channel and checks a
+/// cancel flag; dropping it cancels the work and joins the thread. The training job and the
+/// GUI's run job are both one of these.
+pub struct Worker<E> {
+    pub events: Receiver<E>,
     cancel: Arc<AtomicBool>,
     handle: Option<JoinHandle<()>>,
 }
 
-impl TrainJob {
-    /// Starts training on a thread named `poisonscope-train`. `wake` is called after every event
-    /// (the GUI passes `ctx.request_repaint`).
+/// The worker thread's side of a [`Worker`]: sends events, wakes the receiver, reads the cancel
+/// flag.
+pub struct Reporter<E> {
+    sender: SyncSender<E>,
+    cancel: Arc<AtomicBool>,
+    wake: Box<dyn Fn() + Send>,
+}
+
+impl<E> Reporter<E> {
+    /// Sends `event` and wakes the receiver. A `droppable` event (batch progress) is dropped when
+    /// the channel is full, as the next one supersedes it; the others wait for room. When nobody
+    /// listens any more, the work is cancelled.
+    pub fn send(&self, event: E, droppable: bool) {
+        let delivered = if droppable {
+            !matches!(
+                self.sender.try_send(event),
+                Err(TrySendError::Disconnected(_))
+            )
+        } else {
+            self.sender.send(event).is_ok()
+        };
+        if !delivered {
+            self.cancel.store(true, Ordering::Relaxed);
+        }
+        (self.wake)();
+    }
+
+    /// The flag the work checks between steps.
+    pub fn cancel_flag(&self) -> &AtomicBool {
+        &self.cancel
+    }
+}
+
+impl<E: Send + 'static> Worker<E> {
+    /// Runs `work` on a thread called `name`; `wake` is called after every event (the GUI passes
+    /// `ctx.request_repaint`).
     pub fn spawn(
-        config: TrainConfig,
-        data: Arc<JobData>,
+        name: &str,
         wake: impl Fn() + Send + 'static,
+        work: impl FnOnce(&Reporter<E>) + Send + 'static,
     ) -> std::io::Result<Self> {
         let (sender, events) = sync_channel(CHANNEL_CAPACITY);
         let cancel = Arc::new(AtomicBool::new(false));
-        let flag = Arc::clone(&cancel);
+        let reporter = Reporter {
+            sender,
+            cancel: Arc::clone(&cancel),
+            wake: Box::new(wake),
+        };
         let handle = std::thread::Builder::new()
-            .name("poisonscope-train".into())
-            .spawn(move || run(&config, &data, &flag, &sender, &wake))?;
+            .name(name.to_owned())
+            .spawn(move || work(&reporter))?;
         Ok(Self {
             events,
             cancel,
             handle: Some(handle),
         })
     }
+}
 
-    /// Asks the worker to stop before its next batch.
+impl<E> Worker<E> {
+    /// Asks the work to stop at its next check.
     pub fn cancel(&self) {
         self.cancel.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether [`Worker::cancel`] was called (or the receiver went away).
+    pub fn is_cancelling(&self) -> bool {
+        self.cancel.load(Ordering::Relaxed)
     }
 
     /// Whether the worker thread has ended.
@@ -69,7 +116,7 @@ impl TrainJob {
     }
 }
 
-impl Drop for TrainJob {
+impl<E> Drop for Worker<E> {
     fn drop(&mut self) {
         self.cancel();
         if let Some(handle) = self.handle.take() {
@@ -80,40 +127,36 @@ impl Drop for TrainJob {
     }
 }
 
-fn run(
-    config: &TrainConfig,
-    data: &JobData,
-    cancel: &AtomicBool,
-    sender: &SyncSender<JobEvent>,
-    wake: &dyn Fn(),
-) {
-    let mut on_event = |event: TrainEvent| {
-        let sent = match event {
-            TrainEvent::Batch { .. } => match sender.try_send(JobEvent::Progress(event)) {
-                Ok(()) | Err(TrySendError::Full(_)) => true,
-                Err(TrySendError::Disconnected(_)) => false,
+/// A running training job.
+pub type TrainJob = Worker<JobEvent>;
+
+/// Starts training on a thread named `poisonscope-train`. `wake` is called after every event
+/// (the GUI passes `ctx.request_repaint`).
+pub fn spawn_training(
+    config: TrainConfig,
+    data: Arc<JobData>,
+    wake: impl Fn() + Send + 'static,
+) -> std::io::Result<TrainJob> {
+    Worker::spawn("poisonscope-train", wake, move |reporter| {
+        let result = train(
+            &config,
+            TrainData {
+                train: &data.train,
+                test: &data.test,
+                triggered: data.triggered.as_ref(),
             },
-            _ => sender.send(JobEvent::Progress(event)).is_ok(),
-        };
-        if !sent {
-            // Nobody listens any more: stop.
-            cancel.store(true, Ordering::Relaxed);
-        }
-        wake();
-    };
-    let result = train(
-        config,
-        TrainData {
-            train: &data.train,
-            test: &data.test,
-            triggered: data.triggered.as_ref(),
-        },
-        cancel,
-        &mut on_event,
-    );
-    let _ = sender.send(match result {
-        Ok(trained) => JobEvent::Finished(Box::new(trained)),
-        Err(e) => JobEvent::Failed(e),
-    });
-    wake();
+            reporter.cancel_flag(),
+            &mut |event| {
+                let droppable = matches!(event, TrainEvent::Batch { .. });
+                reporter.send(JobEvent::Progress(event), droppable);
+            },
+        );
+        reporter.send(
+            match result {
+                Ok(trained) => JobEvent::Finished(Box::new(trained)),
+                Err(e) => JobEvent::Failed(e),
+            },
+            false,
+        );
+    })
 }

@@ -289,7 +289,7 @@ impl App {
     /// Asks the running job to stop.
     pub fn cancel(&mut self) {
         if let Some(job) = &self.job {
-            job.cancel();
+            job.worker.cancel();
         }
     }
 
@@ -305,7 +305,7 @@ impl App {
         }
         let mut ended = None;
         if let Some(job) = &self.job {
-            while let Ok(event) = job.events.try_recv() {
+            while let Ok(event) = job.worker.events.try_recv() {
                 match event {
                     WorkerEvent::Run(arm, event) => self.progress.apply(arm, &event),
                     WorkerEvent::Finished(finished) => ended = Some(Ok(finished)),
@@ -742,7 +742,7 @@ impl App {
             {
                 self.start(ui.ctx(), true);
             }
-            let cancellable = self.job.as_ref().is_some_and(|j| !j.is_cancelling());
+            let cancellable = self.job.as_ref().is_some_and(|j| !j.worker.is_cancelling());
             if ui
                 .add_enabled(cancellable, egui::Button::new("Cancel"))
                 .clicked()

@@ -4,9 +4,8 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
-use std::thread::JoinHandle;
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::{Receiver, sync_channel};
 
 use crate::config::{Experiment, OptimizerKind};
 use crate::data::{self, SplitDataset};
@@ -14,9 +13,7 @@ use crate::detect::linalg;
 use crate::pipeline::{self, Prepared, RunEvent};
 use crate::report::{Comparison, Report};
 use crate::train::TrainEvent;
-
-/// Capacity of the event channel; batch progress is dropped when the UI lags.
-const CHANNEL_CAPACITY: usize = 256;
+use crate::train::job::{Reporter, Worker};
 
 /// One trained and inspected model (a run has one, a comparison two: SGD then SAM).
 #[derive(Clone, Debug)]
@@ -55,9 +52,7 @@ pub enum WorkerEvent {
 
 /// A running job: a run or a comparison.
 pub struct Job {
-    pub events: Receiver<WorkerEvent>,
-    cancel: Arc<AtomicBool>,
-    handle: Option<JoinHandle<()>>,
+    pub worker: Worker<WorkerEvent>,
     /// How many arms the job trains (1 or 2).
     pub arms: usize,
 }
@@ -69,68 +64,30 @@ impl Job {
         compare: bool,
         wake: impl Fn() + Send + 'static,
     ) -> std::io::Result<Self> {
-        let (sender, events) = sync_channel(CHANNEL_CAPACITY);
-        let cancel = Arc::new(AtomicBool::new(false));
-        let flag = Arc::clone(&cancel);
-        let handle = std::thread::Builder::new()
-            .name("poisonscope-run".into())
-            .spawn(move || {
-                let result = work(&config, compare, &flag, &sender, &wake);
-                let last = match result {
-                    Ok(finished) => WorkerEvent::Finished(Box::new(finished)),
-                    Err(_) if flag.load(Ordering::Relaxed) => WorkerEvent::Cancelled,
-                    Err(e) => WorkerEvent::Failed(format!("{e:#}")),
-                };
-                let _ = sender.send(last);
-                wake();
-            })?;
+        let worker = Worker::spawn("poisonscope-run", wake, move |reporter| {
+            let last = match work(&config, compare, reporter) {
+                Ok(finished) => WorkerEvent::Finished(Box::new(finished)),
+                Err(_) if reporter.cancel_flag().load(Ordering::Relaxed) => WorkerEvent::Cancelled,
+                Err(e) => WorkerEvent::Failed(format!("{e:#}")),
+            };
+            reporter.send(last, false);
+        })?;
         Ok(Self {
-            events,
-            cancel,
-            handle: Some(handle),
+            worker,
             arms: if compare { 2 } else { 1 },
         })
-    }
-
-    /// Asks the worker to stop at its next check (every training batch).
-    pub fn cancel(&self) {
-        self.cancel.store(true, Ordering::Relaxed);
-    }
-
-    pub fn is_cancelling(&self) -> bool {
-        self.cancel.load(Ordering::Relaxed)
-    }
-}
-
-impl Drop for Job {
-    fn drop(&mut self) {
-        self.cancel();
-        if let Some(handle) = self.handle.take() {
-            while self.events.try_recv().is_ok() {}
-            let _ = handle.join();
-        }
     }
 }
 
 fn work(
     config: &Experiment,
     compare: bool,
-    cancel: &AtomicBool,
-    sender: &SyncSender<WorkerEvent>,
-    wake: &dyn Fn(),
+    reporter: &Reporter<WorkerEvent>,
 ) -> anyhow::Result<Finished> {
+    let cancel = reporter.cancel_flag();
     let send = |arm: usize, event: RunEvent| {
-        let batch = matches!(event, RunEvent::Train(TrainEvent::Batch { .. }));
-        let message = WorkerEvent::Run(arm, event);
-        let delivered = if batch {
-            !matches!(sender.try_send(message), Err(TrySendError::Disconnected(_)))
-        } else {
-            sender.send(message).is_ok()
-        };
-        if !delivered {
-            cancel.store(true, Ordering::Relaxed);
-        }
-        wake();
+        let droppable = matches!(event, RunEvent::Train(TrainEvent::Batch { .. }));
+        reporter.send(WorkerEvent::Run(arm, event), droppable);
     };
     send(0, RunEvent::Stage("loading the dataset".to_owned()));
     let prepared = Arc::new(Prepared::load(config)?);
