@@ -202,6 +202,7 @@ fn ui_frames(points: usize, frames: usize) -> anyhow::Result<()> {
     let mut app = App::new(None);
     app.show_results(worker::Finished {
         prepared: std::sync::Arc::new(prepared),
+        truth: None,
         arms: vec![arm],
         comparison: None,
         config: poisonscope::config::Experiment::default(),

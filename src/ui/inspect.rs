@@ -163,26 +163,26 @@ impl Inspect {
         else {
             return;
         };
-        let truth = report::poison_mask(&finished.prepared);
+        let truth = finished.truth.as_deref();
         let train = finished.prepared.train_data().train;
         egui::Panel::top("inspect_top").show(ui, |ui| {
             egui::ScrollArea::horizontal()
                 .id_salt("results_scroll")
                 .show(ui, |ui| results_table(ui, finished));
             ui.separator();
-            self.controls(ui, finished, arm, status, truth.as_deref(), train);
+            self.controls(ui, finished, arm, status, truth, train);
         });
         let width = ui.available_width();
         egui::Panel::right("inspect_side")
             .resizable(true)
             .default_size(width * 0.5)
             .show(ui, |ui| {
-                self.details(ui, arm, train, truth.as_deref(), textures);
+                self.details(ui, arm, train, truth, textures);
                 ui.separator();
-                self.scatter(ui, arm, train, truth.as_deref(), textures);
+                self.scatter(ui, arm, train, truth, textures);
             });
         egui::CentralPanel::default().show(ui, |ui| {
-            self.gallery(ui, arm, train, truth.as_deref(), textures);
+            self.gallery(ui, arm, train, truth, textures);
         });
     }
 

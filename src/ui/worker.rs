@@ -2,7 +2,6 @@
 //! on a named worker thread that reports typed events over a bounded channel. The UI thread only
 //! polls the channel; dropping a job cancels it and waits for the thread.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, sync_channel};
@@ -35,6 +34,9 @@ pub struct Arm {
 #[derive(Debug)]
 pub struct Finished {
     pub prepared: Arc<Prepared>,
+    /// The ground-truth poison mask of the training set, when an attack was planted (for the
+    /// metrics' views only; the detectors never saw it).
+    pub truth: Option<Vec<bool>>,
     pub arms: Vec<Arm>,
     pub comparison: Option<Comparison>,
     pub config: Experiment,
@@ -131,6 +133,7 @@ fn work(
         _ => None,
     };
     Ok(Finished {
+        truth: crate::report::poison_mask(&prepared),
         prepared,
         arms,
         comparison,
@@ -250,14 +253,6 @@ pub fn consensus(detectors: &[(String, Vec<f64>, Vec<bool>)], n: usize) -> Vec<f
         }
     }
     total
-}
-
-/// Per-detector names and flags counted, for a quick summary.
-pub fn flagged_counts(arm: &Arm) -> BTreeMap<String, usize> {
-    arm.detectors
-        .iter()
-        .map(|(name, _, flags)| (name.clone(), flags.iter().filter(|f| **f).count()))
-        .collect()
 }
 
 #[cfg(test)]
