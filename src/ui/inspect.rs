@@ -120,8 +120,8 @@ fn class_color(class: usize, classes: usize) -> egui::Color32 {
 }
 
 impl Inspect {
-    /// The ranked sample indices (most suspicious first) and their scores.
-    fn ranked(&mut self, arm: &Arm) -> (&[usize], &[f64]) {
+    /// Brings the cached ranking up to date with the chosen arm and ranking.
+    fn update_ranking(&mut self, arm: &Arm) {
         let key = (self.arm, self.ranking);
         if self.order.as_ref().is_none_or(|(k, _, _)| *k != key) {
             let n = arm.predicted.len();
@@ -132,10 +132,6 @@ impl Inspect {
             let mut order: Vec<usize> = (0..scores.len()).collect();
             order.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]));
             self.order = Some((key, order, scores));
-        }
-        match &self.order {
-            Some((_, order, scores)) => (order, scores),
-            None => (&[], &[]),
         }
     }
 
@@ -288,9 +284,11 @@ impl Inspect {
         let flagged_total = (0..arm.predicted.len())
             .filter(|&i| self.flagged(arm, i))
             .count();
-        let (order, scores) = self.ranked(arm);
-        let order = order.to_vec();
-        let scores = scores.to_vec();
+        self.update_ranking(arm);
+        let (order, scores) = match &self.order {
+            Some((_, order, scores)) => (order.as_slice(), scores.as_slice()),
+            None => (&[][..], &[][..]),
+        };
         ui.label(format!(
             "Ranked gallery: {} images, {flagged_total} flagged (most suspicious first)",
             order.len()
