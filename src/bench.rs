@@ -183,10 +183,18 @@ fn ui_frames(points: usize, frames: usize) -> anyhow::Result<()> {
         "backdoor_effect": null, "feature_scaling": null, "expected_ratio": null,
         "reference_samples": 0, "detectors": detector_reports,
     }))?;
+    let score_sets: Vec<&[f64]> = detectors.iter().map(|(_, s, _)| s.as_slice()).collect();
+    let flag_sets: Vec<&[bool]> = detectors.iter().map(|(_, _, f)| f.as_slice()).collect();
+    let consensus = poisonscope::detect::Consensus {
+        scores: poisonscope::detect::consensus::mean_rank(&score_sets, points),
+        flags: poisonscope::detect::consensus::agreement(&flag_sets, points, 2),
+        agreement: 2,
+    };
     let arm = worker::Arm {
         name: "sam".to_owned(),
         report,
         predicted: train.labels.clone(),
+        consensus,
         detectors,
         projection,
         features: std::sync::Arc::new(ndarray::Array2::zeros((points, 2))),

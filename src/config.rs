@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::data::{EMBEDDED_MNIST, LoadOptions};
+use crate::detect::decision::Decision;
 use crate::detect::scaling::ReferenceCovariance;
 use crate::detect::scaling::ScalingSettings;
 use crate::detect::ss::SsRule;
@@ -240,9 +241,9 @@ pub enum DeviceKind {
 #[serde(rename_all = "kebab-case")]
 pub enum InputNormalization {
     /// `(x/255 − mean) / std` with per-channel statistics of the training set.
-    #[default]
     Dataset,
-    /// `x / 255` only (the PyTorch reference's convention).
+    /// `x / 255` only (the PyTorch reference's convention; the default).
+    #[default]
     Unit,
 }
 
@@ -252,7 +253,8 @@ pub enum InputNormalization {
 pub struct TrainConfig {
     pub model: ModelKind,
     pub optimizer: OptimizerKind,
-    /// SAM/ASAM neighbourhood radius (the paper's 0.1).
+    /// SAM/ASAM neighbourhood radius (default 0.05, the PyTorch reference's; the paper's 0.1
+    /// weakened weak backdoors in our small-CNN, 10-epoch regime).
     pub rho: f64,
     pub epochs: usize,
     pub batch_size: usize,
@@ -271,15 +273,19 @@ impl Default for TrainConfig {
         Self {
             model: ModelKind::Cnn,
             optimizer: OptimizerKind::Sam,
-            rho: 0.1,
+            // The recipe measured in the reliability issue: without random-crop augmentation and
+            // with x/255 inputs (the PyTorch reference's recipe) both arms learn a corner-patch
+            // backdoor at 0.5–1 %; with augmentation SAM ρ 0.1 did not (ASR 4.9 % on held-out
+            // data). ρ 0.05 (the reference's): ρ 0.1 weakened a 0.5 % backdoor to ASR 57 %.
+            rho: 0.05,
             epochs: 10,
             batch_size: 128,
             lr: 0.01,
             momentum: 0.9,
             weight_decay: 5e-4,
             schedule: Schedule::Cosine,
-            augment: true,
-            normalize: InputNormalization::Dataset,
+            augment: false,
+            normalize: InputNormalization::Unit,
             seed: 0,
             device: DeviceKind::Cpu,
         }
@@ -295,6 +301,8 @@ pub enum DetectorKind {
     Spectre,
     Scan,
     Beatrix,
+    /// Cross-entropy under the given label (label disagreement).
+    Loss,
 }
 
 impl DetectorKind {
@@ -306,6 +314,7 @@ impl DetectorKind {
             Self::Spectre => "spectre",
             Self::Scan => "scan",
             Self::Beatrix => "beatrix",
+            Self::Loss => "loss",
         }
     }
 }
@@ -319,10 +328,21 @@ pub struct DetectConfig {
     pub feature_scaling: bool,
     /// Clean reference samples per class, drawn from the test split.
     pub clean_per_class: usize,
-    /// The defender's guess of the poisoning ratio ε (SS and SPECTRE budgets). Unset: the
-    /// `[attack]` ratio when there is one, else each detector's default (SS 5 %, SPECTRE 1 %).
+    /// The defender's guess of the poisoning ratio ε (the budgets of SS's and SPECTRE's
+    /// published rules; the calibrated decision needs none). Unset: each detector's default
+    /// (SS 5 %, SPECTRE 1 %), never the attack's true ratio unless `oracle_ratio` asks for it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub expected_ratio: Option<f64>,
+    /// Hand the planted attack's true ratio to the detectors (the reference codes' oracle
+    /// setting, for reproducing papers; a real defender does not know it).
+    pub oracle_ratio: bool,
+    /// How scores become flags: `calibrated` (threshold from the clean references) or `paper`
+    /// (each detector's published rule).
+    pub decision: Decision,
+    /// The calibrated decision's threshold: this quantile of the references' scores.
+    pub reference_quantile: f64,
+    /// The consensus flags a sample when at least this many detectors flag it.
+    pub consensus_agreement: usize,
     /// Spectral Signatures' flag rule: `tb` (min(1.5·ε·N, n_c/2) per class) or `bb` (top 15 %).
     pub ss_rule: SsRule,
     /// Feature-scaling PCA rank; 0 = smallest rank explaining `pca_variance`, at most
@@ -348,10 +368,15 @@ impl Default for DetectConfig {
                 DetectorKind::Spectre,
                 DetectorKind::Scan,
                 DetectorKind::Beatrix,
+                DetectorKind::Loss,
             ],
             feature_scaling: true,
             clean_per_class: 25,
             expected_ratio: None,
+            oracle_ratio: false,
+            decision: Decision::Calibrated,
+            reference_quantile: 0.99,
+            consensus_agreement: 2,
             ss_rule: SsRule::default(),
             pca_rank: scaling.rank,
             pca_variance: scaling.variance,
@@ -493,6 +518,15 @@ impl Experiment {
         {
             return bad(format!("detect.expected_ratio must be in (0, 1), got {r}"));
         }
+        if !(d.reference_quantile > 0.0 && d.reference_quantile <= 1.0) {
+            return bad(format!(
+                "detect.reference_quantile must be in (0, 1], got {}",
+                d.reference_quantile
+            ));
+        }
+        if d.consensus_agreement == 0 {
+            return bad("detect.consensus_agreement must be at least 1".to_owned());
+        }
         if !(d.pca_variance > 0.0 && d.pca_variance <= 1.0) {
             return bad(format!(
                 "detect.pca_variance must be in (0, 1], got {}",
@@ -505,7 +539,7 @@ impl Experiment {
                 d.shrinkage
             ));
         }
-        if d.clean_per_class < 2 && d.methods.iter().any(|m| *m != DetectorKind::Ss) {
+        if d.clean_per_class < 2 {
             return bad("detect.clean_per_class must be at least 2".to_owned());
         }
         Ok(())
@@ -520,9 +554,10 @@ mod tests {
     fn defaults_match_the_contract() {
         let e = Experiment::from_toml(Path::new("c.toml"), "", &[]).unwrap();
         assert_eq!(e.dataset.source, "embedded:mnist");
-        assert_eq!(e.train.rho, 0.1);
+        assert_eq!(e.train.rho, 0.05);
+        assert!(!e.train.augment);
         assert_eq!(e.train.optimizer, OptimizerKind::Sam);
-        assert_eq!(e.detect.methods.len(), 5);
+        assert_eq!(e.detect.methods.len(), 6);
         assert!(e.attack.is_none());
     }
 

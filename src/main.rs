@@ -92,6 +92,13 @@ enum Command {
         #[arg(long = "set", value_name = "KEY=VALUE")]
         overrides: Vec<String>,
     },
+    /// Run a grid of attacks × ratios × seeds × {SGD, SAM} (detection variants re-run on the
+    /// saved models); resumable; writes DIR/results.{csv,json,md}.
+    Sweep {
+        grid: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Throughput figures (images/s) on this machine.
     Bench {
         #[command(subcommand)]
@@ -158,12 +165,21 @@ fn summary_table(report: &poisonscope::report::Report) -> String {
     let pct = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{:.1}", 100.0 * v));
     let num = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{v:.3}"));
     let mut out = format!(
-        "{:<8} {:>8} {:>7} {:>7} {:>7} {:>7}\n",
+        "{:<9} {:>8} {:>7} {:>7} {:>7} {:>7}\n",
         "detector", "flagged", "TPR %", "FPR %", "F1", "AUROC"
     );
-    for (name, d) in &report.detectors {
+    let rows = report
+        .detectors
+        .iter()
+        .map(|(n, d)| (n.as_str(), d))
+        .chain(report.consensus.as_ref().map(|c| ("consensus", c)));
+    for (name, d) in rows {
+        if let Some(error) = &d.error {
+            out.push_str(&format!("{name:<9} failed: {error}\n"));
+            continue;
+        }
         out.push_str(&format!(
-            "{:<8} {:>8} {:>7} {:>7} {:>7} {:>7}\n",
+            "{:<9} {:>8} {:>7} {:>7} {:>7} {:>7}\n",
             name,
             d.flagged,
             pct(d.tpr),
@@ -171,6 +187,17 @@ fn summary_table(report: &poisonscope::report::Report) -> String {
             num(d.f1),
             num(d.auroc)
         ));
+    }
+    if let Some(fit) = &report.fit {
+        out.push_str(&format!(
+            "fit: training accuracy on the given labels {:.1} % ({:.1} % disagree), clean accuracy {:.1} %\n",
+            100.0 * fit.train_accuracy,
+            100.0 * fit.disagreement,
+            100.0 * fit.clean_accuracy
+        ));
+    }
+    for w in &report.warnings {
+        out.push_str(&format!("warning: {}\n", w.message));
     }
     out
 }
@@ -253,6 +280,36 @@ fn compare(config: &Experiment, out: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `sweep`: the grid, resumed where a previous sweep into `out` stopped.
+fn sweep(grid_path: &Path, out: &Path) -> anyhow::Result<()> {
+    use poisonscope::sweep::{self, Grid, SweepEvent};
+    let grid = Grid::from_file(grid_path)?;
+    if let Some(cell) = grid.cells().first() {
+        export::check_not_in_source(out, &grid.experiment(cell)?.dataset.source)?;
+    }
+    let mut bar = progress::Progress::new("sweep");
+    let cancel = AtomicBool::new(false);
+    let rows = sweep::run(&grid, out, &cancel, &mut |e| match e {
+        SweepEvent::Cell {
+            index,
+            total,
+            id,
+            arm,
+        } => {
+            eprintln!("[{}/{total}] {id} {arm}", index + 1);
+            bar = progress::Progress::new(arm);
+        }
+        SweepEvent::Skipped { id } => eprintln!("{id}: done before, skipped"),
+        SweepEvent::Run(e) => bar.run_event(e),
+    })?;
+    println!(
+        "{} rows; wrote results.csv, results.json and results.md to {}",
+        rows.len(),
+        out.display()
+    );
+    Ok(())
+}
+
 fn open_window(config: Option<Experiment>) -> anyhow::Result<()> {
     poisonscope::ui::run_native(config).map_err(|e| anyhow::anyhow!("cannot open the window: {e}"))
 }
@@ -303,6 +360,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             out,
             overrides,
         }) => redetect(&run_dir, &out, &overrides)?,
+        Some(Command::Sweep { grid, out }) => sweep(&grid, &out)?,
         Some(Command::Bench { what }) => bench::run(what)?,
     }
     Ok(())

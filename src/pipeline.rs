@@ -161,12 +161,16 @@ pub fn backdoor_effect(
     })
 }
 
-/// The poisoning ratio handed to the detectors: `detect.expected_ratio`, else the attack's.
+/// The poisoning ratio handed to the detectors' published rules: `detect.expected_ratio`; the
+/// attack's true ratio only when `detect.oracle_ratio` asks for it (a defender does not know it).
 pub fn expected_ratio(config: &Experiment) -> Option<f64> {
-    config
-        .detect
-        .expected_ratio
-        .or(config.attack.as_ref().map(|a| a.ratio))
+    config.detect.expected_ratio.or_else(|| {
+        config
+            .detect
+            .oracle_ratio
+            .then(|| config.attack.as_ref().map(|a| a.ratio))
+            .flatten()
+    })
 }
 
 /// Dataset → attack → train → detect → report. With `dir`, the checkpoint is saved there.
@@ -298,6 +302,52 @@ pub fn write_outputs(
     Ok(())
 }
 
+/// The two arms of a comparison fused, per detector and for the consensus: each sample's rank
+/// percentiles averaged over the arms, flagged where both arms flag it.
+pub fn fuse(
+    a: &DetectionRun,
+    b: &DetectionRun,
+    prepared: &Prepared,
+) -> std::collections::BTreeMap<String, report::DetectorReport> {
+    let train = prepared.train_data().train;
+    let n = train.len();
+    let truth = report::poison_mask(prepared);
+    let one = |sa: &[f64], sb: &[f64], fa: &[bool], fb: &[bool]| {
+        let scores = detect::consensus::mean_rank(&[sa, sb], n);
+        let flags = detect::consensus::agreement(&[fa, fb], n, 2);
+        report::detector_report(
+            &flags,
+            &scores,
+            truth.as_deref(),
+            &train.labels,
+            0.0,
+            serde_json::Map::new(),
+        )
+    };
+    let mut out: std::collections::BTreeMap<String, report::DetectorReport> = a
+        .results
+        .iter()
+        .filter(|r| r.error.is_none())
+        .filter_map(|ra| {
+            let rb = b
+                .results
+                .iter()
+                .find(|rb| rb.kind == ra.kind && rb.error.is_none())?;
+            let (da, db) = (&ra.detection, &rb.detection);
+            Some((
+                ra.name.to_owned(),
+                one(&da.scores, &db.scores, &da.flags, &db.flags),
+            ))
+        })
+        .collect();
+    let (ca, cb) = (&a.consensus, &b.consensus);
+    out.insert(
+        "consensus".to_owned(),
+        one(&ca.scores, &cb.scores, &ca.flags, &cb.flags),
+    );
+    out
+}
+
 /// Trains SGD and SAM on the same prepared data and seed, detects with both, and writes
 /// `dir/sgd`, `dir/sam` and `dir/comparison.json`. The SAM arm keeps the config's optimiser when
 /// it is already SAM or ASAM (and its ρ).
@@ -309,6 +359,7 @@ pub fn compare(
 ) -> anyhow::Result<Comparison> {
     let prepared = Prepared::load(config)?;
     let mut reports = Vec::new();
+    let mut detections = Vec::new();
     for (name, optimizer) in [
         ("sgd", OptimizerKind::Sgd),
         (
@@ -328,10 +379,14 @@ pub fn compare(
         let outcome = run(&arm, &prepared, Some(&arm_dir), cancel, on_event)?;
         write_outputs(&arm_dir, &arm, &prepared, &outcome)?;
         reports.push(outcome.report);
+        detections.push(outcome.detection);
     }
     let sam = reports.pop().context("no SAM report")?;
     let sgd = reports.pop().context("no SGD report")?;
-    let comparison = Comparison::new(sgd, sam);
+    let mut comparison = Comparison::new(sgd, sam);
+    if let [a, b] = detections.as_slice() {
+        comparison.fused = fuse(a, b, &prepared);
+    }
     let path = dir.join("comparison.json");
     report::write_atomic(&path, &serde_json::to_string_pretty(&comparison)?)
         .with_context(|| format!("{}: cannot write", path.display()))?;

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use crate::config::{AttackKind, Experiment, OptimizerKind};
 use crate::detect::DetectionRun;
 use crate::detect::scaling::ScalingRecord;
+use crate::diagnostics::{Fit, Warning};
 use crate::metrics::{self, Confusion};
 use crate::pipeline::Prepared;
 use crate::train::Trained;
@@ -72,6 +73,9 @@ pub struct DetectorReport {
     pub seconds: f64,
     /// What the detector decided on the way (target classes, chosen rank, thresholds...).
     pub details: serde_json::Map<String, serde_json::Value>,
+    /// Why the detector failed (its other fields are then empty); absent when it ran.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -83,10 +87,29 @@ pub struct Report {
     pub backdoor_effect: Option<BackdoorEffect>,
     /// The fitted feature scaling (`null` when off).
     pub feature_scaling: Option<ScalingRecord>,
-    /// ε handed to the detectors (`null`: each detector's default).
+    /// ε handed to the detectors' published rules (`null`: each detector's default).
     pub expected_ratio: Option<f64>,
+    /// Where `expected_ratio` came from: `config`, `oracle` (the attack's true ratio, asked for
+    /// with `detect.oracle_ratio`) or `default`.
+    #[serde(default)]
+    pub expected_ratio_source: String,
+    /// The defender's estimate of the poisoning ratio (median share flagged by the detectors).
+    #[serde(default)]
+    pub estimated_ratio: Option<f64>,
+    /// `calibrated` or `paper` (see `detect/decision.rs`).
+    #[serde(default)]
+    pub decision: String,
     pub reference_samples: usize,
+    /// How well the model fits its training set (given labels), and its clean accuracy.
+    #[serde(default)]
+    pub fit: Option<Fit>,
+    /// What makes this result doubtful, with what to try; empty when nothing does.
+    #[serde(default)]
+    pub warnings: Vec<Warning>,
     pub detectors: BTreeMap<String, DetectorReport>,
+    /// The detectors' joint verdict: mean rank percentile, flagged by agreement.
+    #[serde(default)]
+    pub consensus: Option<DetectorReport>,
 }
 
 /// The ground truth of a planted attack: which training samples are poisoned.
@@ -140,6 +163,18 @@ pub fn detector_report(
         flagged: flags.iter().filter(|&&f| f).count(),
         seconds,
         details,
+        error: None,
+    }
+}
+
+/// Where the ε handed to the detectors comes from (see [`crate::pipeline::expected_ratio`]).
+pub fn expected_ratio_source(config: &Experiment) -> &'static str {
+    if config.detect.expected_ratio.is_some() {
+        "config"
+    } else if config.detect.oracle_ratio && config.attack.is_some() {
+        "oracle"
+    } else {
+        "default"
     }
 }
 
@@ -170,19 +205,48 @@ pub fn build(
         .results
         .iter()
         .map(|r| {
-            (
-                r.name.to_owned(),
-                detector_report(
-                    &r.detection.flags,
-                    &r.detection.scores,
-                    truth.as_deref(),
-                    &train.labels,
-                    r.seconds,
-                    r.detection.details.clone(),
-                ),
-            )
+            let mut report = detector_report(
+                &r.detection.flags,
+                &r.detection.scores,
+                truth.as_deref(),
+                &train.labels,
+                r.seconds,
+                r.detection.details.clone(),
+            );
+            if let Some(error) = &r.error {
+                report = DetectorReport {
+                    error: Some(error.clone()),
+                    ..detector_report(&[], &[], None, &[], r.seconds, Default::default())
+                };
+            }
+            (r.name.to_owned(), report)
         })
         .collect();
+    let mut consensus_details = serde_json::Map::new();
+    consensus_details.insert(
+        "agreement".to_owned(),
+        serde_json::Value::from(detection.consensus.agreement),
+    );
+    let consensus = detector_report(
+        &detection.consensus.flags,
+        &detection.consensus.scores,
+        truth.as_deref(),
+        &train.labels,
+        0.0,
+        consensus_details,
+    );
+    let fit = Fit::measure(
+        &detection.train.predicted,
+        &train.labels,
+        train.num_classes(),
+        trained.clean_accuracy,
+    );
+    let warnings = crate::diagnostics::warnings(
+        &fit,
+        trained.attack_success_rate,
+        detection,
+        &train.class_names,
+    );
     Report {
         version: VERSION,
         dataset: DatasetInfo {
@@ -207,8 +271,14 @@ pub fn build(
         backdoor_effect,
         feature_scaling: detection.scaling.clone(),
         expected_ratio: detection.expected_ratio,
+        expected_ratio_source: expected_ratio_source(config).to_owned(),
+        estimated_ratio: Some(detection.estimated_ratio),
+        decision: detection.decision.name().to_owned(),
         reference_samples: detection.reference_indices.len(),
+        fit: Some(fit),
+        warnings,
         detectors,
+        consensus: Some(consensus),
     }
 }
 
@@ -258,6 +328,10 @@ pub struct Comparison {
     pub sgd: Report,
     pub sam: Report,
     pub delta: BTreeMap<String, Delta>,
+    /// The two arms fused, per detector and for the consensus (key `consensus`): rank
+    /// percentiles averaged, flagged where both arms flag.
+    #[serde(default)]
+    pub fused: BTreeMap<String, DetectorReport>,
 }
 
 impl Comparison {
@@ -279,7 +353,12 @@ impl Comparison {
                 ))
             })
             .collect();
-        Self { sgd, sam, delta }
+        Self {
+            sgd,
+            sam,
+            delta,
+            fused: BTreeMap::new(),
+        }
     }
 
     /// A plain-text table: one row per detector, SGD and SAM side by side.
@@ -297,24 +376,47 @@ impl Comparison {
         );
         let _ = writeln!(
             out,
-            "{:<8} {:>12} {:>12} {:>12} {:>14} {:>9}",
-            "detector", "TPR % sgd/sam", "FPR % sgd/sam", "F1 sgd/sam", "AUROC sgd/sam", "ΔTPR"
+            "{:<9} {:>12} {:>12} {:>12} {:>14} {:>7} {:>12}",
+            "detector",
+            "TPR % sgd/sam",
+            "FPR % sgd/sam",
+            "F1 sgd/sam",
+            "AUROC sgd/sam",
+            "ΔTPR",
+            "fused TPR/FPR"
         );
-        for (name, a) in &self.sgd.detectors {
-            let Some(b) = self.sam.detectors.get(name) else {
-                continue;
+        let consensus = self.sgd.consensus.as_ref().zip(self.sam.consensus.as_ref());
+        let rows = self
+            .sgd
+            .detectors
+            .iter()
+            .filter_map(|(name, a)| Some((name.as_str(), a, self.sam.detectors.get(name)?)))
+            .chain(consensus.map(|(a, b)| ("consensus", a, b)));
+        for (name, a, b) in rows {
+            let d = match (a.tpr, b.tpr) {
+                (Some(x), Some(y)) => Some(y - x),
+                _ => None,
             };
-            let d = self.delta.get(name).and_then(|d| d.tpr);
+            let fused = self
+                .fused
+                .get(name)
+                .map_or("-".to_owned(), |f| format!("{}/{}", pct(f.tpr), pct(f.fpr)));
             let _ = writeln!(
                 out,
-                "{:<8} {:>12} {:>12} {:>12} {:>14} {:>9}",
+                "{:<9} {:>12} {:>12} {:>12} {:>14} {:>7} {:>12}",
                 name,
                 format!("{}/{}", pct(a.tpr), pct(b.tpr)),
                 format!("{}/{}", pct(a.fpr), pct(b.fpr)),
                 format!("{}/{}", num(a.f1), num(b.f1)),
                 format!("{}/{}", num(a.auroc), num(b.auroc)),
                 d.map_or("-".to_owned(), |d| format!("{:+.1}", 100.0 * d)),
+                fused,
             );
+        }
+        for (arm, report) in [("SGD", &self.sgd), ("SAM", &self.sam)] {
+            for w in &report.warnings {
+                let _ = writeln!(out, "warning ({arm}): {}", w.message);
+            }
         }
         out
     }

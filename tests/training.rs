@@ -347,3 +347,38 @@ fn run_without_an_attack_trains_and_writes_the_checkpoint() {
     assert_eq!(first[3], "", "poisoned is unknown without an attack");
     assert_eq!(scores.lines().count(), 513);
 }
+
+/// A model that cannot fit (learning rate far too small) is reported as near chance, with the
+/// warning in report.json; the same data with the normal recipe carries no such warning.
+#[test]
+fn a_model_that_cannot_fit_is_flagged_as_near_chance() {
+    let mut config = badnets_experiment("sgd", 1, 800);
+    config.train.lr = 1e-6;
+    let prepared = Prepared::load(&config).unwrap();
+    let outcome = pipeline::run(&config, &prepared, None, &never(), &mut |_| {}).unwrap();
+    let kinds: Vec<_> = outcome.report.warnings.iter().map(|w| w.kind).collect();
+    assert!(
+        kinds.contains(&poisonscope::diagnostics::WarningKind::NearChance),
+        "{:#?} {:?}",
+        outcome.report.warnings,
+        outcome.report.fit
+    );
+    let fit = outcome.report.fit.as_ref().unwrap();
+    assert!(fit.train_accuracy < 0.4, "{fit:?}");
+
+    let mut config = badnets_experiment("sgd", 2, 800);
+    config.attack = None;
+    let prepared = Prepared::load(&config).unwrap();
+    let outcome = pipeline::run(&config, &prepared, None, &never(), &mut |_| {}).unwrap();
+    let fit = outcome.report.fit.as_ref().unwrap();
+    assert!(
+        !outcome.report.warnings.iter().any(|w| matches!(
+            w.kind,
+            poisonscope::diagnostics::WarningKind::NearChance
+                | poisonscope::diagnostics::WarningKind::NotFitted
+        )),
+        "{:#?} {fit:?}",
+        outcome.report.warnings
+    );
+    assert!(fit.train_accuracy > 0.9, "{fit:?}");
+}

@@ -4,6 +4,7 @@
 //! the PyTorch reference uses): FastICA max 1000 iterations, tolerance 0.005; k-means with 10
 //! restarts. Our addition: a ranking score, the distance to the larger cluster's centre.
 
+use super::decision::scale_by_class_median;
 use linfa::DatasetBase;
 use linfa::traits::{Fit, Predict};
 use linfa_clustering::KMeans;
@@ -12,7 +13,7 @@ use ndarray::{Array2, Axis};
 use rand_xoshiro::Xoshiro256Plus;
 use rand_xoshiro::rand_core::SeedableRng;
 
-use super::linalg::{centered, indices_by_class, sym_eig};
+use super::linalg::{indices_by_class, mean, sym_eig};
 use super::{DetectError, DetectInput, Detection, Detector};
 
 /// Activation Clustering.
@@ -33,31 +34,61 @@ impl Default for ActivationClustering {
     }
 }
 
-/// `x` reduced to `k` independent components. The top-`k` principal subspace is taken first and
-/// FastICA then runs with as many components as dimensions: linfa-ica 0.8.1 truncates its SVD
-/// whitening without sorting the singular values, so asking it for fewer components than
-/// dimensions keeps an arbitrary subspace (a planted cluster then vanishes). Falls back to the
-/// principal components themselves (backdoor-toolbox's choice) when FastICA fails.
-fn reduce(x: &Array2<f64>, k: usize, seed: u64) -> Result<(Array2<f64>, bool), DetectError> {
-    let (_, vectors) = sym_eig(&x.t().dot(x))?;
-    let principal = x.dot(&vectors.slice(ndarray::s![.., ..k]));
-    let dataset = DatasetBase::from(principal.clone());
-    let ica = FastIca::params()
-        .ncomponents(k)
-        .max_iter(1000)
-        .tol(0.005)
-        .random_state(seed as usize)
-        .fit(&dataset);
-    if let Ok(model) = ica {
-        let sources: Array2<f64> = model.predict(&principal);
-        if sources.iter().all(|v| v.is_finite()) {
-            // linfa scales the sources by 1/√n; ART (and the reference) use unit variance,
-            // which also keeps k-means' tolerance meaningful.
-            let std = sources.std_axis(Axis(0), 0.0).mapv(|s| s.max(1e-12));
-            return Ok((&sources / &std.insert_axis(Axis(0)), true));
+/// The reduction of one class's centred features to `k` independent components. The top-`k`
+/// principal subspace is taken first and FastICA then runs with as many components as
+/// dimensions: linfa-ica 0.8.1 truncates its SVD whitening without sorting the singular values,
+/// so asking it for fewer components than dimensions keeps an arbitrary subspace (a planted
+/// cluster then vanishes). Falls back to the principal components themselves (backdoor-toolbox's
+/// choice) when FastICA fails.
+struct Reduction {
+    /// `d × k` principal directions.
+    basis: Array2<f64>,
+    /// The fitted FastICA and the sources' standard deviations, when FastICA succeeded.
+    ica: Option<(FastIca<f64>, ndarray::Array1<f64>)>,
+}
+
+impl Reduction {
+    fn fit(x: &Array2<f64>, k: usize, seed: u64) -> Result<(Self, Array2<f64>), DetectError> {
+        let (_, vectors) = sym_eig(&x.t().dot(x))?;
+        let basis = vectors.slice(ndarray::s![.., ..k]).to_owned();
+        let principal = x.dot(&basis);
+        let dataset = DatasetBase::from(principal.clone());
+        let ica = FastIca::params()
+            .ncomponents(k)
+            .max_iter(1000)
+            .tol(0.005)
+            .random_state(seed as usize)
+            .fit(&dataset);
+        if let Ok(model) = ica {
+            let sources: Array2<f64> = model.predict(&principal);
+            if sources.iter().all(|v| v.is_finite()) {
+                // linfa scales the sources by 1/√n; ART (and the reference) use unit variance,
+                // which also keeps k-means' tolerance meaningful.
+                let std = sources.std_axis(Axis(0), 0.0).mapv(|s| s.max(1e-12));
+                let reduced = &sources / &std.view().insert_axis(Axis(0));
+                return Ok((
+                    Self {
+                        basis,
+                        ica: Some((model, std)),
+                    },
+                    reduced,
+                ));
+            }
+        }
+        Ok((Self { basis, ica: None }, principal))
+    }
+
+    /// Other rows (centred the same way) in the reduced space.
+    fn apply(&self, x: &Array2<f64>) -> Array2<f64> {
+        let principal = x.dot(&self.basis);
+        match &self.ica {
+            Some((model, std)) => {
+                let sources: Array2<f64> = model.predict(&principal);
+                &sources / &std.view().insert_axis(Axis(0))
+            }
+            None => principal,
         }
     }
-    Ok((principal, false))
 }
 
 impl Detector for ActivationClustering {
@@ -71,18 +102,24 @@ impl Detector for ActivationClustering {
         let mut flagged_classes = Vec::new();
         let mut shares = Vec::new();
         let mut ica_fallbacks = 0;
+        out.reference_scores = vec![f64::NAN; input.reference_labels.len()];
+        let ref_by_class = indices_by_class(input.reference_labels, input.num_classes);
         for (class, members) in indices_by_class(input.labels, input.num_classes)
             .into_iter()
             .enumerate()
         {
+            let refs = ref_by_class.get(class).map_or(&[][..], Vec::as_slice);
             if members.len() < 4 {
                 shares.push(None);
                 continue;
             }
-            let x = centered(input.features.select(Axis(0), &members).view());
+            let rows = input.features.select(Axis(0), &members);
+            let class_mean = mean(rows.view()).insert_axis(Axis(0));
+            let x = &rows - &class_mean;
             let k = self.components.min(x.ncols()).min(members.len() - 1);
-            let (reduced, used_ica) = reduce(&x, k, input.seed.wrapping_add(class as u64))?;
-            if !used_ica {
+            let (reduction, reduced) =
+                Reduction::fit(&x, k, input.seed.wrapping_add(class as u64))?;
+            if reduction.ica.is_none() {
                 ica_fallbacks += 1;
             }
             let rng = Xoshiro256Plus::seed_from_u64(input.seed.wrapping_add(class as u64));
@@ -108,10 +145,25 @@ impl Detector for ActivationClustering {
             if flag_class {
                 flagged_classes.push(class);
             }
+            let distance = |rows: &Array2<f64>| -> Vec<f64> {
+                rows.rows()
+                    .into_iter()
+                    .map(|r| {
+                        let d = &r - &large_centre;
+                        d.dot(&d).sqrt()
+                    })
+                    .collect()
+            };
+            let mut scores = distance(&reduced);
+            let reference_rows = &input.reference.select(Axis(0), refs) - &class_mean;
+            let mut ref_scores = distance(&reduction.apply(&reference_rows));
+            scale_by_class_median(&mut scores, &mut ref_scores);
             for (local, &i) in members.iter().enumerate() {
-                let d = &reduced.row(local) - &large_centre;
-                out.scores[i] = d.dot(&d).sqrt();
+                out.scores[i] = scores[local];
                 out.flags[i] = flag_class && assignment[local] == small;
+            }
+            for (&i, &s) in refs.iter().zip(&ref_scores) {
+                out.reference_scores[i] = s;
             }
         }
         out.note("flagged_classes", &flagged_classes);

@@ -133,6 +133,8 @@ impl Detector for Beatrix {
         // Per class: the band from all references and the threshold from held-out folds.
         let mut bands: Vec<Option<Band>> = Vec::new();
         let mut thresholds = vec![f64::INFINITY; input.num_classes];
+        // Each reference's deviation from the band fitted without it (its fold held out).
+        let mut reference_scores = vec![f64::NAN; input.reference_labels.len()];
         for (c, members) in ref_by_class.iter().enumerate() {
             let all: Vec<&Vec<f64>> = members.iter().map(|&i| &ref_grams[i]).collect();
             bands.push(Band::fit(&all, self.mad_factor));
@@ -142,6 +144,12 @@ impl Detector for Beatrix {
             }
             let mut held_out = Vec::new();
             for fold in 0..folds {
+                let in_fold: Vec<usize> = members
+                    .iter()
+                    .enumerate()
+                    .filter(|(k, _)| k % folds == fold)
+                    .map(|(_, &i)| i)
+                    .collect();
                 let fit: Vec<&Vec<f64>> = members
                     .iter()
                     .enumerate()
@@ -149,13 +157,11 @@ impl Detector for Beatrix {
                     .map(|(_, &i)| &ref_grams[i])
                     .collect();
                 if let Some(band) = Band::fit(&fit, self.mad_factor) {
-                    held_out.extend(
-                        members
-                            .iter()
-                            .enumerate()
-                            .filter(|(k, _)| k % folds == fold)
-                            .map(|(_, &i)| band.deviation(&ref_grams[i])),
-                    );
+                    for i in in_fold {
+                        let deviation = band.deviation(&ref_grams[i]);
+                        held_out.push(deviation);
+                        reference_scores[i] = deviation;
+                    }
                 }
             }
             thresholds[c] = quantile(&held_out, self.quantile);
@@ -183,6 +189,7 @@ impl Detector for Beatrix {
         let mut out = Detection {
             scores,
             flags,
+            reference_scores,
             details: serde_json::Map::new(),
         };
         out.note("layer", &train.layer);
@@ -243,6 +250,7 @@ mod tests {
             reference_labels: &ref_labels,
             predicted: &labels,
             conv: Some((&train, &reference)),
+            logits: None,
             expected_ratio: None,
             seed: 0,
         };

@@ -27,6 +27,8 @@ pub struct Extracted {
     pub conv: ConvActivations,
     /// Per-channel spatial mean of the (unreduced) last conv block, `n × channels` (for TAC).
     pub channel_means: Array2<f64>,
+    /// Logits, `n × classes` (for the `loss` detector and the fit diagnostics).
+    pub logits: Array2<f32>,
     pub predicted: Vec<u16>,
 }
 
@@ -60,7 +62,8 @@ pub fn extract(
     let mut conv_values = Vec::new();
     let mut means = Vec::new();
     let mut predicted = Vec::with_capacity(n);
-    let (mut dim, mut channels, mut reduced, mut positions) = (0, 0, 0, 0);
+    let mut logits = Vec::new();
+    let (mut dim, mut channels, mut reduced, mut positions, mut classes) = (0, 0, 0, 0, 0);
     let mut done = 0;
     for chunk in indices.chunks(EVAL_BATCH) {
         if cancel.load(Ordering::Relaxed) {
@@ -87,6 +90,8 @@ pub fn extract(
         features.extend(to_vec(out.features));
         conv_values.extend(to_vec(conv));
         means.extend(to_vec(channel_mean));
+        classes = out.logits.dims()[1];
+        logits.extend(to_vec(out.logits.clone()));
         let argmax: Tensor<1, Int> = out.logits.argmax(1).reshape([b]);
         predicted.extend(
             argmax
@@ -113,6 +118,8 @@ pub fn extract(
                 .unwrap_or_else(|_| Array2::zeros((n, reduced * positions))),
         },
         channel_means: as_f64(means, channels),
+        logits: Array2::from_shape_vec((n, classes), logits)
+            .unwrap_or_else(|_| Array2::zeros((n, classes))),
         predicted,
     })
 }

@@ -7,8 +7,11 @@
 
 pub mod ac;
 pub mod beatrix;
+pub mod consensus;
+pub mod decision;
 pub mod features;
 pub mod linalg;
+pub mod loss;
 pub mod scaling;
 pub mod scan;
 pub mod spectre;
@@ -24,6 +27,8 @@ use burn::tensor::Device;
 use ndarray::Array2;
 
 pub use types::{ConvActivations, DetectError, DetectInput, Detection, Detector};
+
+use decision::Decision;
 
 use crate::config::{DetectConfig, DetectorKind};
 use crate::data::{Dataset, Normalization};
@@ -41,6 +46,7 @@ pub fn detector_for(kind: DetectorKind, config: &DetectConfig) -> Box<dyn Detect
         DetectorKind::Spectre => Box::new(spectre::Spectre::default()),
         DetectorKind::Scan => Box::new(scan::Scan::default()),
         DetectorKind::Beatrix => Box::new(beatrix::Beatrix::default()),
+        DetectorKind::Loss => Box::new(loss::LossDetector),
     }
 }
 
@@ -64,8 +70,21 @@ pub enum DetectEvent {
 pub struct DetectorResult {
     pub kind: DetectorKind,
     pub name: &'static str,
+    /// The verdict; when the detector failed, nothing flagged and `error` says why.
     pub detection: Detection,
     pub seconds: f64,
+    /// Why the detector failed (the run goes on without it).
+    pub error: Option<String>,
+}
+
+/// The detectors' joint verdict.
+#[derive(Clone, Debug, Default)]
+pub struct Consensus {
+    /// Mean rank percentile over the detectors that ran (1 = ranked first by all).
+    pub scores: Vec<f64>,
+    /// Flagged by at least `agreement` detectors.
+    pub flags: Vec<bool>,
+    pub agreement: usize,
 }
 
 /// Everything detection produced.
@@ -79,8 +98,14 @@ pub struct DetectionRun {
     /// The features the detectors saw (scaled when scaling is on).
     pub detector_features: Array2<f64>,
     pub scaling: Option<ScalingRecord>,
+    /// ε handed to the detectors' published rules (`None`: each detector's default).
     pub expected_ratio: Option<f64>,
+    pub decision: Decision,
+    /// The defender's estimate of the poisoning ratio: the median share flagged by the detectors
+    /// that ran (needs no ground truth).
+    pub estimated_ratio: f64,
     pub results: Vec<DetectorResult>,
+    pub consensus: Consensus,
 }
 
 /// Why detection stopped.
@@ -158,6 +183,7 @@ pub fn run(
         reference_labels: &reference_set.labels,
         predicted: &extracted.predicted,
         conv: Some((&extracted.conv, &reference.conv)),
+        logits: Some((extracted.logits.view(), reference.logits.view())),
         expected_ratio,
         seed,
     };
@@ -170,12 +196,13 @@ pub fn run(
         let name = detector.name();
         on_event(DetectEvent::Running(name));
         let start = Instant::now();
-        let detection = detector
-            .detect(&input)
-            .map_err(|error| RunError::Detector {
-                detector: name,
-                error,
-            })?;
+        let (detection, error) = match run_one(detector.as_ref(), &input) {
+            Ok(mut detection) => {
+                decide(&mut detection, config);
+                (detection, None)
+            }
+            Err(message) => (Detection::new(train.len()), Some(message)),
+        };
         let seconds = start.elapsed().as_secs_f64();
         on_event(DetectEvent::Finished {
             name,
@@ -187,8 +214,23 @@ pub fn run(
             name,
             detection,
             seconds,
+            error,
         });
     }
+    let ran: Vec<&DetectorResult> = results.iter().filter(|r| r.error.is_none()).collect();
+    let n = train.len();
+    let shares: Vec<f64> = ran
+        .iter()
+        .map(|r| r.detection.flagged() as f64 / n.max(1) as f64)
+        .collect();
+    let scores: Vec<&[f64]> = ran.iter().map(|r| r.detection.scores.as_slice()).collect();
+    let flags: Vec<&[bool]> = ran.iter().map(|r| r.detection.flags.as_slice()).collect();
+    let agreement = config.consensus_agreement.min(ran.len().max(1));
+    let consensus = Consensus {
+        scores: consensus::mean_rank(&scores, n),
+        flags: consensus::agreement(&flags, n, agreement),
+        agreement,
+    };
     Ok(DetectionRun {
         train: extracted,
         reference_indices,
@@ -196,6 +238,58 @@ pub fn run(
         detector_features,
         scaling,
         expected_ratio,
+        decision: config.decision,
+        estimated_ratio: if shares.is_empty() {
+            0.0
+        } else {
+            linalg::median(&shares)
+        },
         results,
+        consensus,
     })
+}
+
+/// Runs one detector; an error or a panic inside third-party numeric code becomes a message, so
+/// a failing detector fails alone.
+fn run_one(detector: &dyn Detector, input: &DetectInput) -> Result<Detection, String> {
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| detector.detect(input)));
+    match outcome {
+        Ok(Ok(detection)) if detection.scores.len() == input.len() => Ok(detection),
+        Ok(Ok(_)) => Err("returned the wrong number of scores".to_owned()),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(panic) => {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".to_owned());
+            Err(format!("numerical failure: {what}"))
+        }
+    }
+}
+
+/// Applies the configured decision to a detector's verdict. The published rule's flag count is
+/// kept in the details either way.
+fn decide(detection: &mut Detection, config: &DetectConfig) {
+    let paper = detection.flagged();
+    detection.note("paper_rule_flagged", paper);
+    if config.decision == Decision::Paper {
+        detection.note("decision", Decision::Paper.name());
+        return;
+    }
+    match decision::reference_threshold(&detection.reference_scores, config.reference_quantile) {
+        Some(threshold) => {
+            detection.flags = decision::flags_above(&detection.scores, threshold);
+            detection.note("decision", Decision::Calibrated.name());
+            detection.note("threshold", threshold);
+        }
+        None => {
+            // Too few references scored: the published rule stands, and the report says so.
+            detection.note("decision", Decision::Paper.name());
+            detection.note(
+                "decision_note",
+                "too few reference scores for the calibrated threshold; published rule used",
+            );
+        }
+    }
 }

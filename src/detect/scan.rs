@@ -199,6 +199,8 @@ impl Detector for Scan {
         let mut statistics = vec![f64::NAN; input.num_classes];
         // Per class: (inspected members, discriminant toward the suspicious subgroup).
         let mut margins: Vec<Vec<f64>> = vec![Vec::new(); input.num_classes];
+        // The same discriminant for the class's references (their rows follow the inspected).
+        let mut ref_margins: Vec<Vec<f64>> = vec![Vec::new(); input.num_classes];
         for c in 0..input.num_classes {
             let inspected = &train_by_class[c];
             let refs = &ref_by_class[c];
@@ -226,10 +228,13 @@ impl Detector for Scan {
             let bias = u1.dot(&f.dot(&u1)) - u2.dot(&f.dot(&u2));
             let delta = x.dot(&f.dot(&(&u1 - &u2)));
             let toward_one: Vec<f64> = delta.iter().map(|d| 2.0 * d - bias).collect();
-            margins[c] = toward_one[..inspected.len()]
+            let oriented: Vec<f64> = toward_one
                 .iter()
                 .map(|m| if suspicious_is_one { *m } else { -*m })
                 .collect();
+            let (own, of_refs) = oriented.split_at(inspected.len());
+            margins[c] = own.to_vec();
+            ref_margins[c] = of_refs.to_vec();
         }
         let valid: Vec<f64> = statistics
             .iter()
@@ -240,6 +245,7 @@ impl Detector for Scan {
         let deviations: Vec<f64> = valid.iter().map(|v| (v - centre).abs()).collect();
         let spread = (1.4826 * median(&deviations)).max(1e-12);
         let mut anomaly = vec![f64::NAN; input.num_classes];
+        out.reference_scores = vec![f64::NAN; input.reference_labels.len()];
         let mut targets = Vec::new();
         for c in 0..input.num_classes {
             if !statistics[c].is_finite() {
@@ -260,6 +266,9 @@ impl Detector for Scan {
                 // Class anomaly first; within a class, the side of the split.
                 out.scores[i] = j + 0.5 * (m / scale).tanh();
                 out.flags[i] = j > self.threshold && m > 0.0;
+            }
+            for (&i, &m) in ref_by_class[c].iter().zip(&ref_margins[c]) {
+                out.reference_scores[i] = j + 0.5 * (m / scale).tanh();
             }
         }
         out.note("class_statistic", &statistics);

@@ -6,6 +6,7 @@
 
 use ndarray::{Array2, Axis, s};
 
+use super::decision::scale_by_class_median;
 use super::linalg::{centered, indices_by_class, mean, sym_apply, sym_eig, top_k};
 use super::{DetectError, DetectInput, Detection, Detector};
 
@@ -35,6 +36,9 @@ impl Default for Spectre {
 
 /// The whitened sample `z` of every row and the whitened covariance `Σ'` at one rank.
 struct Whitened {
+    /// Robust mean and inverse square root of the robust covariance (to whiten other rows).
+    mu: ndarray::Array1<f64>,
+    inv_root: Array2<f64>,
     z: Array2<f64>,
     sigma: Array2<f64>,
     norm: f64,
@@ -83,11 +87,17 @@ fn robust_whiten(
         let k = cov.nrows();
         let regularised = cov + Array2::<f64>::eye(k) * 1e-8;
         let inv_root = sym_apply(&regularised, |v| 1.0 / v.max(1e-12).sqrt())?;
-        let z = (y - &mu.insert_axis(Axis(0))).dot(&inv_root);
+        let z = (y - &mu.view().insert_axis(Axis(0))).dot(&inv_root);
         if removed >= remove {
             let sigma = second_moment(&z);
             let norm = sym_eig(&sigma)?.0[0];
-            return Ok(Whitened { z, sigma, norm });
+            return Ok(Whitened {
+                mu,
+                inv_root,
+                z,
+                sigma,
+                norm,
+            });
         }
         let zk = z.select(Axis(0), &kept);
         let sigma_k = second_moment(&zk);
@@ -119,7 +129,12 @@ impl Detector for Spectre {
         let mut out = Detection::new(n);
         let ratio = input.expected_ratio.unwrap_or(DEFAULT_RATIO);
         let mut chosen = Vec::new();
-        for members in indices_by_class(input.labels, input.num_classes) {
+        out.reference_scores = vec![f64::NAN; input.reference_labels.len()];
+        let ref_by_class = indices_by_class(input.reference_labels, input.num_classes);
+        for (members, refs) in indices_by_class(input.labels, input.num_classes)
+            .into_iter()
+            .zip(&ref_by_class)
+        {
             let n_c = members.len();
             if n_c < 4 {
                 chosen.push(None);
@@ -127,7 +142,9 @@ impl Detector for Spectre {
             }
             let expected = (ratio * n as f64).clamp(1.0, 0.33 * n_c as f64);
             let remove = expected.round() as usize;
-            let x = centered(input.features.select(Axis(0), &members).view());
+            let rows = input.features.select(Axis(0), &members);
+            let class_mean = mean(rows.view()).insert_axis(Axis(0));
+            let x = &rows - &class_mean;
             let (_, basis) = sym_eig(&x.t().dot(&x))?;
             let mut best: Option<(usize, Whitened)> = None;
             for &k in &self.ranks {
@@ -146,9 +163,18 @@ impl Detector for Spectre {
                 continue;
             };
             chosen.push(Some(k));
-            let scores = que_scores(&whitened.z, &whitened.sigma, whitened.norm, self.alpha)?;
+            let mut scores = que_scores(&whitened.z, &whitened.sigma, whitened.norm, self.alpha)?;
+            // The references, projected and whitened with the class's own statistics.
+            let r = (&input.reference.select(Axis(0), refs) - &class_mean)
+                .dot(&basis.slice(s![.., ..k]));
+            let z_ref = (&r - &whitened.mu.view().insert_axis(Axis(0))).dot(&whitened.inv_root);
+            let mut ref_scores = que_scores(&z_ref, &whitened.sigma, whitened.norm, self.alpha)?;
+            scale_by_class_median(&mut scores, &mut ref_scores);
             for (&i, &s) in members.iter().zip(&scores) {
                 out.scores[i] = s;
+            }
+            for (&i, &s) in refs.iter().zip(&ref_scores) {
+                out.reference_scores[i] = s;
             }
             let flag_count = ((1.5 * expected).round() as usize).min(n_c);
             for local in top_k(&scores, flag_count) {

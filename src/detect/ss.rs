@@ -2,9 +2,11 @@
 //! feature on the class's top singular direction.
 
 use ndarray::Axis;
+
+use super::decision::scale_by_class_median;
 use serde::{Deserialize, Serialize};
 
-use super::linalg::{centered, indices_by_class, quantile, top_k, top_right_singular_vector};
+use super::linalg::{indices_by_class, mean, quantile, top_k, top_right_singular_vector};
 use super::{DetectError, DetectInput, Detection, Detector};
 
 /// Expected poisoning ratio when the defender gives none.
@@ -38,13 +40,24 @@ impl Detector for SpectralSignatures {
         let mut out = Detection::new(n);
         let ratio = input.expected_ratio.unwrap_or(DEFAULT_RATIO);
         let budget = (1.5 * ratio * n as f64).floor() as usize;
-        for members in indices_by_class(input.labels, input.num_classes) {
+        out.reference_scores = vec![f64::NAN; input.reference_labels.len()];
+        let ref_by_class = indices_by_class(input.reference_labels, input.num_classes);
+        for (members, refs) in indices_by_class(input.labels, input.num_classes)
+            .into_iter()
+            .zip(&ref_by_class)
+        {
             if members.len() < 2 {
                 continue;
             }
-            let x = centered(input.features.select(Axis(0), &members).view());
+            let rows = input.features.select(Axis(0), &members);
+            let mu = mean(rows.view()).insert_axis(Axis(0));
+            let x = &rows - &mu;
             let v = top_right_singular_vector(x.view())?;
-            let scores: Vec<f64> = x.dot(&v).iter().map(|p| p * p).collect();
+            let mut scores: Vec<f64> = x.dot(&v).iter().map(|p| p * p).collect();
+            // The references of the class, centred on the class's training mean.
+            let r = &input.reference.select(Axis(0), refs) - &mu;
+            let mut ref_scores: Vec<f64> = r.dot(&v).iter().map(|p| p * p).collect();
+            scale_by_class_median(&mut scores, &mut ref_scores);
             let flagged: Vec<usize> = match self.rule {
                 SsRule::Tb => top_k(&scores, budget.min(members.len() / 2)),
                 SsRule::Bb => {
@@ -54,6 +67,9 @@ impl Detector for SpectralSignatures {
             };
             for (&i, &s) in members.iter().zip(&scores) {
                 out.scores[i] = s;
+            }
+            for (&i, &s) in refs.iter().zip(&ref_scores) {
+                out.reference_scores[i] = s;
             }
             for local in flagged {
                 out.flags[members[local]] = true;

@@ -92,6 +92,7 @@ impl Planted {
             reference_labels: &self.reference_labels,
             predicted: &self.labels,
             conv: None,
+            logits: None,
             expected_ratio,
             seed: 0,
         }

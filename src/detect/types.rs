@@ -39,6 +39,9 @@ pub struct DetectInput<'a> {
     pub predicted: &'a [u16],
     /// Conv-layer activations of the training set and of the references (Beatrix).
     pub conv: Option<(&'a ConvActivations, &'a ConvActivations)>,
+    /// Logits of the training set and of the references (`n × classes`), for detectors that read
+    /// the model's outputs (`loss`).
+    pub logits: Option<(ArrayView2<'a, f32>, ArrayView2<'a, f32>)>,
     /// The defender's guess of the poisoning ratio, when there is one.
     pub expected_ratio: Option<f64>,
     pub seed: u64,
@@ -99,8 +102,13 @@ impl DetectInput<'_> {
 pub struct Detection {
     /// Per-sample suspicion (higher = more suspicious).
     pub scores: Vec<f64>,
-    /// Per-sample decision of the detector's own rule.
+    /// Per-sample decision of the detector's own (published) rule; replaced by the calibrated
+    /// decision when `detect.decision = "calibrated"` (see `decision.rs`).
     pub flags: Vec<bool>,
+    /// The same score for every clean reference sample, on the same scale as `scores` (empty when
+    /// the detector cannot score references). The calibrated decision reads its threshold here.
+    #[serde(default)]
+    pub reference_scores: Vec<f64>,
     /// What the detector decided on the way (e.g. suspected target classes, chosen rank).
     pub details: serde_json::Map<String, serde_json::Value>,
 }
@@ -111,6 +119,7 @@ impl Detection {
         Self {
             scores: vec![0.0; n],
             flags: vec![false; n],
+            reference_scores: Vec::new(),
             details: serde_json::Map::new(),
         }
     }

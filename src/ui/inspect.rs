@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashMap};
 use eframe::egui;
 use egui_plot::{Legend, MarkerShape, Plot, PlotPoint, Points};
 
-use super::worker::{Arm, Finished, Layout, consensus};
+use super::worker::{Arm, Finished, Layout};
 use crate::data::Dataset;
 use crate::report;
 
@@ -127,7 +127,8 @@ impl Inspect {
             let n = arm.predicted.len();
             let scores = match self.ranking.and_then(|i| arm.detectors.get(i)) {
                 Some((_, scores, _)) => scores.clone(),
-                None => consensus(&arm.detectors, n),
+                None if arm.consensus.scores.len() == n => arm.consensus.scores.clone(),
+                None => vec![0.0; n],
             };
             let mut order: Vec<usize> = (0..scores.len()).collect();
             order.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]));
@@ -135,14 +136,11 @@ impl Inspect {
         }
     }
 
-    /// Whether the current ranking flags sample `i` (consensus: any detector flags it).
+    /// Whether the current ranking flags sample `i` (consensus: enough detectors agree).
     fn flagged(&self, arm: &Arm, i: usize) -> bool {
         match self.ranking.and_then(|r| arm.detectors.get(r)) {
             Some((_, _, flags)) => flags.get(i).copied().unwrap_or(false),
-            None => arm
-                .detectors
-                .iter()
-                .any(|(_, _, f)| f.get(i).copied().unwrap_or(false)),
+            None => arm.consensus.flags.get(i).copied().unwrap_or(false),
         }
     }
 
@@ -162,6 +160,7 @@ impl Inspect {
         let truth = finished.truth.as_deref();
         let train = finished.prepared.train_data().train;
         egui::Panel::top("inspect_top").show(ui, |ui| {
+            warnings_banner(ui, finished);
             egui::ScrollArea::horizontal()
                 .id_salt("results_scroll")
                 .show(ui, |ui| results_table(ui, finished));
@@ -636,6 +635,25 @@ pub fn decisions_csv(
         text.push('\n');
     }
     text
+}
+
+/// The warnings of every arm (model near chance, not fitted, backdoor not learned, too many
+/// flagged, a detector failed), each with what to try, above the results they qualify.
+fn warnings_banner(ui: &mut egui::Ui, finished: &Finished) {
+    let many = finished.arms.len() > 1;
+    for arm in &finished.arms {
+        for warning in &arm.report.warnings {
+            let prefix = if many {
+                format!("⚠ {}: ", arm.name.to_uppercase())
+            } else {
+                "⚠ ".to_owned()
+            };
+            ui.label(
+                egui::RichText::new(format!("{prefix}{}", warning.message))
+                    .color(ui.visuals().warn_fg_color),
+            );
+        }
+    }
 }
 
 fn results_table(ui: &mut egui::Ui, finished: &Finished) {

@@ -22,6 +22,8 @@ pub struct Arm {
     pub report: Report,
     /// Per detector (in config order): name, score per training sample, flag per sample.
     pub detectors: Vec<(String, Vec<f64>, Vec<bool>)>,
+    /// The detectors' consensus: mean rank percentile and flags by agreement.
+    pub consensus: crate::detect::Consensus,
     /// The model's predicted class per training sample.
     pub predicted: Vec<u16>,
     /// First two principal components of the features the detectors saw, per sample.
@@ -124,6 +126,7 @@ fn work(
             projection: project(&outcome.detection.detector_features),
             features: Arc::new(outcome.detection.detector_features.clone()),
             predicted: outcome.detection.train.predicted.clone(),
+            consensus: outcome.detection.consensus.clone(),
             detectors,
             report: outcome.report,
         });
@@ -231,44 +234,9 @@ impl Loading {
     }
 }
 
-/// Consensus rank score: the mean over detectors of each sample's rank percentile (1 = the most
-/// suspicious sample of every detector).
-pub fn consensus(detectors: &[(String, Vec<f64>, Vec<bool>)], n: usize) -> Vec<f64> {
-    let mut total = vec![0.0; n];
-    let mut counted = 0.0;
-    for (_, scores, _) in detectors {
-        if scores.len() != n {
-            continue;
-        }
-        let mut order: Vec<usize> = (0..n).collect();
-        order.sort_by(|&a, &b| scores[a].total_cmp(&scores[b]));
-        for (rank, &i) in order.iter().enumerate() {
-            total[i] += (rank + 1) as f64 / n as f64;
-        }
-        counted += 1.0;
-    }
-    if counted > 0.0 {
-        for t in &mut total {
-            *t /= counted;
-        }
-    }
-    total
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn consensus_ranks_the_sample_every_detector_puts_first_highest() {
-        let detectors = vec![
-            ("a".to_owned(), vec![0.1, 0.9, 0.5], vec![false; 3]),
-            ("b".to_owned(), vec![3.0, 7.0, 1.0], vec![false; 3]),
-        ];
-        let c = consensus(&detectors, 3);
-        assert!((c[1] - 1.0).abs() < 1e-12);
-        assert!(c[1] > c[0] && c[1] > c[2]);
-    }
 
     #[test]
     fn tsne_separates_two_distant_clusters() {
