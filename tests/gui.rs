@@ -106,6 +106,35 @@ fn badnets_run_shows_results_table_and_ranked_gallery() {
     assert_eq!(h.state().marked(), 1);
 }
 
+/// A run whose model cannot learn (learning rate far too small) shows the near-chance warning
+/// above its results.
+#[test]
+fn a_run_that_did_not_learn_shows_a_warning_banner() {
+    let mut h = loaded_demo();
+    {
+        let app = h.state_mut();
+        app.config.dataset.limit = 600;
+        app.config.train.epochs = 1;
+        app.config.train.batch_size = 64;
+        app.config.train.lr = 1e-6;
+        app.config.detect.methods = vec![
+            poisonscope::config::DetectorKind::Ss,
+            poisonscope::config::DetectorKind::Loss,
+        ];
+    }
+    h.get_by_label("Start").click();
+    h.step();
+    wait_for(&mut h, "the results", |app| !app.busy());
+    let finished = h.state().finished.as_ref().expect("results");
+    assert!(
+        !finished.arms[0].report.warnings.is_empty(),
+        "{:?}",
+        finished.arms[0].report.fit
+    );
+    h.run_steps(2);
+    h.get_by_label_contains("Warning: the model is near chance");
+}
+
 #[test]
 fn cancel_stops_a_run() {
     let mut h = loaded_demo();

@@ -119,30 +119,31 @@ fn sgd_learns_the_digits_and_the_badnets_backdoor() {
     check_accuracy_and_backdoor("sgd");
 }
 
-/// Also the detection issue's end-to-end check on the SAM model, BadNets 5 %, ε = 0.05 given to
-/// the detectors. The issue asked for "SS or AC: TPR ≥ 0.8 at FPR ≤ 0.05"; with the decision rules
-/// of METHODS.md neither can meet it here, and this test does not pretend otherwise:
-/// - SS (TB rule) flags min(1.5·ε·N, n_c/2) = 400 samples in *every* class, so its FPR is ≈ 0.48
-///   by construction (measured: TPR 0.825, FPR 0.48); its ranking is what carries information, so
-///   the test checks SS's AUROC (measured 0.92).
-/// - AC flags the small k-means cluster of every class with a cluster share < 0.35; handwritten
-///   digits have natural sub-styles (classes 3 and 6 split off 5 % and 16 %), so AC's FPR is ≈ 0.08
-///   (measured TPR 0.985, FPR 0.084; the PyTorch reference: 68 % / 7.3 % at this setting).
-/// - SCAn meets the issue's bar (measured TPR 0.965, FPR 0.0).
+/// Also the end-to-end detection check on the SAM model, BadNets 5 %, with the default
+/// (calibrated) decisions and no ε given. The published rules flagged a fixed share of clean
+/// images (SS's TB rule ≈ 48 % FPR here, AC ≈ 8 %); the calibrated thresholds keep every
+/// detector's FPR over the whole training set at ≤ 3 %, and the detectors whose ranking separates
+/// the poisons keep their TPR (measured: SS 94 %, SCAn 100 %, Beatrix 100 %, FPR 1–2 %).
+/// SPECTRE (ε unknown: its robust estimate removes 1 % while the target class is a third poison)
+/// and the loss detector (the backdoor was learned, so the poisons fit their label) find little
+/// here, and this test does not pretend otherwise.
 #[test]
 fn sam_learns_the_digits_and_the_badnets_backdoor_and_detection_finds_it() {
     let report = check_accuracy_and_backdoor("sam");
     let d = |name: &str| &report.detectors[name];
     let all = format!("{:#?}", report.detectors);
+    for name in ["ac", "ss", "spectre", "scan", "beatrix", "loss"] {
+        assert!(d(name).fpr.unwrap() <= 0.03, "{name}: {all}");
+    }
+    for name in ["ss", "scan", "beatrix"] {
+        assert!(d(name).tpr.unwrap() >= 0.8, "{name}: {all}");
+    }
+    let consensus = report.consensus.as_ref().unwrap();
     assert!(
-        d("scan").tpr.unwrap() >= 0.8 && d("scan").fpr.unwrap() <= 0.05,
-        "{all}"
+        consensus.tpr.unwrap() >= 0.8 && consensus.fpr.unwrap() <= 0.02,
+        "{consensus:?}"
     );
-    assert!(
-        d("ac").tpr.unwrap() >= 0.8 && d("ac").fpr.unwrap() <= 0.10,
-        "{all}"
-    );
-    assert!(d("ss").auroc.unwrap() >= 0.85, "{all}");
+    assert!(report.warnings.is_empty(), "{:?}", report.warnings);
 }
 
 #[test]
@@ -328,7 +329,7 @@ fn run_without_an_attack_trains_and_writes_the_checkpoint() {
     assert!(report["backdoor_effect"].is_null());
     assert_eq!(report["dataset"]["n_train"], 512);
     let detectors = report["detectors"].as_object().unwrap();
-    assert_eq!(detectors.len(), 5, "{detectors:?}");
+    assert_eq!(detectors.len(), 6, "{detectors:?}");
     for (name, d) in detectors {
         for key in ["tpr", "fpr", "precision", "f1", "auroc"] {
             assert!(d[key].is_null(), "{name}.{key} = {}", d[key]);

@@ -2,9 +2,11 @@
 //! independent components (FastICA, as BackdoorBench and ART do), split them with 2-means, and
 //! flag the smaller cluster when it holds less than 35 % of the class. Defaults as ART's (which
 //! the PyTorch reference uses): FastICA max 1000 iterations, tolerance 0.005; k-means with 10
-//! restarts. Our addition: a ranking score, the distance to the larger cluster's centre.
+//! restarts. Our additions: a ranking score, the distance to the larger cluster's centre; and the
+//! calibrated decision (the default): a small cluster is flagged only when the class's clean
+//! references avoid it (at most a third of its share of the class falls in it).
 
-use super::decision::scale_by_class_median;
+use super::decision::robust_z_by_class;
 use linfa::DatasetBase;
 use linfa::traits::{Fit, Predict};
 use linfa_clustering::KMeans;
@@ -102,6 +104,9 @@ impl Detector for ActivationClustering {
         let mut flagged_classes = Vec::new();
         let mut shares = Vec::new();
         let mut ica_fallbacks = 0;
+        let mut calibrated = vec![false; input.len()];
+        let mut calibrated_classes = Vec::new();
+        let mut ref_shares = Vec::new();
         out.reference_scores = vec![f64::NAN; input.reference_labels.len()];
         let ref_by_class = indices_by_class(input.reference_labels, input.num_classes);
         for (class, members) in indices_by_class(input.labels, input.num_classes)
@@ -111,6 +116,7 @@ impl Detector for ActivationClustering {
             let refs = ref_by_class.get(class).map_or(&[][..], Vec::as_slice);
             if members.len() < 4 {
                 shares.push(None);
+                ref_shares.push(None);
                 continue;
             }
             let rows = input.features.select(Axis(0), &members);
@@ -156,11 +162,28 @@ impl Detector for ActivationClustering {
             };
             let mut scores = distance(&reduced);
             let reference_rows = &input.reference.select(Axis(0), refs) - &class_mean;
-            let mut ref_scores = distance(&reduction.apply(&reference_rows));
-            scale_by_class_median(&mut scores, &mut ref_scores);
+            let reference_reduced = reduction.apply(&reference_rows);
+            let mut ref_scores = distance(&reference_reduced);
+            // Calibrated: the small cluster is flagged only when the class's clean references
+            // avoid it — at most a third of the share of the class it holds. A natural
+            // sub-style of a class draws its share of references; a poison cluster draws none.
+            let refs_in_small = if refs.is_empty() {
+                None
+            } else {
+                let assigned = model.predict(&reference_reduced);
+                let k = assigned.iter().filter(|&&a| a == small).count();
+                Some(k as f64 / refs.len() as f64)
+            };
+            let avoided = refs_in_small.is_some_and(|r| r <= share / 3.0);
+            if flag_class && avoided {
+                calibrated_classes.push(class);
+            }
+            ref_shares.push(refs_in_small);
+            robust_z_by_class(&mut scores, &mut ref_scores);
             for (local, &i) in members.iter().enumerate() {
                 out.scores[i] = scores[local];
                 out.flags[i] = flag_class && assignment[local] == small;
+                calibrated[i] = flag_class && avoided && assignment[local] == small;
             }
             for (&i, &s) in refs.iter().zip(&ref_scores) {
                 out.reference_scores[i] = s;
@@ -169,6 +192,9 @@ impl Detector for ActivationClustering {
         out.note("flagged_classes", &flagged_classes);
         out.note("small_cluster_share", &shares);
         out.note("ica_fallbacks", ica_fallbacks);
+        out.note("reference_share_in_small_cluster", &ref_shares);
+        out.note("calibrated_flagged_classes", &calibrated_classes);
+        out.calibrated_flags = Some(calibrated);
         Ok(out)
     }
 }

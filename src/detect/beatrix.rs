@@ -190,6 +190,7 @@ impl Detector for Beatrix {
             scores,
             flags,
             reference_scores,
+            calibrated_flags: None,
             details: serde_json::Map::new(),
         };
         out.note("layer", &train.layer);

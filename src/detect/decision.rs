@@ -60,15 +60,24 @@ pub fn flags_above(scores: &[f64], threshold: f64) -> Vec<bool> {
     scores.iter().map(|&s| s > threshold).collect()
 }
 
-/// Divides one class's training scores and reference scores by the median training score of the
-/// class, so per-class statistics (a class's own singular direction, its own whitening) become
-/// comparable across classes before the references are pooled. Poisons are a minority of a
-/// class, so the median is a clean sample's score.
-pub fn scale_by_class_median(train: &mut [f64], reference: &mut [f64]) {
-    let m = median(train);
-    let scale = if m.is_finite() && m > 1e-300 { m } else { 1.0 };
+/// Puts one class's training scores and reference scores on a common scale: the robust z-score
+/// `(s − median) / (1.4826 · MAD)` with the median and MAD of the class's *training* scores, so
+/// per-class statistics (a class's own singular direction, its own whitening, its own clusters)
+/// become comparable across classes before the references are pooled. Poisons are a minority of
+/// a class, so the median and MAD describe its clean samples even when a third of it is poisoned
+/// (a scale such as the median alone is not: a heavy clean tail in one class then hides the
+/// poisons of another).
+pub fn robust_z_by_class(train: &mut [f64], reference: &mut [f64]) {
+    let centre = median(train);
+    let deviations: Vec<f64> = train.iter().map(|v| (v - centre).abs()).collect();
+    let spread = 1.4826 * median(&deviations);
+    let (centre, spread) = if centre.is_finite() && spread.is_finite() && spread > 1e-300 {
+        (centre, spread)
+    } else {
+        (0.0, 1.0)
+    };
     for v in train.iter_mut().chain(reference.iter_mut()) {
-        *v /= scale;
+        *v = (*v - centre) / spread;
     }
 }
 
@@ -86,11 +95,16 @@ mod tests {
     }
 
     #[test]
-    fn class_scaling_uses_the_training_median() {
+    fn class_scaling_is_the_robust_z_of_the_training_scores() {
+        // median 2, |deviations| 1, 0, 1, 98, 0 → MAD 1.
         let mut train = vec![1.0, 2.0, 3.0, 100.0, 2.0];
         let mut refs = vec![4.0];
-        scale_by_class_median(&mut train, &mut refs);
-        assert_eq!(train, vec![0.5, 1.0, 1.5, 50.0, 1.0]);
-        assert_eq!(refs, vec![2.0]);
+        robust_z_by_class(&mut train, &mut refs);
+        let s = 1.4826;
+        let want = [-1.0 / s, 0.0, 1.0 / s, 98.0 / s, 0.0];
+        for (a, b) in train.iter().zip(want) {
+            assert!((a - b).abs() < 1e-12, "{train:?}");
+        }
+        assert!((refs[0] - 2.0 / s).abs() < 1e-12);
     }
 }

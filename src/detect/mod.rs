@@ -277,6 +277,11 @@ fn decide(detection: &mut Detection, config: &DetectConfig) {
         detection.note("decision", Decision::Paper.name());
         return;
     }
+    if let Some(flags) = detection.calibrated_flags.take() {
+        detection.flags = flags;
+        detection.note("decision", Decision::Calibrated.name());
+        return;
+    }
     match decision::reference_threshold(&detection.reference_scores, config.reference_quantile) {
         Some(threshold) => {
             detection.flags = decision::flags_above(&detection.scores, threshold);

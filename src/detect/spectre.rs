@@ -6,7 +6,7 @@
 
 use ndarray::{Array2, Axis, s};
 
-use super::decision::scale_by_class_median;
+use super::decision::robust_z_by_class;
 use super::linalg::{centered, indices_by_class, mean, sym_apply, sym_eig, top_k};
 use super::{DetectError, DetectInput, Detection, Detector};
 
@@ -169,7 +169,7 @@ impl Detector for Spectre {
                 .dot(&basis.slice(s![.., ..k]));
             let z_ref = (&r - &whitened.mu.view().insert_axis(Axis(0))).dot(&whitened.inv_root);
             let mut ref_scores = que_scores(&z_ref, &whitened.sigma, whitened.norm, self.alpha)?;
-            scale_by_class_median(&mut scores, &mut ref_scores);
+            robust_z_by_class(&mut scores, &mut ref_scores);
             for (&i, &s) in members.iter().zip(&scores) {
                 out.scores[i] = s;
             }

@@ -3,7 +3,7 @@
 
 use ndarray::Axis;
 
-use super::decision::scale_by_class_median;
+use super::decision::robust_z_by_class;
 use serde::{Deserialize, Serialize};
 
 use super::linalg::{indices_by_class, mean, quantile, top_k, top_right_singular_vector};
@@ -53,16 +53,24 @@ impl Detector for SpectralSignatures {
             let mu = mean(rows.view()).insert_axis(Axis(0));
             let x = &rows - &mu;
             let v = top_right_singular_vector(x.view())?;
-            let mut scores: Vec<f64> = x.dot(&v).iter().map(|p| p * p).collect();
-            // The references of the class, centred on the class's training mean.
+            // The signed projections; the references of the class centred the same way.
+            let mut scores: Vec<f64> = x.dot(&v).to_vec();
+            // The published rules read the squared projection itself.
+            let squared: Vec<f64> = scores.iter().map(|p| p * p).collect();
             let r = &input.reference.select(Axis(0), refs) - &mu;
-            let mut ref_scores: Vec<f64> = r.dot(&v).iter().map(|p| p * p).collect();
-            scale_by_class_median(&mut scores, &mut ref_scores);
+            let mut ref_scores: Vec<f64> = r.dot(&v).to_vec();
+            // Distance from the class's (clean-majority) median along the signature direction,
+            // in robust standard deviations: ranks like the squared projection, and is
+            // comparable across classes.
+            robust_z_by_class(&mut scores, &mut ref_scores);
+            for v in scores.iter_mut().chain(ref_scores.iter_mut()) {
+                *v = v.abs();
+            }
             let flagged: Vec<usize> = match self.rule {
-                SsRule::Tb => top_k(&scores, budget.min(members.len() / 2)),
+                SsRule::Tb => top_k(&squared, budget.min(members.len() / 2)),
                 SsRule::Bb => {
-                    let cut = quantile(&scores, 0.85);
-                    (0..scores.len()).filter(|&i| scores[i] > cut).collect()
+                    let cut = quantile(&squared, 0.85);
+                    (0..squared.len()).filter(|&i| squared[i] > cut).collect()
                 }
             };
             for (&i, &s) in members.iter().zip(&scores) {

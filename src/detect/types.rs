@@ -109,6 +109,10 @@ pub struct Detection {
     /// the detector cannot score references). The calibrated decision reads its threshold here.
     #[serde(default)]
     pub reference_scores: Vec<f64>,
+    /// A detector's own reference-calibrated decision, when it has one that beats a threshold on
+    /// its score (AC: a cluster is flagged only when the references avoid it).
+    #[serde(default)]
+    pub calibrated_flags: Option<Vec<bool>>,
     /// What the detector decided on the way (e.g. suspected target classes, chosen rank).
     pub details: serde_json::Map<String, serde_json::Value>,
 }
@@ -120,6 +124,7 @@ impl Detection {
             scores: vec![0.0; n],
             flags: vec![false; n],
             reference_scores: Vec::new(),
+            calibrated_flags: None,
             details: serde_json::Map::new(),
         }
     }

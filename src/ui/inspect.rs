@@ -644,9 +644,9 @@ fn warnings_banner(ui: &mut egui::Ui, finished: &Finished) {
     for arm in &finished.arms {
         for warning in &arm.report.warnings {
             let prefix = if many {
-                format!("⚠ {}: ", arm.name.to_uppercase())
+                format!("Warning ({}): ", arm.name.to_uppercase())
             } else {
-                "⚠ ".to_owned()
+                "Warning: ".to_owned()
             };
             ui.label(
                 egui::RichText::new(format!("{prefix}{}", warning.message))
