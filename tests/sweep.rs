@@ -71,3 +71,14 @@ set = ["detect.decision=paper"]
         serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap()).unwrap();
     assert_eq!(rows, rows_again);
 }
+
+/// The shipped grid (the README's table) parses and every one of its cells is a valid config.
+#[test]
+fn the_shipped_grid_is_valid() {
+    let grid = poisonscope::sweep::Grid::from_file(std::path::Path::new(
+        "sample_configs/grids/paper_table.toml",
+    ))
+    .unwrap();
+    assert_eq!(grid.cells().len(), 27);
+    assert_eq!(grid.variant.len(), 3);
+}
