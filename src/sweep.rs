@@ -89,6 +89,9 @@ pub struct Row {
     pub attack_success_rate: Option<f64>,
     pub train_accuracy: Option<f64>,
     pub estimated_ratio: Option<f64>,
+    /// Training samples (for the flagged shares).
+    #[serde(default)]
+    pub n_train: usize,
     pub warnings: Vec<String>,
     /// Per detector (and `consensus`).
     pub detectors: BTreeMap<String, DetectorReport>,
@@ -111,12 +114,13 @@ impl Grid {
         Ok(grid)
     }
 
-    /// Every (attack, ratio, seed) cell in order.
+    /// Every (attack, ratio, seed) cell, seed by seed: a grid stopped part-way has covered every
+    /// attack and ratio with its first seeds.
     pub fn cells(&self) -> Vec<Cell> {
         let mut out = Vec::new();
-        for (a, attack) in self.attack.iter().enumerate() {
-            for &ratio in &attack.ratios {
-                for &seed in &self.seeds {
+        for &seed in &self.seeds {
+            for (a, attack) in self.attack.iter().enumerate() {
+                for &ratio in &attack.ratios {
                     out.push(Cell {
                         attack: a,
                         label: attack.label.clone(),
@@ -215,6 +219,7 @@ fn row_of(
         attack_success_rate: report.training.attack_success_rate,
         train_accuracy: report.fit.as_ref().map(|f| f.train_accuracy),
         estimated_ratio: report.estimated_ratio,
+        n_train: report.dataset.n_train,
         warnings: report.warnings.iter().map(|w| w.message.clone()).collect(),
         detectors,
         train_seconds,
@@ -308,6 +313,7 @@ fn run_cell(
                 attack_success_rate: None,
                 train_accuracy: None,
                 estimated_ratio: None,
+                n_train: prepared.train_data().train.len(),
                 warnings: Vec::new(),
                 detectors: fused,
                 train_seconds: None,
@@ -343,6 +349,8 @@ pub fn run(
         report::write_atomic(&path, &serde_json::to_string_pretty(&rows)?)
             .with_context(|| format!("{}: cannot write", path.display()))?;
         all.extend(rows);
+        // The tables so far: a long grid shows its finished cells while it runs.
+        write_results(dir, grid, &all)?;
     }
     write_results(dir, grid, &all)?;
     Ok(all)
@@ -479,10 +487,11 @@ pub fn markdown(grid: &Grid, rows: &[Row]) -> String {
             .collect::<Vec<_>>()
             .join(" | ")
     );
-    let _ = writeln!(out, "|---|---|{}", "---|".repeat(3 * arms.len()));
+    let _ = writeln!(out, "|---|---|---|{}", "---|".repeat(3 * arms.len()));
     let first_variant = grid.variant.first().map_or("default", |v| v.name.as_str());
     for (attack, ratio) in &cells {
-        let mut line = format!("| {attack} | {:.1} % |", 100.0 * ratio);
+        let done = first.map_or(0, |a| select(attack, *ratio, a, first_variant).len());
+        let mut line = format!("| {attack} | {:.1} % | {done} |", 100.0 * ratio);
         for arm in &arms {
             let rs = select(attack, *ratio, arm, first_variant);
             let col = |f: &dyn Fn(&Row) -> Option<f64>| -> String {
@@ -587,6 +596,42 @@ pub fn markdown(grid: &Grid, rows: &[Row]) -> String {
                     " {} / {} |",
                     pct_ms(&mean_of(&|d| d.tpr)),
                     pct_ms(&mean_of(&|d| d.fpr))
+                );
+            }
+            let _ = writeln!(out, "{line}");
+        }
+        // The consensus against the defender's own estimate ε̂ (no ground truth): the issue asks
+        // for at most 2·ε̂·N flagged.
+        let _ = writeln!(
+            out,
+            "\n**Consensus flagged vs the estimate ε̂** (% of the training set: ε̂ / consensus \
+             flagged; runs with consensus > 2·ε̂·N)\n"
+        );
+        let _ = writeln!(out, "| attack | ratio | {} |", arms.join(" | "));
+        let _ = writeln!(out, "|---|---|{}", "---|".repeat(arms.len()));
+        for (attack, ratio) in &cells {
+            let mut line = format!("| {attack} | {:.1} % |", 100.0 * ratio);
+            for arm in &arms {
+                let rs = select(attack, *ratio, arm, &variant.name);
+                let share = |r: &Row| -> Option<f64> {
+                    let flagged = r.detectors.get("consensus")?.flagged;
+                    Some(flagged as f64 / r.n_train.max(1) as f64)
+                };
+                let estimates: Vec<f64> = rs.iter().filter_map(|r| r.estimated_ratio).collect();
+                let shares: Vec<f64> = rs.iter().filter_map(|r| share(r)).collect();
+                let over = rs
+                    .iter()
+                    .filter(|r| match (share(r), r.estimated_ratio) {
+                        (Some(s), Some(e)) => s > 2.0 * e,
+                        _ => false,
+                    })
+                    .count();
+                let _ = write!(
+                    line,
+                    " {} / {} ({over} of {}) |",
+                    pct_ms(&estimates),
+                    pct_ms(&shares),
+                    rs.len()
                 );
             }
             let _ = writeln!(out, "{line}");
