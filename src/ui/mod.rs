@@ -824,6 +824,7 @@ impl App {
                 DetectorKind::Spectre,
                 DetectorKind::Scan,
                 DetectorKind::Beatrix,
+                DetectorKind::Loss,
             ] {
                 let mut on = d.methods.contains(&kind);
                 if ui.checkbox(&mut on, kind.name()).changed() {
@@ -860,6 +861,29 @@ impl App {
                 .labelled_by(label.id);
         });
         ui.horizontal(|ui| {
+            ui.label("Decision");
+            ui.radio_value(
+                &mut d.decision,
+                crate::detect::decision::Decision::Calibrated,
+                "calibrated on the references",
+            )
+            .on_hover_text(
+                "flag a sample when its score exceeds the clean references' 99th percentile",
+            );
+            ui.radio_value(
+                &mut d.decision,
+                crate::detect::decision::Decision::Paper,
+                "published rules",
+            )
+            .on_hover_text("each detector's own rule, as in its paper (flags a fixed share)");
+        });
+        ui.horizontal(|ui| {
+            let label = ui.label("Consensus: flagged by at least");
+            ui.add(egui::DragValue::new(&mut d.consensus_agreement).range(1..=7))
+                .labelled_by(label.id);
+            ui.label("detectors");
+        });
+        ui.horizontal(|ui| {
             let label = ui.label("Expected poison ratio");
             let mut known = d.expected_ratio.is_some();
             if ui.checkbox(&mut known, "set").changed() {
@@ -869,7 +893,7 @@ impl App {
                 ui.add(egui::DragValue::new(r).speed(0.001).range(0.0..=0.5))
                     .labelled_by(label.id);
             } else {
-                ui.label("(the attack's ratio, else each detector's default)");
+                ui.label("(published rules only; unset: each detector's default)");
             }
         });
     }
