@@ -263,15 +263,7 @@ pub fn redetect(
     let history = read_json("training.json")
         .and_then(|t| serde_json::from_value(t["history"].clone()).ok())
         .unwrap_or_default();
-    let trained = Trained {
-        model: loaded.model,
-        normalization: loaded.normalization,
-        history,
-        clean_accuracy: loaded.meta.clean_accuracy,
-        attack_success_rate: loaded.meta.attack_success_rate,
-        seconds: figure("seconds"),
-        images_per_second: figure("images_per_second"),
-    };
+    let trained = loaded.into_trained(history, figure("seconds"), figure("images_per_second"));
     let outcome = detect_and_report(config, &prepared, trained, cancel, on_event)?;
     Ok((prepared, outcome))
 }

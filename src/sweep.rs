@@ -32,6 +32,7 @@ use crate::config::{Experiment, OptimizerKind};
 use crate::detect::DetectionRun;
 use crate::pipeline::{self, Prepared, RunEvent};
 use crate::report::{self, DetectorReport};
+use crate::train::checkpoint;
 
 /// One attack row of the grid: an `[attack]` table without its ratio, and the ratios to run.
 #[derive(Clone, Debug, Deserialize)]
@@ -264,10 +265,26 @@ fn run_cell(
         let arm_dir = dir.join("models").join(&id).join(arm);
         std::fs::create_dir_all(&arm_dir)
             .with_context(|| format!("{}: cannot create the folder", arm_dir.display()))?;
-        let trained =
-            pipeline::train_and_save(&arm_config.train, &prepared, &arm_dir, cancel, &mut |e| {
-                on_event(SweepEvent::Run(&RunEvent::Train(e)))
-            })?;
+        // A model this arm saved before (same [train] settings) is reused: detection changes
+        // are re-measured without retraining by deleting `cells/`.
+        let saved = crate::train::device_for(arm_config.train.device)
+            .ok()
+            .and_then(|device| checkpoint::load(&arm_dir, &device).ok())
+            .filter(|loaded| loaded.meta.train == arm_config.train);
+        let (trained, train_seconds) = match saved {
+            Some(loaded) => (loaded.into_trained(Vec::new(), 0.0, 0.0), None),
+            None => {
+                let trained = pipeline::train_and_save(
+                    &arm_config.train,
+                    &prepared,
+                    &arm_dir,
+                    cancel,
+                    &mut |e| on_event(SweepEvent::Run(&RunEvent::Train(e))),
+                )?;
+                let seconds = trained.seconds;
+                (trained, Some(seconds))
+            }
+        };
         for (v, variant) in grid.variant.iter().enumerate() {
             let mut variant_config = arm_config.clone();
             let mut table = toml::Table::try_from(&variant_config.detect)?;
@@ -293,7 +310,7 @@ fn run_cell(
                 arm,
                 &variant.name,
                 &outcome.report,
-                Some(trained.seconds),
+                train_seconds,
             ));
             if let Some(list) = runs.get_mut(v) {
                 list.push(outcome.detection);

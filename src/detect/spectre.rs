@@ -2,7 +2,10 @@
 //! (a quantum-entropy filter removes the ε most outlying samples before the mean and covariance
 //! are estimated), the rank k whose whitened covariance has the largest operator norm, and the
 //! QUE score `zᵀ M z / tr M` with `M = exp(α (Σ' − I) / (‖Σ'‖ − 1))` — the matrix exponential,
-//! not the element-wise one of the Python ports.
+//! not the element-wise one of the Python ports. With ε unknown (the default), the scores come from
+//! a robust estimate that filters up to a third of the class (METHODS.md's clamp), so a class that
+//! is a third poison keeps a clean mean and covariance; the published rule's flags still use ε's
+//! default (1 %).
 
 use ndarray::{Array2, Axis, s};
 
@@ -12,6 +15,10 @@ use super::{DetectError, DetectInput, Detection, Detector};
 
 /// Expected poisoning ratio when the defender gives none.
 pub const DEFAULT_RATIO: f64 = 0.01;
+
+/// The largest share of a class taken for poison (METHODS.md's clamp); with ε unknown, the
+/// robust estimate behind the scores filters this share.
+pub const MAX_CLASS_SHARE: f64 = 0.33;
 
 /// SPECTRE.
 #[derive(Clone, Debug)]
@@ -140,29 +147,49 @@ impl Detector for Spectre {
                 chosen.push(None);
                 continue;
             }
-            let expected = (ratio * n as f64).clamp(1.0, 0.33 * n_c as f64);
-            let remove = expected.round() as usize;
+            let expected = (ratio * n as f64).clamp(1.0, MAX_CLASS_SHARE * n_c as f64);
             let rows = input.features.select(Axis(0), &members);
             let class_mean = mean(rows.view()).insert_axis(Axis(0));
             let x = &rows - &class_mean;
             let (_, basis) = sym_eig(&x.t().dot(&x))?;
-            let mut best: Option<(usize, Whitened)> = None;
-            for &k in &self.ranks {
-                // The robust estimate needs more kept samples than dimensions.
-                if k > basis.ncols() || k + remove + 2 > n_c {
-                    continue;
+            // The rank whose robustly whitened covariance has the largest norm, with `remove`
+            // outliers filtered out of the robust estimate.
+            let best_rank = |remove: usize| -> Result<Option<(usize, Whitened)>, DetectError> {
+                let mut best: Option<(usize, Whitened)> = None;
+                for &k in &self.ranks {
+                    // The robust estimate needs more kept samples than dimensions.
+                    if k > basis.ncols() || k + remove + 2 > n_c {
+                        continue;
+                    }
+                    let y = x.dot(&basis.slice(s![.., ..k]));
+                    let whitened = robust_whiten(&y, remove, self.rounds, self.alpha)?;
+                    if best.as_ref().is_none_or(|(_, b)| whitened.norm > b.norm) {
+                        best = Some((k, whitened));
+                    }
                 }
-                let y = x.dot(&basis.slice(s![.., ..k]));
-                let whitened = robust_whiten(&y, remove, self.rounds, self.alpha)?;
-                if best.as_ref().is_none_or(|(_, b)| whitened.norm > b.norm) {
-                    best = Some((k, whitened));
-                }
-            }
-            let Some((k, whitened)) = best else {
+                Ok(best)
+            };
+            let Some((k, paper)) = best_rank(expected.round() as usize)? else {
                 chosen.push(None);
                 continue;
             };
             chosen.push(Some(k));
+            // The published rule: the 1.5·ε highest QUE scores of the estimate filtered by ε.
+            let paper_scores = que_scores(&paper.z, &paper.sigma, paper.norm, self.alpha)?;
+            let flag_count = ((1.5 * expected).round() as usize).min(n_c);
+            for local in top_k(&paper_scores, flag_count) {
+                out.flags[members[local]] = true;
+            }
+            // The scores (and the calibrated decision): with ε unknown, the robust estimate
+            // filters up to a third of the class, so a class that is a third poison still gets a
+            // clean mean and covariance (the default 1 % let them whiten the poisons away).
+            let (k, whitened) = match input.expected_ratio {
+                Some(_) => (k, paper),
+                None => match best_rank((MAX_CLASS_SHARE * n_c as f64).round() as usize)? {
+                    Some(found) => found,
+                    None => (k, paper),
+                },
+            };
             let mut scores = que_scores(&whitened.z, &whitened.sigma, whitened.norm, self.alpha)?;
             // The references, projected and whitened with the class's own statistics.
             let r = (&input.reference.select(Axis(0), refs) - &class_mean)
@@ -175,10 +202,6 @@ impl Detector for Spectre {
             }
             for (&i, &s) in refs.iter().zip(&ref_scores) {
                 out.reference_scores[i] = s;
-            }
-            let flag_count = ((1.5 * expected).round() as usize).min(n_c);
-            for local in top_k(&scores, flag_count) {
-                out.flags[members[local]] = true;
             }
         }
         out.note("expected_ratio", ratio);

@@ -92,6 +92,27 @@ pub struct Loaded {
     pub normalization: Normalization,
 }
 
+impl Loaded {
+    /// The loaded model as a [`Trained`], with the training history and timings given (a
+    /// checkpoint stores neither).
+    pub fn into_trained(
+        self,
+        history: Vec<super::EpochStats>,
+        seconds: f64,
+        images_per_second: f64,
+    ) -> Trained {
+        Trained {
+            model: self.model,
+            normalization: self.normalization,
+            history,
+            clean_accuracy: self.meta.clean_accuracy,
+            attack_success_rate: self.meta.attack_success_rate,
+            seconds,
+            images_per_second,
+        }
+    }
+}
+
 /// Loads the checkpoint in `dir` onto `device` (evaluation mode).
 pub fn load(dir: &Path, device: &Device) -> Result<Loaded, TrainError> {
     let meta_path = dir.join(META);
