@@ -98,6 +98,9 @@ enum Command {
         grid: PathBuf,
         #[arg(long)]
         out: PathBuf,
+        /// Only rewrite results.{csv,json,md} from the cells finished so far.
+        #[arg(long)]
+        tables_only: bool,
     },
     /// Throughput figures (images/s) on this machine.
     Bench {
@@ -281,9 +284,18 @@ fn compare(config: &Experiment, out: &Path) -> anyhow::Result<()> {
 }
 
 /// `sweep`: the grid, resumed where a previous sweep into `out` stopped.
-fn sweep(grid_path: &Path, out: &Path) -> anyhow::Result<()> {
+fn sweep(grid_path: &Path, out: &Path, tables_only: bool) -> anyhow::Result<()> {
     use poisonscope::sweep::{self, Grid, SweepEvent};
     let grid = Grid::from_file(grid_path)?;
+    if tables_only {
+        let rows = sweep::tables(&grid, out)?;
+        println!(
+            "{} rows; rewrote the result files in {}",
+            rows.len(),
+            out.display()
+        );
+        return Ok(());
+    }
     if let Some(cell) = grid.cells().first() {
         export::check_not_in_source(out, &grid.experiment(cell)?.dataset.source)?;
     }
@@ -360,7 +372,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             out,
             overrides,
         }) => redetect(&run_dir, &out, &overrides)?,
-        Some(Command::Sweep { grid, out }) => sweep(&grid, &out)?,
+        Some(Command::Sweep {
+            grid,
+            out,
+            tables_only,
+        }) => sweep(&grid, &out, tables_only)?,
         Some(Command::Bench { what }) => bench::run(what)?,
     }
     Ok(())

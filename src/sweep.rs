@@ -354,10 +354,8 @@ pub fn run(
     let mut all = Vec::new();
     for (index, cell) in cells.iter().enumerate() {
         let id = cell.id();
-        let path: PathBuf = cells_dir.join(format!("{id}.json"));
-        if let Ok(text) = std::fs::read_to_string(&path)
-            && let Ok(rows) = serde_json::from_str::<Vec<Row>>(&text)
-        {
+        let path = cell_path(dir, cell);
+        if let Some(rows) = finished_rows(&path) {
             on_event(SweepEvent::Skipped { id: &id });
             all.extend(rows);
             continue;
@@ -371,6 +369,30 @@ pub fn run(
     }
     write_results(dir, grid, &all)?;
     Ok(all)
+}
+
+/// Where a finished cell's rows are kept.
+fn cell_path(dir: &Path, cell: &Cell) -> PathBuf {
+    dir.join("cells").join(format!("{}.json", cell.id()))
+}
+
+/// The rows of a finished cell, if it has finished.
+fn finished_rows(path: &Path) -> Option<Vec<Row>> {
+    let text = std::fs::read_to_string(path).ok()?;
+    serde_json::from_str(&text).ok()
+}
+
+/// Rewrites the result files from the cells finished so far, running nothing.
+pub fn tables(grid: &Grid, dir: &Path) -> anyhow::Result<Vec<Row>> {
+    let rows: Vec<Row> = grid
+        .cells()
+        .iter()
+        .filter_map(|cell| finished_rows(&cell_path(dir, cell)))
+        .flatten()
+        .collect();
+    anyhow::ensure!(!rows.is_empty(), "{}: no finished cells", dir.display());
+    write_results(dir, grid, &rows)?;
+    Ok(rows)
 }
 
 /// Mean and sample standard deviation (0 for one value); `None` when empty.
@@ -498,7 +520,7 @@ pub fn markdown(grid: &Grid, rows: &[Row]) -> String {
     let _ = writeln!(out, "## Training\n");
     let _ = writeln!(
         out,
-        "| attack | ratio | {} |",
+        "| attack | ratio | seeds done | {} |",
         arms.iter()
             .map(|a| format!("{a} clean acc. | {a} ASR | {a} train acc. (given labels)"))
             .collect::<Vec<_>>()
