@@ -70,6 +70,13 @@ set = ["detect.decision=paper"]
     let rows_again: Vec<serde_json::Value> =
         serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap()).unwrap();
     assert_eq!(rows, rows_again);
+    // --tables-only rewrites the tables from the finished cells and runs nothing.
+    std::fs::remove_file(out.join("results.md")).unwrap();
+    let mut tables = args.to_vec();
+    tables.push("--tables-only");
+    let stdout = ok_stdout(&tables);
+    assert!(stdout.starts_with("6 rows; rewrote"), "{stdout}");
+    assert!(out.join("results.md").is_file());
 }
 
 /// The shipped grid (the README's table) parses and every one of its cells is a valid config.
