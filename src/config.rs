@@ -60,7 +60,10 @@ pub struct DatasetConfig {
     /// 0 = all; else keep this many training samples (seeded, stratified).
     pub limit: usize,
     /// Resize every image to `[height, width]`; needed when image sizes differ.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "two_sizes"
+    )]
     pub resize: Option<[u32; 2]>,
 }
 
@@ -73,6 +76,19 @@ impl Default for DatasetConfig {
             limit: 0,
             resize: None,
         }
+    }
+}
+
+/// `[height, width]`, exactly two values (serde's fixed-size arrays would drop a third).
+fn two_sizes<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<[u32; 2]>, D::Error> {
+    let values: Option<Vec<u32>> = Option::deserialize(d)?;
+    match values.as_deref() {
+        None => Ok(None),
+        Some(&[h, w]) => Ok(Some([h, w])),
+        Some(other) => Err(serde::de::Error::custom(format!(
+            "expected [height, width], got {} values",
+            other.len()
+        ))),
     }
 }
 
@@ -101,6 +117,22 @@ pub enum AttackKind {
     Lc,
     /// BadNets with a user-supplied trigger image.
     Image,
+}
+
+impl AttackKind {
+    /// The name used in configs and reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Badnets => "badnets",
+            Self::Blended => "blended",
+            Self::Sig => "sig",
+            Self::Wanet => "wanet",
+            Self::Lf => "lf",
+            Self::AdaptiveBlend => "adaptive-blend",
+            Self::Lc => "lc",
+            Self::Image => "image",
+        }
+    }
 }
 
 /// How poisoned samples are relabelled.
@@ -485,64 +517,175 @@ impl Experiment {
         toml::to_string_pretty(self).map_err(|e| ConfigError::Invalid(e.to_string()))
     }
 
-    /// Checks values serde cannot: ranges and sizes.
+    /// Checks values serde cannot: ranges and sizes, before anything is loaded or written.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let bad = |m: String| Err(ConfigError::Invalid(m));
-        if !(0.0..1.0).contains(&self.dataset.test_fraction) {
-            return bad(format!(
-                "dataset.test_fraction must be in [0, 1), got {}",
-                self.dataset.test_fraction
-            ));
+        let d = &self.dataset;
+        if d.source.trim().is_empty() {
+            return invalid("dataset.source is empty; give a folder or `embedded:mnist`");
         }
-        if let Some(attack) = &self.attack
-            && !(attack.ratio > 0.0 && attack.ratio < 1.0)
+        in_range(
+            "dataset.test_fraction",
+            d.test_fraction,
+            0.0,
+            false,
+            1.0,
+            true,
+        )?;
+        if let Some([h, w]) = d.resize
+            && !(1..=MAX_SIDE).contains(&h) | !(1..=MAX_SIDE).contains(&w)
         {
-            return bad(format!(
-                "attack.ratio must be in (0, 1), got {}",
-                attack.ratio
+            return invalid(&format!(
+                "dataset.resize = [{h}, {w}]: each side must be in 1..={MAX_SIDE}"
             ));
         }
-        let t = &self.train;
-        if t.epochs == 0 || t.batch_size == 0 {
-            return bad("train.epochs and train.batch_size must be at least 1".to_owned());
+        if let Some([h, w]) = d.resize {
+            let shape = crate::data::Shape {
+                height: h as usize,
+                width: w as usize,
+                channels: 1,
+            };
+            crate::model::check_input(self.train.model, shape).map_err(|why| {
+                ConfigError::Invalid(format!("dataset.resize = [{h}, {w}]: {why}"))
+            })?;
         }
-        if !(t.lr > 0.0 && t.lr.is_finite()) {
-            return bad(format!("train.lr must be positive, got {}", t.lr));
+        if let Some(attack) = &self.attack {
+            attack.validate()?;
         }
-        if !(t.rho >= 0.0 && t.rho.is_finite()) {
-            return bad(format!("train.rho must be ≥ 0, got {}", t.rho));
+        self.train.validate()?;
+        self.detect.validate()
+    }
+}
+
+/// Largest image side a config may ask for (resize).
+pub const MAX_SIDE: u32 = 2048;
+
+fn invalid<T>(message: &str) -> Result<T, ConfigError> {
+    Err(ConfigError::Invalid(message.to_owned()))
+}
+
+/// `key` must be a finite number in `low..high` (each end open or closed).
+fn in_range(
+    key: &str,
+    v: f64,
+    low: f64,
+    low_open: bool,
+    high: f64,
+    high_open: bool,
+) -> Result<(), ConfigError> {
+    let above = if low_open { v > low } else { v >= low };
+    let below = if high_open { v < high } else { v <= high };
+    if v.is_finite() && above && below {
+        return Ok(());
+    }
+    let (l, h) = (
+        if low_open { "(" } else { "[" },
+        if high_open { ")" } else { "]" },
+    );
+    invalid(&format!("{key} must be in {l}{low}, {high}{h}, got {v}"))
+}
+
+/// `key` must be a whole number in `low..=high`.
+fn count_in(key: &str, v: usize, low: usize, high: usize) -> Result<(), ConfigError> {
+    if (low..=high).contains(&v) {
+        Ok(())
+    } else {
+        invalid(&format!("{key} must be in {low}..={high}, got {v}"))
+    }
+}
+
+impl AttackConfig {
+    /// Range checks of every per-attack key (fit to the image is checked with the data).
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        in_range("attack.ratio", self.ratio, 0.0, true, 1.0, true)?;
+        let opt = |key: &str, v: Option<f64>, low: f64, low_open: bool, high: f64| match v {
+            Some(v) => in_range(key, v, low, low_open, high, false),
+            None => Ok(()),
+        };
+        if let Some(p) = self.patch_size {
+            count_in("attack.patch_size", p, 1, MAX_SIDE as usize)?;
         }
-        let d = &self.detect;
-        if let Some(r) = d.expected_ratio
-            && !(r > 0.0 && r < 1.0)
-        {
-            return bad(format!("detect.expected_ratio must be in (0, 1), got {r}"));
+        opt("attack.alpha", self.alpha, 0.0, true, 1.0)?;
+        opt("attack.alpha_test", self.alpha_test, 0.0, true, 1.0)?;
+        opt("attack.delta", self.delta, 0.0, true, 255.0)?;
+        opt("attack.frequency", self.frequency, 0.0, true, 1000.0)?;
+        if let Some(k) = self.grid_size {
+            count_in("attack.grid_size", k, 1, 64)?;
         }
-        if !(d.reference_quantile > 0.0 && d.reference_quantile <= 1.0) {
-            return bad(format!(
-                "detect.reference_quantile must be in (0, 1], got {}",
-                d.reference_quantile
-            ));
+        opt("attack.warp_strength", self.warp_strength, 0.0, true, 10.0)?;
+        opt("attack.cover_ratio", self.cover_ratio, 0.0, false, 10.0)?;
+        opt("attack.strength", self.strength, 0.0, true, 255.0)?;
+        opt("attack.epsilon", self.epsilon, 0.0, true, 255.0)?;
+        for (key, path) in [
+            ("attack.trigger_image", &self.trigger_image),
+            ("attack.trigger_mask", &self.trigger_mask),
+        ] {
+            if path.as_ref().is_some_and(|p| p.as_os_str().is_empty()) {
+                return invalid(&format!("{key} is empty; give the path of a PNG"));
+            }
         }
-        if d.consensus_agreement == 0 {
-            return bad("detect.consensus_agreement must be at least 1".to_owned());
-        }
-        if !(d.pca_variance > 0.0 && d.pca_variance <= 1.0) {
-            return bad(format!(
-                "detect.pca_variance must be in (0, 1], got {}",
-                d.pca_variance
-            ));
-        }
-        if !(0.0..=1.0).contains(&d.shrinkage) {
-            return bad(format!(
-                "detect.shrinkage must be in [0, 1], got {}",
-                d.shrinkage
-            ));
-        }
-        if d.clean_per_class < 2 {
-            return bad("detect.clean_per_class must be at least 2".to_owned());
+        if self.trigger_mask.is_some() && self.trigger_image.is_none() {
+            return invalid("attack.trigger_mask needs attack.trigger_image");
         }
         Ok(())
+    }
+}
+
+impl TrainConfig {
+    /// Range checks of the training settings.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        count_in("train.epochs", self.epochs, 1, 10_000)?;
+        // BatchNorm needs two samples to estimate a variance.
+        count_in("train.batch_size", self.batch_size, 2, 65_536)?;
+        in_range("train.lr", self.lr, 0.0, true, 10.0, false)?;
+        in_range("train.rho", self.rho, 0.0, false, 10.0, false)?;
+        in_range("train.momentum", self.momentum, 0.0, false, 1.0, true)?;
+        in_range(
+            "train.weight_decay",
+            self.weight_decay,
+            0.0,
+            false,
+            1.0,
+            true,
+        )
+    }
+}
+
+impl DetectConfig {
+    /// Range checks of the detection settings.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.methods.is_empty() {
+            return invalid("detect.methods is empty; name at least one detector");
+        }
+        if let Some(r) = self.expected_ratio {
+            in_range("detect.expected_ratio", r, 0.0, true, 1.0, true)?;
+        }
+        in_range(
+            "detect.reference_quantile",
+            self.reference_quantile,
+            0.0,
+            true,
+            1.0,
+            false,
+        )?;
+        count_in(
+            "detect.consensus_agreement",
+            self.consensus_agreement,
+            1,
+            16,
+        )?;
+        in_range(
+            "detect.pca_variance",
+            self.pca_variance,
+            0.0,
+            true,
+            1.0,
+            false,
+        )?;
+        in_range("detect.shrinkage", self.shrinkage, 0.0, false, 1.0, false)?;
+        count_in("detect.clean_per_class", self.clean_per_class, 2, 100_000)?;
+        count_in("detect.pca_rank", self.pca_rank, 0, 4096)?;
+        count_in("detect.pca_max_rank", self.pca_max_rank, 1, 4096)?;
+        count_in("detect.tac_top_k", self.tac_top_k, 1, 100_000)
     }
 }
 

@@ -11,6 +11,7 @@ use std::sync::atomic::AtomicBool;
 
 use anyhow::bail;
 use clap::{Parser, Subcommand};
+use poisonscope::artifacts::{self, Staged};
 use poisonscope::attack::{self, Attack, export};
 use poisonscope::config::Experiment;
 use poisonscope::data::{self, LoadOptions, Summary};
@@ -69,6 +70,9 @@ enum Command {
         config: PathBuf,
         #[arg(long)]
         out: PathBuf,
+        /// Replace a previous run in a non-empty DIR.
+        #[arg(long)]
+        force: bool,
         #[arg(long = "set", value_name = "KEY=VALUE")]
         overrides: Vec<String>,
     },
@@ -78,6 +82,9 @@ enum Command {
         config: PathBuf,
         #[arg(long)]
         out: PathBuf,
+        /// Replace a previous comparison in a non-empty DIR.
+        #[arg(long)]
+        force: bool,
         #[arg(long = "set", value_name = "KEY=VALUE")]
         overrides: Vec<String>,
     },
@@ -205,23 +212,54 @@ fn summary_table(report: &poisonscope::report::Report) -> String {
     out
 }
 
-fn create_out(out: &Path, config: &Experiment) -> anyhow::Result<()> {
+/// A folder `--force` may replace: one holding a previous run's or comparison's outputs.
+fn is_previous_output(dir: &Path) -> bool {
+    ["report.json", "comparison.json", checkpoint::META]
+        .iter()
+        .any(|name| dir.join(name).is_file())
+}
+
+/// Checks `out` before anything is loaded or trained: outside the source dataset, and new or
+/// empty unless `force` replaces a previous output. Nothing is created yet.
+fn check_out(out: &Path, config: &Experiment, force: bool) -> anyhow::Result<()> {
     export::check_not_in_source(out, &config.dataset.source)?;
-    std::fs::create_dir_all(out)
-        .map_err(|e| anyhow::anyhow!("{}: cannot create the folder: {e}", out.display()))
+    if artifacts::is_new_or_empty(out)? {
+        return Ok(());
+    }
+    if !force {
+        bail!(
+            "{}: folder is not empty; choose a new folder, or pass --force to replace a previous run",
+            out.display()
+        );
+    }
+    if !is_previous_output(out) {
+        bail!(
+            "{}: folder is not empty and holds no previous run (report.json, comparison.json, model.json); refusing to replace it even with --force",
+            out.display()
+        );
+    }
+    Ok(())
+}
+
+/// The output folder, built under a hidden temporary name and renamed into place by
+/// [`Staged::commit`] once every file is written: a failed or interrupted run leaves nothing.
+fn stage_out(out: &Path, force: bool) -> anyhow::Result<Staged> {
+    Ok(Staged::new(out, force.then_some(&is_previous_output as _))?)
 }
 
 /// `run`: dataset → attack → train → checkpoint → detect → report.json, scores.csv, config.toml.
-fn run_experiment(config: &Experiment, out: &Path) -> anyhow::Result<()> {
+fn run_experiment(config: &Experiment, out: &Path, force: bool) -> anyhow::Result<()> {
     config.validate()?;
-    create_out(out, config)?;
+    check_out(out, config, force)?;
     let prepared = Prepared::load(config)?;
+    let staged = stage_out(out, force)?;
     let mut bar = progress::Progress::new("run");
     let cancel = AtomicBool::new(false);
-    let outcome = pipeline::run(config, &prepared, Some(out), &cancel, &mut |e| {
+    let outcome = pipeline::run(config, &prepared, Some(staged.path()), &cancel, &mut |e| {
         bar.run_event(&e)
     })?;
-    pipeline::write_outputs(out, config, &prepared, &outcome)?;
+    pipeline::write_outputs(staged.path(), config, &prepared, &outcome)?;
+    staged.commit()?;
     let training = &outcome.report.training;
     let asr = training
         .attack_success_rate
@@ -254,12 +292,14 @@ fn redetect(run_dir: &Path, out: &Path, overrides: &[String]) -> anyhow::Result<
             out.display()
         );
     }
-    create_out(out, &config)?;
+    check_out(out, &config, false)?;
+    let staged = stage_out(out, false)?;
     let mut bar = progress::Progress::new("detect");
     let cancel = AtomicBool::new(false);
     let (prepared, outcome) =
         pipeline::redetect(&config, run_dir, &cancel, &mut |e| bar.run_event(&e))?;
-    pipeline::write_outputs(out, &config, &prepared, &outcome)?;
+    pipeline::write_outputs(staged.path(), &config, &prepared, &outcome)?;
+    staged.commit()?;
     print!("{}", summary_table(&outcome.report));
     println!(
         "wrote report.json, scores.csv and config.toml to {}",
@@ -269,12 +309,14 @@ fn redetect(run_dir: &Path, out: &Path, overrides: &[String]) -> anyhow::Result<
 }
 
 /// `compare`: the config trained with SGD and with SAM on identical data and seed.
-fn compare(config: &Experiment, out: &Path) -> anyhow::Result<()> {
+fn compare(config: &Experiment, out: &Path, force: bool) -> anyhow::Result<()> {
     config.validate()?;
-    create_out(out, config)?;
+    check_out(out, config, force)?;
+    let staged = stage_out(out, force)?;
     let mut bar = progress::Progress::new("compare");
     let cancel = AtomicBool::new(false);
-    let comparison = pipeline::compare(config, out, &cancel, &mut |e| bar.run_event(&e))?;
+    let comparison = pipeline::compare(config, staged.path(), &cancel, &mut |e| bar.run_event(&e))?;
+    staged.commit()?;
     print!("{}", comparison.table());
     println!(
         "wrote {0}/sgd, {0}/sam and {0}/comparison.json",
@@ -360,13 +402,15 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Some(Command::Run {
             config,
             out,
+            force,
             overrides,
-        }) => run_experiment(&load_config(&config, &overrides)?, &out)?,
+        }) => run_experiment(&load_config(&config, &overrides)?, &out, force)?,
         Some(Command::Compare {
             config,
             out,
+            force,
             overrides,
-        }) => compare(&load_config(&config, &overrides)?, &out)?,
+        }) => compare(&load_config(&config, &overrides)?, &out, force)?,
         Some(Command::Detect {
             run_dir,
             out,

@@ -26,9 +26,11 @@ pub struct Prepared {
 }
 
 impl Prepared {
-    /// Loads the dataset and applies the attack the config asks for.
+    /// Loads the dataset, checks that it suits the run (image size for the model, a test split
+    /// to draw clean references from), and applies the attack the config asks for.
     pub fn load(config: &Experiment) -> anyhow::Result<Self> {
         let clean = data::load(&config.dataset.source, &config.dataset.load_options())?;
+        check_ready(config, &clean)?;
         let poisoned = match &config.attack {
             Some(attack_config) => {
                 let attack = Attack::from_config(attack_config, clean.train.shape)?;
@@ -50,6 +52,21 @@ impl Prepared {
             triggered: self.poisoned.as_ref().map(|p| &p.triggered_test),
         }
     }
+}
+
+/// What a run needs of its data, checked before any training: images the model can take and
+/// a test split for the clean references (and the clean accuracy).
+pub fn check_ready(config: &Experiment, clean: &SplitDataset) -> anyhow::Result<()> {
+    let source = &config.dataset.source;
+    crate::model::check_input(config.train.model, clean.train.shape)
+        .map_err(|why| anyhow::anyhow!("{source}: {why}"))?;
+    let test_classes = clean.test.class_counts().iter().filter(|&&n| n > 0).count();
+    anyhow::ensure!(
+        clean.test.len() >= 2 && test_classes >= 2,
+        "{source}: the test split holds {} samples of {test_classes} classes; detection draws its clean references from it and needs samples of at least two classes (raise dataset.test_fraction, or add images)",
+        clean.test.len()
+    );
+    Ok(())
 }
 
 /// Trains on `prepared` and, once training has finished, saves the checkpoint into `dir`.
@@ -247,7 +264,7 @@ pub fn redetect(
     on_event(RunEvent::Stage("loading the data and the model".to_owned()));
     let prepared = Prepared::load(config)?;
     let device = train::device_for(config.train.device)?;
-    let loaded = checkpoint::load(run_dir, &device)?;
+    let loaded = checkpoint::load_for(run_dir, &device, Some(prepared.train_data().train))?;
     anyhow::ensure!(
         loaded.meta.train == config.train,
         "{}: the checkpoint was trained with other [train] settings than this config",

@@ -424,15 +424,7 @@ impl Comparison {
 
 /// Writes `text` to `path` through a temporary file in the same folder, then renames it.
 pub fn write_atomic(path: &Path, text: &str) -> std::io::Result<()> {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let temp = path.with_file_name(format!(".{name}.tmp-{}", std::process::id()));
-    std::fs::write(&temp, text)?;
-    std::fs::rename(&temp, path).inspect_err(|_| {
-        let _ = std::fs::remove_file(&temp);
-    })
+    crate::artifacts::write_file(path, text.as_bytes())
 }
 
 /// Writes the training samples `keep` of `data` as an image folder (`DIR/<class>/<index>.png`,
@@ -446,40 +438,10 @@ pub fn write_kept_folder(
     keep: &[usize],
     source: &str,
 ) -> anyhow::Result<usize> {
-    use anyhow::Context as _;
     crate::attack::export::check_not_in_source(dir, source)?;
-    if dir.exists() {
-        let empty = std::fs::read_dir(dir)
-            .with_context(|| format!("{}: cannot read the folder", dir.display()))?
-            .next()
-            .is_none();
-        anyhow::ensure!(
-            dir.is_dir() && empty,
-            "{}: choose a new or empty folder; nothing was written",
-            dir.display()
-        );
-    }
-    let absolute = std::path::absolute(dir)
-        .with_context(|| format!("{}: not a valid folder", dir.display()))?;
-    let (Some(parent), Some(name)) = (absolute.parent(), absolute.file_name()) else {
-        anyhow::bail!("{}: not a valid folder", dir.display());
-    };
-    std::fs::create_dir_all(parent)
-        .with_context(|| format!("{}: cannot create the folder", parent.display()))?;
-    let temp = parent.join(format!(
-        ".{}.partial-{}",
-        name.to_string_lossy(),
-        std::process::id()
-    ));
-    let result = write_kept_into(&temp, data, keep);
-    if let Err(e) = result {
-        let _ = std::fs::remove_dir_all(&temp);
-        return Err(e);
-    }
-    if dir.exists() {
-        std::fs::remove_dir(dir).with_context(|| format!("{}: cannot replace", dir.display()))?;
-    }
-    std::fs::rename(&temp, dir).with_context(|| format!("{}: cannot write", dir.display()))?;
+    let staged = crate::artifacts::Staged::new(dir, None)?;
+    write_kept_into(staged.path(), data, keep)?;
+    staged.commit()?;
     Ok(keep.len())
 }
 
@@ -500,7 +462,7 @@ fn write_kept_into(temp: &Path, data: &crate::data::Dataset, keep: &[usize]) -> 
             .class_names
             .get(usize::from(label))
             .map_or("unknown", String::as_str);
-        let folder = temp.join(class);
+        let folder = crate::artifacts::child(temp, class)?;
         std::fs::create_dir_all(&folder)
             .with_context(|| format!("{}: cannot create the folder", folder.display()))?;
         let file = format!("{class}/{i:06}.png");

@@ -269,7 +269,9 @@ fn run_cell(
         // are re-measured without retraining by deleting `cells/`.
         let saved = crate::train::device_for(arm_config.train.device)
             .ok()
-            .and_then(|device| checkpoint::load(&arm_dir, &device).ok())
+            .and_then(|device| {
+                checkpoint::load_for(&arm_dir, &device, Some(prepared.train_data().train)).ok()
+            })
             .filter(|loaded| loaded.meta.train == arm_config.train);
         let (trained, train_seconds) = match saved {
             Some(loaded) => (loaded.into_trained(Vec::new(), 0.0, 0.0), None),

@@ -286,3 +286,692 @@ fn missing_source_and_bad_config_fail_cleanly() {
     );
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
 }
+
+// ---------------------------------------------------------------------------------------------
+// The generated corpus: hostile configs, datasets, checkpoints and output folders through every
+// command. Each case must exit 1 with one `error: ` line naming the key or the file, never panic,
+// leave the source data unchanged and create nothing outside where it was told to write.
+
+/// A content hash of every file under `dir` (names and bytes), for "the source is unchanged".
+fn tree_hash(dir: &Path) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    let mut stack = vec![dir.to_path_buf()];
+    let mut files = Vec::new();
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                files.push(p);
+            }
+        }
+    }
+    files.sort();
+    for f in files {
+        f.hash(&mut hasher);
+        let len = std::fs::metadata(&f).map_or(0, |m| m.len());
+        if len > 64 << 20 {
+            // A huge (sparse) file: its size and modification time stand for its bytes.
+            len.hash(&mut hasher);
+            std::fs::metadata(&f)
+                .and_then(|m| m.modified())
+                .ok()
+                .hash(&mut hasher);
+        } else {
+            std::fs::read(&f).unwrap_or_default().hash(&mut hasher);
+        }
+    }
+    hasher.finish()
+}
+
+/// Every path under `dir`, sorted (to see what a failing command left behind).
+fn listing(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p.clone());
+            }
+            out.push(p);
+        }
+    }
+    out.sort();
+    out
+}
+
+/// One hostile input: the arguments, and words one of which the error line must contain.
+struct Hostile {
+    name: String,
+    args: Vec<String>,
+    names: Vec<String>,
+}
+
+/// Runs every case; returns the failures.
+fn run_hostile(cases: &[Hostile], watched: &[&Path], scratch: &Path) -> Vec<String> {
+    println!("{} hostile cases", cases.len());
+    let hashes: Vec<u64> = watched.iter().map(|d| tree_hash(d)).collect();
+    let before = listing(scratch);
+    let mut failures = Vec::new();
+    for case in cases {
+        let args: Vec<&str> = case.args.iter().map(String::as_str).collect();
+        let out = poisonscope(&args);
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        let lines = stderr.lines().count();
+        let named = case
+            .names
+            .iter()
+            .any(|n| !n.is_empty() && stderr.contains(n.as_str()));
+        let after = listing(scratch);
+        let ok = out.status.code() == Some(1)
+            && lines == 1
+            && stderr.starts_with("error: ")
+            && named
+            && !stderr.contains("panicked")
+            && after == before;
+        if !ok {
+            let extra: Vec<_> = after.iter().filter(|p| !before.contains(p)).collect();
+            failures.push(format!(
+                "{}: status {:?}, stderr {stderr:?}, left {extra:?}",
+                case.name,
+                out.status.code()
+            ));
+            // Clean up so the next case starts from the same tree.
+            for p in extra.iter().rev() {
+                let _ = std::fs::remove_dir_all(p).or_else(|_| std::fs::remove_file(p));
+            }
+        }
+    }
+    for (d, h) in watched.iter().zip(hashes) {
+        if tree_hash(d) != h {
+            failures.push(format!("{} changed", d.display()));
+        }
+    }
+    failures
+}
+
+/// (key, bad TOML values) — every value must be refused before anything is loaded or written.
+const BAD_VALUES: &[(&str, &[&str])] = &[
+    (
+        "dataset.source",
+        &["\"\"", "\"embedded:cifar\"", "\"/no/such/folder\"", "3"],
+    ),
+    (
+        "dataset.test_fraction",
+        &["-0.1", "1.0", "nan", "inf", "\"x\""],
+    ),
+    (
+        "dataset.resize",
+        &[
+            "[0, 0]",
+            "[1]",
+            "[32, 32, 3]",
+            "[5000, 5000]",
+            "[-1, 3]",
+            "[28, 0]",
+        ],
+    ),
+    ("dataset.limit", &["-1", "\"all\""]),
+    ("dataset.split_seed", &["-3"]),
+    ("train.epochs", &["0", "-1", "1000000", "1.5"]),
+    ("train.batch_size", &["0", "1", "100000"]),
+    ("train.lr", &["0", "-1", "nan", "inf", "11", "\"fast\""]),
+    ("train.rho", &["-0.1", "nan", "inf", "1e6"]),
+    ("train.momentum", &["-0.5", "1.0", "nan", "inf"]),
+    ("train.weight_decay", &["-1", "nan", "inf", "2"]),
+    ("train.optimizer", &["\"adam\"", "1"]),
+    ("train.model", &["\"vgg\""]),
+    ("train.schedule", &["\"step\""]),
+    ("train.normalize", &["\"zscore\""]),
+    ("train.device", &["\"tpu\""]),
+    ("train.augment", &["\"yes\""]),
+    ("train.learning_rate", &["0.1"]),
+    ("detect.methods", &["[]", "[\"nope\"]", "\"ss\""]),
+    ("detect.expected_ratio", &["0", "1", "nan", "-0.2", "inf"]),
+    ("detect.reference_quantile", &["0", "1.5", "nan", "-1"]),
+    ("detect.consensus_agreement", &["0", "100", "-2"]),
+    ("detect.pca_variance", &["0", "2", "nan"]),
+    ("detect.shrinkage", &["-1", "2", "nan"]),
+    ("detect.clean_per_class", &["0", "1", "1000000000"]),
+    ("detect.pca_rank", &["1000000"]),
+    ("detect.pca_max_rank", &["0", "1000000"]),
+    ("detect.tac_top_k", &["0"]),
+    ("detect.whitening", &["\"zca\""]),
+    ("detect.decision", &["\"vote\""]),
+    ("detect.ss_rule", &["\"xx\""]),
+    ("detect.method", &["[\"ss\"]"]),
+    ("other.key", &["1"]),
+];
+
+/// Bad `[attack]` keys (each case also sets `kind`).
+const BAD_ATTACK: &[(&str, &str, &[&str])] = &[
+    ("badnets", "ratio", &["0", "1", "-0.5", "nan", "inf", "2"]),
+    (
+        "badnets",
+        "patch_size",
+        &["0", "4000000000", "5000", "-3", "2.5"],
+    ),
+    (
+        "badnets",
+        "position",
+        &[
+            "\"middle\"",
+            "\"99999999999999999999,1\"",
+            "\"1,2,3\"",
+            "\"-1,-1\"",
+        ],
+    ),
+    ("badnets", "target", &["70000", "-1"]),
+    ("badnets", "mode", &["\"all-to-none\""]),
+    ("blended", "alpha", &["0", "-0.1", "1.5", "nan", "inf"]),
+    ("adaptive-blend", "alpha_test", &["0", "2", "nan"]),
+    ("sig", "delta", &["0", "-1", "300", "nan", "inf"]),
+    ("sig", "frequency", &["0", "-1", "nan", "1e9"]),
+    ("wanet", "grid_size", &["0", "1000", "-1"]),
+    ("wanet", "warp_strength", &["0", "nan", "100", "-1"]),
+    ("wanet", "cover_ratio", &["-1", "nan", "100"]),
+    ("lf", "strength", &["0", "nan", "1000", "-5"]),
+    ("badnets", "trigger_image", &["\"\""]),
+    ("badnets", "trigger_mask", &["\"\"", "\"/tmp/m.png\""]),
+    ("badnets", "kind2", &["1"]),
+];
+
+#[test]
+fn hostile_configs_are_refused_before_anything_is_written() {
+    let root = tempfile::tempdir().unwrap();
+    let scratch = root.path().join("scratch");
+    std::fs::create_dir(&scratch).unwrap();
+    let mut cases = Vec::new();
+    let mut n = 0;
+    let mut add = |text: String, key: &str, value: &str, names: Vec<String>| {
+        n += 1;
+        let file = root.path().join(format!("c{n}.toml"));
+        std::fs::write(&file, &text).unwrap();
+        let out = scratch.join(format!("out{n}"));
+        let leaf = key.rsplit('.').next().unwrap_or(key).to_owned();
+        let mut names = names;
+        names.push(leaf);
+        if value.contains(['/', ':']) {
+            // A path or source the message must name.
+            names.push(value.trim_matches('"').to_owned());
+        }
+        names.push(format!("c{n}.toml"));
+        for command in ["run", "compare"] {
+            cases.push(Hostile {
+                name: format!("{command} {key} = {value}"),
+                args: vec![
+                    command.to_owned(),
+                    file.to_string_lossy().into_owned(),
+                    "--out".to_owned(),
+                    out.to_string_lossy().into_owned(),
+                ],
+                names: names.clone(),
+            });
+        }
+    };
+    for (key, values) in BAD_VALUES {
+        let (table, leaf) = key.split_once('.').unwrap();
+        for value in *values {
+            add(format!("[{table}]\n{leaf} = {value}\n"), key, value, vec![]);
+        }
+    }
+    for (kind, key, values) in BAD_ATTACK {
+        for value in *values {
+            add(
+                format!("[attack]\nkind = \"{kind}\"\n{key} = {value}\n"),
+                &format!("attack.{key}"),
+                value,
+                vec!["position".to_owned(), "trigger".to_owned()],
+            );
+        }
+    }
+    assert!(cases.len() >= 200, "{} cases", cases.len());
+    let failures = run_hostile(&cases, &[], &scratch);
+    assert!(
+        failures.is_empty(),
+        "{} of {} cases failed:\n{}",
+        failures.len(),
+        cases.len(),
+        failures.join("\n")
+    );
+}
+
+/// A CIFAR-10 folder whose `batches.meta.txt` lists `names`.
+fn cifar_with_names(dir: &Path, names: &[&str]) {
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::write(
+        dir.join("data_batch_1.bin"),
+        cifar_records(&cycle_labels(20, 10)),
+    )
+    .unwrap();
+    std::fs::write(dir.join("batches.meta.txt"), names.join("\n")).unwrap();
+}
+
+#[test]
+fn hostile_datasets_and_outputs_fail_cleanly_and_write_nothing_outside_out() {
+    let root = tempfile::tempdir().unwrap();
+    let data = root.path().join("data");
+    let scratch = root.path().join("scratch");
+    std::fs::create_dir_all(&scratch).unwrap();
+    let mut cases = Vec::new();
+    let config = |name: &str, body: String| -> PathBuf {
+        let path = root.path().join(format!("{name}.toml"));
+        std::fs::write(&path, body).unwrap();
+        path
+    };
+    let s = |p: &Path| p.to_string_lossy().into_owned();
+    let mut push = |name: String, args: Vec<String>, names: Vec<String>| {
+        cases.push(Hostile { name, args, names });
+    };
+
+    // Class names that would leave the output folder, or merge classes.
+    let ten = ["c0", "c1", "c2", "c3", "c4", "c5", "c6", "c7", "c8"];
+    for (i, bad) in [
+        "../escape",
+        "a/b",
+        "..",
+        ".",
+        "x\ty",
+        "/etc",
+        "c0",
+        "..\\..\\w",
+        "\u{1b}[31m",
+    ]
+    .iter()
+    .enumerate()
+    {
+        let dir = data.join(format!("cifar{i}"));
+        let mut names = ten.to_vec();
+        names.push(bad);
+        cifar_with_names(&dir, &names);
+        let meta = dir.join("batches.meta.txt");
+        let c = config(
+            &format!("cifar{i}"),
+            format!(
+                "[dataset]\nsource = {:?}\n[attack]\nkind = \"badnets\"\nratio = 0.1\n",
+                s(&dir)
+            ),
+        );
+        for command in ["poison", "run"] {
+            push(
+                format!("{command} cifar class name {bad:?}"),
+                vec![
+                    command.into(),
+                    s(&c),
+                    "--out".into(),
+                    s(&scratch.join(format!("o{i}"))),
+                ],
+                vec![s(&meta)],
+            );
+        }
+        push(
+            format!("inspect cifar class name {bad:?}"),
+            vec!["inspect-data".into(), s(&dir)],
+            vec![s(&meta)],
+        );
+    }
+
+    // Images too small (or too large) for the model.
+    for (h, w) in [(1, 1), (1, 200), (3, 3), (2, 40)] {
+        let dir = data.join(format!("tiny{h}x{w}"));
+        for class in ["a", "b"] {
+            std::fs::create_dir_all(dir.join(class)).unwrap();
+            for i in 0..6 {
+                gray_image(h, w, i)
+                    .save(dir.join(class).join(format!("{i}.png")))
+                    .unwrap();
+            }
+        }
+        let c = config(
+            &format!("tiny{h}x{w}"),
+            format!("[dataset]\nsource = {:?}\ntest_fraction = 0.5\n", s(&dir)),
+        );
+        push(
+            format!("run on {h}×{w} images"),
+            vec![
+                "run".into(),
+                s(&c),
+                "--out".into(),
+                s(&scratch.join("tiny")),
+            ],
+            vec![s(&dir)],
+        );
+    }
+    for [h, w] in [[1, 1], [2, 2], [3, 28], [300, 300]] {
+        let c = config(
+            &format!("resize{h}x{w}"),
+            format!("[dataset]\nresize = [{h}, {w}]\nlimit = 100\n"),
+        );
+        push(
+            format!("run resized to {h}×{w}"),
+            vec!["run".into(), s(&c), "--out".into(), s(&scratch.join("r"))],
+            vec!["embedded:mnist".into(), "dataset.resize".into()],
+        );
+    }
+
+    // A dataset without a usable test split.
+    let one_each = data.join("one_each");
+    for class in ["a", "b"] {
+        std::fs::create_dir_all(one_each.join(class)).unwrap();
+        gray_image(8, 8, 1)
+            .save(one_each.join(class).join("0.png"))
+            .unwrap();
+    }
+    let c = config(
+        "no_test",
+        format!(
+            "[dataset]\nsource = {:?}\ntest_fraction = 0.0\n",
+            s(&one_each)
+        ),
+    );
+    push(
+        "run without a test split".into(),
+        vec!["run".into(), s(&c), "--out".into(), s(&scratch.join("nt"))],
+        vec![s(&one_each)],
+    );
+
+    // Layouts that are not class folders.
+    for (name, dirs) in [
+        ("nested", &["x/y"][..]),
+        ("val_only", &["val/a", "val/b"][..]),
+        ("data_named_folder", &["data_batch_1.bin/a"][..]),
+    ] {
+        let dir = data.join(name);
+        for d in dirs {
+            std::fs::create_dir_all(dir.join(d)).unwrap();
+        }
+        push(
+            format!("inspect {name}"),
+            vec!["inspect-data".into(), s(&dir)],
+            vec![s(&dir)],
+        );
+    }
+
+    // IDX: a header that asks for too much, a gzip bomb whose data outgrow the header.
+    let big_header = data.join("idx_big_header");
+    std::fs::create_dir_all(&big_header).unwrap();
+    let mut header = poisonscope::data::idx::encode_images(0, 4, 4, &[]);
+    header[4..8].copy_from_slice(&u32::MAX.to_be_bytes());
+    header[8..12].copy_from_slice(&4096u32.to_be_bytes());
+    header[12..16].copy_from_slice(&4096u32.to_be_bytes());
+    write_gz(&big_header.join("train-images-idx3-ubyte.gz"), &header);
+    write_gz(
+        &big_header.join("train-labels-idx1-ubyte.gz"),
+        &poisonscope::data::idx::encode_labels(&[0, 1]),
+    );
+    push(
+        "idx header asking for terabytes".into(),
+        vec!["inspect-data".into(), s(&big_header)],
+        vec![s(&big_header.join("train-images-idx3-ubyte.gz"))],
+    );
+    let bomb = data.join("idx_bomb");
+    std::fs::create_dir_all(&bomb).unwrap();
+    let mut bytes = poisonscope::data::idx::encode_images(2, 4, 4, &[0; 32]);
+    bytes.extend(std::iter::repeat_n(0u8, 64 << 20));
+    write_gz(&bomb.join("train-images-idx3-ubyte.gz"), &bytes);
+    write_gz(
+        &bomb.join("train-labels-idx1-ubyte.gz"),
+        &poisonscope::data::idx::encode_labels(&[0, 1]),
+    );
+    push(
+        "idx gzip bomb".into(),
+        vec!["inspect-data".into(), s(&bomb)],
+        vec![s(&bomb.join("train-images-idx3-ubyte.gz"))],
+    );
+    // CIFAR: a batch file far larger than any CIFAR batch (sparse, nothing is read).
+    let huge = data.join("cifar_huge");
+    std::fs::create_dir_all(&huge).unwrap();
+    let f = std::fs::File::create(huge.join("data_batch_1.bin")).unwrap();
+    f.set_len(3073 * 1_000_000).unwrap();
+    push(
+        "cifar batch of 3 GB".into(),
+        vec!["inspect-data".into(), s(&huge)],
+        vec![s(&huge.join("data_batch_1.bin"))],
+    );
+
+    // Triggers that change nothing.
+    let black = root.path().join("black.png");
+    image::GrayImage::new(3, 3).save(&black).unwrap();
+    let c = config(
+        "black_trigger",
+        format!(
+            "[dataset]\nlimit = 200\n[attack]\nkind = \"image\"\nratio = 0.05\ntrigger_image = {:?}\n",
+            s(&black)
+        ),
+    );
+    for command in ["poison", "run"] {
+        push(
+            format!("{command} with an all-black trigger"),
+            vec![
+                command.into(),
+                s(&c),
+                "--out".into(),
+                s(&scratch.join("bt")),
+            ],
+            vec!["changes no pixel".into()],
+        );
+    }
+    let c = config(
+        "missing_trigger",
+        "[attack]\nkind = \"image\"\ntrigger_image = \"/no/such/trigger.png\"\n".to_owned(),
+    );
+    push(
+        "missing trigger image".into(),
+        vec!["run".into(), s(&c), "--out".into(), s(&scratch.join("mt"))],
+        vec!["/no/such/trigger.png".into()],
+    );
+
+    // Output folders: inside the source, a file, a non-empty folder, --force on a stranger's.
+    let folder = data.join("good");
+    good_folder(&folder);
+    let c = config(
+        "good",
+        format!(
+            "[dataset]\nsource = {:?}\n[attack]\nkind = \"badnets\"\nratio = 0.3\n",
+            s(&folder)
+        ),
+    );
+    let a_file = scratch.join("a_file");
+    std::fs::write(&a_file, "x").unwrap();
+    let stranger = scratch.join("stranger");
+    std::fs::create_dir_all(&stranger).unwrap();
+    std::fs::write(stranger.join("notes.txt"), "mine").unwrap();
+    for command in ["run", "compare", "poison"] {
+        push(
+            format!("{command} --out inside the source"),
+            vec![
+                command.into(),
+                s(&c),
+                "--out".into(),
+                s(&folder.join("out")),
+            ],
+            vec![s(&folder.join("out"))],
+        );
+        push(
+            format!("{command} --out is a file"),
+            vec![command.into(), s(&c), "--out".into(), s(&a_file)],
+            vec![s(&a_file)],
+        );
+        push(
+            format!("{command} --out is a stranger's folder"),
+            vec![command.into(), s(&c), "--out".into(), s(&stranger)],
+            vec![s(&stranger)],
+        );
+        push(
+            format!("{command} --force over a stranger's folder"),
+            vec![
+                command.into(),
+                s(&c),
+                "--out".into(),
+                s(&stranger),
+                "--force".into(),
+            ],
+            vec![s(&stranger)],
+        );
+    }
+    push(
+        "detect without a run".into(),
+        vec![
+            "detect".into(),
+            s(&scratch.join("no_run")),
+            "--out".into(),
+            s(&scratch.join("d")),
+        ],
+        vec![s(&scratch.join("no_run"))],
+    );
+    push(
+        "detect --set train.lr".into(),
+        vec![
+            "detect".into(),
+            s(&scratch.join("no_run")),
+            "--out".into(),
+            s(&scratch.join("d")),
+            "--set".into(),
+            "train.lr=0.1".into(),
+        ],
+        vec!["train.lr".into()],
+    );
+
+    let failures = run_hostile(&cases, &[&data], &scratch);
+    assert!(
+        failures.is_empty(),
+        "{} of {} cases failed:\n{}",
+        failures.len(),
+        cases.len(),
+        failures.join("\n")
+    );
+}
+
+/// A trained run whose checkpoint is then damaged: `detect` must refuse it by name.
+#[test]
+fn damaged_checkpoints_are_refused_by_detect() {
+    let root = tempfile::tempdir().unwrap();
+    let config = root.path().join("c.toml");
+    std::fs::write(
+        &config,
+        "[dataset]\nlimit = 200\n[train]\nepochs = 1\nbatch_size = 64\n[detect]\nmethods = [\"loss\"]\n",
+    )
+    .unwrap();
+    let run = root.path().join("run");
+    ok_stdout(&[
+        "run",
+        config.to_str().unwrap(),
+        "--out",
+        run.to_str().unwrap(),
+    ]);
+    let meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("model.json")).unwrap()).unwrap();
+    let scratch = root.path().join("scratch");
+    std::fs::create_dir_all(&scratch).unwrap();
+    let mut cases = Vec::new();
+    type Damage = Box<dyn Fn(&mut serde_json::Value)>;
+    let damage: Vec<(&str, Damage)> = vec![
+        ("std 0", Box::new(|m| m["std"] = serde_json::json!([0.0]))),
+        (
+            "mean 1e300",
+            Box::new(|m| m["mean"] = serde_json::json!([1e300])),
+        ),
+        (
+            "two means",
+            Box::new(|m| m["mean"] = serde_json::json!([0.1, 0.2])),
+        ),
+        ("no std", Box::new(|m| m["std"] = serde_json::json!([]))),
+        (
+            "3 classes",
+            Box::new(|m| m["class_names"] = serde_json::json!(["0", "1", "2"])),
+        ),
+        (
+            "one class",
+            Box::new(|m| m["class_names"] = serde_json::json!(["0"])),
+        ),
+        (
+            "shape 32",
+            Box::new(|m| m["shape"] = serde_json::json!([32, 32, 1])),
+        ),
+        (
+            "shape rgb",
+            Box::new(|m| m["shape"] = serde_json::json!([28, 28, 3])),
+        ),
+        (
+            "shape 0",
+            Box::new(|m| m["shape"] = serde_json::json!([0, 0, 1])),
+        ),
+        (
+            "shape huge",
+            Box::new(|m| m["shape"] = serde_json::json!([100000, 100000, 1])),
+        ),
+        ("not json", Box::new(|m| *m = serde_json::json!("x"))),
+    ];
+    for (i, (name, hurt)) in damage.iter().enumerate() {
+        let copy = root.path().join(format!("run{i}"));
+        std::fs::create_dir_all(&copy).unwrap();
+        for f in std::fs::read_dir(&run).unwrap().flatten() {
+            std::fs::copy(f.path(), copy.join(f.file_name())).unwrap();
+        }
+        let mut m = meta.clone();
+        hurt(&mut m);
+        std::fs::write(copy.join("model.json"), m.to_string()).unwrap();
+        cases.push(Hostile {
+            name: (*name).to_owned(),
+            args: vec![
+                "detect".into(),
+                copy.to_string_lossy().into_owned(),
+                "--out".into(),
+                scratch.join("d").to_string_lossy().into_owned(),
+            ],
+            names: vec![copy.join("model.json").to_string_lossy().into_owned()],
+        });
+    }
+    // Weights that do not load, and a config whose data no longer match the model.
+    let copy = root.path().join("run_bad_weights");
+    std::fs::create_dir_all(&copy).unwrap();
+    for f in std::fs::read_dir(&run).unwrap().flatten() {
+        std::fs::copy(f.path(), copy.join(f.file_name())).unwrap();
+    }
+    std::fs::write(copy.join("model.bpk"), b"not weights").unwrap();
+    cases.push(Hostile {
+        name: "damaged weights".into(),
+        args: vec![
+            "detect".into(),
+            copy.to_string_lossy().into_owned(),
+            "--out".into(),
+            scratch.join("d").to_string_lossy().into_owned(),
+        ],
+        names: vec![copy.join("model.bpk").to_string_lossy().into_owned()],
+    });
+    let copy = root.path().join("run_resized");
+    std::fs::create_dir_all(&copy).unwrap();
+    for f in std::fs::read_dir(&run).unwrap().flatten() {
+        std::fs::copy(f.path(), copy.join(f.file_name())).unwrap();
+    }
+    let text = std::fs::read_to_string(copy.join("config.toml")).unwrap();
+    std::fs::write(
+        copy.join("config.toml"),
+        text.replace("[dataset]", "[dataset]\nresize = [16, 16]"),
+    )
+    .unwrap();
+    cases.push(Hostile {
+        name: "data resized since training".into(),
+        args: vec![
+            "detect".into(),
+            copy.to_string_lossy().into_owned(),
+            "--out".into(),
+            scratch.join("d").to_string_lossy().into_owned(),
+        ],
+        names: vec![copy.join("model.json").to_string_lossy().into_owned()],
+    });
+    let failures = run_hostile(&cases, &[&run], &scratch);
+    assert!(
+        failures.is_empty(),
+        "{} of {} cases failed:\n{}",
+        failures.len(),
+        cases.len(),
+        failures.join("\n")
+    );
+}

@@ -3,7 +3,7 @@
 use std::time::{Duration, Instant};
 
 use egui_kittest::Harness;
-use egui_kittest::kittest::Queryable;
+use egui_kittest::kittest::{NodeT, Queryable};
 use poisonscope::ui::{App, View};
 
 fn harness(app: App) -> Harness<'static, App> {
@@ -152,5 +152,32 @@ fn cancel_stops_a_run() {
     h.step();
     wait_for(&mut h, "the cancel", |app| !app.busy());
     assert_eq!(h.state().status.as_deref(), Some("cancelled"));
+    assert!(h.state().finished.is_none());
+}
+
+/// A run that fails (training diverges at a learning rate of 10) ends in a visible error and an
+/// idle window whose Start button works again.
+#[test]
+fn a_failing_run_shows_its_error_and_start_is_enabled_again() {
+    let mut h = loaded_demo();
+    {
+        let app = h.state_mut();
+        app.config.dataset.limit = 600;
+        app.config.train.epochs = 2;
+        app.config.train.batch_size = 64;
+        app.config.train.lr = 10.0;
+        app.config.train.optimizer = poisonscope::config::OptimizerKind::Sgd;
+    }
+    h.get_by_label("Start").click();
+    h.step();
+    wait_for(&mut h, "the failure", |app| !app.busy());
+    let status = h.state().status.clone().expect("an error message");
+    assert!(status.contains("diverged"), "{status}");
+    h.run_steps(2);
+    h.get_by_label_contains("training diverged");
+    assert!(
+        !h.get_by_label("Start").accesskit_node().is_disabled(),
+        "Start is enabled again"
+    );
     assert!(h.state().finished.is_none());
 }

@@ -51,7 +51,7 @@ impl Position {
             Self::TopLeft => (0, 0),
             Self::At { x, y } => (y, x),
         };
-        (row + ph <= h && col + pw <= w).then_some((row, col))
+        (row.checked_add(ph)? <= h && col.checked_add(pw)? <= w).then_some((row, col))
     }
 }
 

@@ -43,25 +43,16 @@ fn io_err(path: &Path) -> impl Fn(std::io::Error) -> AttackError + '_ {
     }
 }
 
-/// The absolute form of `path`, resolving what exists of it.
-fn absolute(path: &Path) -> PathBuf {
-    if let Ok(p) = path.canonicalize() {
-        return p;
-    }
-    let abs = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
-    match (abs.parent(), abs.file_name()) {
-        (Some(parent), Some(name)) => absolute(parent).join(name),
-        _ => abs,
-    }
-}
-
 /// Refuses an output folder inside the source folder, or one that contains it.
 pub fn check_not_in_source(out: &Path, source: &str) -> Result<(), AttackError> {
     let source_path = Path::new(source);
     if !source_path.exists() {
         return Ok(());
     }
-    let (out_abs, src_abs) = (absolute(out), absolute(source_path));
+    let (out_abs, src_abs) = (
+        crate::artifacts::absolute(out),
+        crate::artifacts::absolute(source_path),
+    );
     if out_abs.starts_with(&src_abs) || src_abs.starts_with(&out_abs) {
         return Err(AttackError::At {
             path: out.to_path_buf(),
@@ -82,60 +73,17 @@ pub fn write_image_folder(
     data: &PoisonedData,
     force: bool,
 ) -> Result<ExportSummary, AttackError> {
-    let existing_non_empty = dir.is_dir()
-        && std::fs::read_dir(dir)
-            .map_err(io_err(dir))?
-            .next()
-            .is_some();
-    if dir.exists() && !dir.is_dir() {
-        return Err(AttackError::At {
-            path: dir.to_path_buf(),
-            message: "exists and is not a folder".to_owned(),
-        });
-    }
-    if existing_non_empty && !force {
-        return Err(AttackError::At {
-            path: dir.to_path_buf(),
-            message: "folder is not empty; pass --force to replace a previous export".to_owned(),
-        });
-    }
-    if existing_non_empty && !dir.join(MANIFEST).is_file() {
-        return Err(AttackError::At {
-            path: dir.to_path_buf(),
-            message: format!(
-                "folder is not empty and holds no {MANIFEST}, so it is not a previous export; refusing to replace it even with --force"
-            ),
-        });
-    }
-    let abs = absolute(dir);
-    let (Some(parent), Some(name)) = (abs.parent(), abs.file_name()) else {
-        return Err(AttackError::At {
-            path: dir.to_path_buf(),
-            message: "not a valid output folder".to_owned(),
-        });
-    };
-    std::fs::create_dir_all(parent).map_err(io_err(parent))?;
-    let tmp = parent.join(format!(
-        ".{}.partial-{}",
-        name.to_string_lossy(),
-        std::process::id()
-    ));
-    if tmp.exists() {
-        std::fs::remove_dir_all(&tmp).map_err(io_err(&tmp))?;
-    }
-    let result = write_into(&tmp, clean, data);
-    if let Err(e) = result {
-        let _ = std::fs::remove_dir_all(&tmp);
-        return Err(e);
-    }
-    if dir.exists() {
-        if existing_non_empty {
-            std::fs::remove_dir_all(dir).map_err(io_err(dir))?;
-        } else {
-            std::fs::remove_dir(dir).map_err(io_err(dir))?;
-        }
-    }
-    std::fs::rename(&tmp, dir).map_err(io_err(dir))?;
+    let previous_export = |d: &Path| d.join(MANIFEST).is_file();
+    let staged = crate::artifacts::Staged::new(dir, force.then_some(&previous_export as _))
+        .map_err(|e| AttackError::At {
+            path: e.path,
+            message: e.message,
+        })?;
+    write_into(staged.path(), clean, data)?;
+    staged.commit().map_err(|e| AttackError::At {
+        path: e.path,
+        message: e.message,
+    })?;
     Ok(ExportSummary {
         dir: dir.to_path_buf(),
         images: data.train.len(),
@@ -149,7 +97,10 @@ fn write_into(tmp: &Path, clean: &Dataset, data: &PoisonedData) -> Result<(), At
     let names = &train.class_names;
     let counts = train.class_counts();
     for (name, _) in names.iter().zip(&counts).filter(|(_, n)| **n > 0) {
-        let sub = tmp.join(name);
+        let sub = crate::artifacts::child(tmp, name).map_err(|e| AttackError::At {
+            path: e.path,
+            message: e.message,
+        })?;
         std::fs::create_dir_all(&sub).map_err(io_err(&sub))?;
     }
     let s = train.shape;

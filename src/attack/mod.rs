@@ -300,6 +300,7 @@ pub fn poison(clean: &SplitDataset, attack: &Attack) -> Result<PoisonedData, Att
     let plan = PoisonPlan::draw(&clean.train.labels, k, &attack.plan)?;
     let mut train = clean.train.clone();
     train.labels.clone_from(&plan.given_labels);
+    let mut changed = 0usize;
     for (i, role) in plan.roles.iter().enumerate() {
         let (new, note) = match role {
             Role::Clean => continue,
@@ -313,6 +314,9 @@ pub fn poison(clean: &SplitDataset, attack: &Attack) -> Result<PoisonedData, Att
             ),
         };
         if let (Some(new), Some(slot)) = (new, train.image_mut(i)) {
+            if *role == Role::Poison && new.as_slice() != &*slot {
+                changed += 1;
+            }
             slot.copy_from_slice(&new);
         }
         if let Some(origin) = train.origins.get_mut(i) {
@@ -323,6 +327,14 @@ pub fn poison(clean: &SplitDataset, attack: &Attack) -> Result<PoisonedData, Att
         }
     }
 
+    // A trigger that leaves every poisoned image as it was only relabels: not a backdoor.
+    if !plan.poisoned.is_empty() && changed == 0 {
+        return Err(AttackError::Invalid(format!(
+            "the {} trigger changes no pixel of the {} poisoned images (e.g. a black patch on a black corner, a zero size or strength); choose another trigger",
+            attack.kind.name(),
+            plan.poisoned.len()
+        )));
+    }
     let target = attack.plan.target;
     let mut triggered_test = Dataset::empty(clean.test.shape, clean.test.class_names.clone());
     let mut triggered_test_source = Vec::new();

@@ -10,6 +10,8 @@ use super::{DataError, Dataset, Origin, Shape};
 const SIDE: usize = 32;
 const PLANE: usize = SIDE * SIDE;
 const RECORD: usize = 1 + 3 * PLANE;
+/// Largest batch file read (a standard batch holds 10 000 records; allow 20×).
+const MAX_BATCH_BYTES: u64 = 200_000 * RECORD as u64;
 /// The class names of CIFAR-10, used when `batches.meta.txt` is absent.
 const CLASS_NAMES: [&str; 10] = [
     "airplane",
@@ -54,6 +56,7 @@ fn class_names(dir: &Path) -> Result<Vec<String>, DataError> {
             format!("lists {} class names; CIFAR-10 has 10", names.len()),
         ));
     }
+    super::check_class_names(&meta, &names)?;
     Ok(names)
 }
 
@@ -102,6 +105,17 @@ fn read_files(files: &[PathBuf], names: &[String]) -> Result<Dataset, DataError>
     };
     let mut data = Dataset::empty(shape, names.to_vec());
     for path in files {
+        let size = std::fs::metadata(path)
+            .map_err(|e| DataError::io(path, e))?
+            .len();
+        if size > MAX_BATCH_BYTES {
+            return Err(DataError::at(
+                path,
+                format!(
+                    "{size} bytes is larger than a CIFAR-10 batch can be ({MAX_BATCH_BYTES}); refusing to read it"
+                ),
+            ));
+        }
         let bytes = std::fs::read(path).map_err(|e| DataError::io(path, e))?;
         read_batch(path, &bytes, &mut data)?;
     }

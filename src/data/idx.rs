@@ -11,7 +11,7 @@ const IMAGES_MAGIC: u32 = 0x0000_0803;
 /// Magic number of an IDX file of unsigned bytes with 1 dimension (labels).
 const LABELS_MAGIC: u32 = 0x0000_0801;
 /// The largest decompressed IDX file we accept (a guard against gzip bombs).
-const MAX_IDX_BYTES: u64 = 4 << 30;
+const MAX_IDX_BYTES: u64 = 2 << 30;
 /// Largest image side accepted from an IDX header.
 const MAX_SIDE: usize = 4096;
 
@@ -49,22 +49,52 @@ pub fn read_maybe_gz(path: &Path) -> Result<Vec<u8>, DataError> {
 }
 
 fn parse_maybe_gz(path: &Path, reader: impl Read, gz: bool) -> Result<Vec<u8>, DataError> {
-    let mut bytes = Vec::new();
-    let result = if gz {
-        flate2::read::GzDecoder::new(reader)
-            .take(MAX_IDX_BYTES + 1)
-            .read_to_end(&mut bytes)
-    } else {
-        reader.take(MAX_IDX_BYTES + 1).read_to_end(&mut bytes)
+    let fail = |e: std::io::Error| {
+        if gz {
+            DataError::at(path, format!("corrupt gzip data: {e}"))
+        } else {
+            DataError::io(path, e)
+        }
     };
-    match result {
-        Ok(_) if bytes.len() as u64 > MAX_IDX_BYTES => Err(DataError::at(
+    let mut reader: Box<dyn Read> = if gz {
+        // Every member of a multi-member gzip, like `gunzip` does.
+        Box::new(flate2::read::MultiGzDecoder::new(reader))
+    } else {
+        Box::new(reader)
+    };
+    // The header says how long the data is: read no more than that (plus one byte to notice
+    // a longer file), so a small gzip cannot inflate past what its header promises.
+    let mut bytes = Vec::new();
+    (&mut reader)
+        .take(4)
+        .read_to_end(&mut bytes)
+        .map_err(fail)?;
+    let dims = bytes.get(3).copied().unwrap_or(0);
+    (&mut reader)
+        .take(4 * u64::from(dims))
+        .read_to_end(&mut bytes)
+        .map_err(fail)?;
+    let header = bytes.len() as u64;
+    let body = (0..usize::from(dims)).try_fold(1u64, |acc, d| {
+        be_u32(&bytes, 4 + 4 * d).and_then(|v| acc.checked_mul(u64::from(v)))
+    });
+    let total = body.and_then(|b| b.checked_add(header));
+    match total {
+        Some(total) if total <= MAX_IDX_BYTES => {
+            (&mut reader)
+                .take(total - header + 1)
+                .read_to_end(&mut bytes)
+                .map_err(fail)?;
+            Ok(bytes)
+        }
+        // A header too short to size the data: the parsers say what is wrong with it.
+        None if bytes.len() < 4 + 4 * usize::from(dims) => Ok(bytes),
+        _ => Err(DataError::at(
             path,
-            format!("larger than {MAX_IDX_BYTES} bytes once decompressed; refusing to read it"),
+            format!(
+                "its header asks for more than {MAX_IDX_BYTES} bytes of data; refusing to read it"
+            ),
         )),
-        Ok(_) => Ok(bytes),
-        Err(e) if gz => Err(DataError::at(path, format!("corrupt gzip data: {e}"))),
-        Err(e) => Err(DataError::io(path, e)),
     }
 }
 
@@ -108,7 +138,15 @@ pub fn parse_images(
         ));
     }
     let expected = 16 + n * h * w;
-    if bytes.len() != expected {
+    if bytes.len() > expected {
+        return Err(DataError::at(
+            path,
+            format!(
+                "header says {n} images of {h}×{w} ({expected} bytes) but the file holds more data than that"
+            ),
+        ));
+    }
+    if bytes.len() < expected {
         return Err(DataError::at(
             path,
             format!(

@@ -107,10 +107,24 @@ fn find_class_folders(dir: &Path, known: Option<&[String]>) -> Result<Found, Dat
             .filter(|p| p.is_file() && is_image_file(p))
             .collect();
         if images.is_empty() {
+            let nested: Vec<String> = entries(class_dir)?
+                .iter()
+                .filter(|p| p.is_dir())
+                .filter_map(|p| p.file_name().and_then(|n| n.to_str()).map(str::to_owned))
+                .take(3)
+                .collect();
+            let hint = if nested.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    " but has sub-folders ({}); the layout is SOURCE/CLASS/IMAGE, or SOURCE/train/CLASS/IMAGE with an optional SOURCE/test/",
+                    nested.join(", ")
+                )
+            };
             return Err(DataError::at(
                 class_dir,
                 format!(
-                    "class folder holds no images ({})",
+                    "class folder holds no images ({}){hint}",
                     IMAGE_EXTENSIONS.join(", ")
                 ),
             ));
@@ -122,18 +136,51 @@ fn find_class_folders(dir: &Path, known: Option<&[String]>) -> Result<Found, Dat
     Ok(Found { class_names, files })
 }
 
-fn decode_all(files: &[(u16, PathBuf)]) -> Result<Vec<DynamicImage>, DataError> {
+/// Images with more pixels than this are decoded one at a time (with `resize`, each is shrunk
+/// right after decoding), so a folder of huge images never holds more than one in memory.
+const BIG_IMAGE_PIXELS: u64 = 2048 * 2048;
+
+/// Decodes one file and, with `resize`, shrinks it at once.
+fn decode_sized(
+    path: &Path,
+    resize: Option<(u32, u32)>,
+    big: &std::sync::Mutex<()>,
+) -> Result<DynamicImage, DataError> {
+    let (w, h) = ImageReader::open(path)
+        .and_then(ImageReader::with_guessed_format)
+        .ok()
+        .and_then(|r| r.into_dimensions().ok())
+        .unwrap_or((0, 0));
+    let _one_at_a_time = (u64::from(w) * u64::from(h) > BIG_IMAGE_PIXELS).then(|| {
+        big.lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    });
+    let image = decode(path)?;
+    Ok(match resize {
+        Some((rh, rw)) if (image.height(), image.width()) != (rh, rw) => {
+            image.resize_exact(rw, rh, image::imageops::FilterType::Triangle)
+        }
+        _ => image,
+    })
+}
+
+fn decode_all(
+    files: &[(u16, PathBuf)],
+    resize: Option<(u32, u32)>,
+) -> Result<Vec<DynamicImage>, DataError> {
     let workers = std::thread::available_parallelism()
         .map_or(1, usize::from)
         .min(8);
     let chunk = files.len().div_ceil(workers).max(1);
+    let big = std::sync::Mutex::new(());
     std::thread::scope(|scope| {
         let handles: Vec<_> = files
             .chunks(chunk)
             .map(|part| {
+                let big = &big;
                 scope.spawn(move || {
                     part.iter()
-                        .map(|(_, p)| decode(p))
+                        .map(|(_, p)| decode_sized(p, resize, big))
                         .collect::<Result<Vec<_>, _>>()
                 })
             })
@@ -220,7 +267,11 @@ fn load_split(
 ) -> Result<Dataset, DataError> {
     let known = like.map(|d| d.class_names.as_slice());
     let found = find_class_folders(dir, known)?;
-    let images = decode_all(&found.files)?;
+    let resize = match like {
+        Some(d) => Some((d.shape.height as u32, d.shape.width as u32)).filter(|_| resize.is_some()),
+        None => resize,
+    };
+    let images = decode_all(&found.files, resize)?;
     assemble(found, images, resize, like)
 }
 
@@ -234,10 +285,22 @@ pub fn load(
         .filter(|p| p.is_dir())
         .filter_map(|p| p.file_name().and_then(|n| n.to_str()).map(str::to_owned))
         .collect();
-    if subdirs == ["test", "train"] {
-        let train = load_split(&dir.join("train"), resize, None)?;
-        let test = load_split(&dir.join("test"), resize, Some(&train))?;
-        return Ok((train, Some(test)));
+    // A split layout: train/ (any case), optionally test/, and validation folders we leave out.
+    let split_name = |n: &str| {
+        ["train", "test", "val", "valid", "validation"]
+            .iter()
+            .any(|s| s.eq_ignore_ascii_case(n))
+    };
+    let find = |want: &str| subdirs.iter().find(|n| n.eq_ignore_ascii_case(want));
+    if let Some(train_dir) = find("train")
+        && subdirs.iter().all(|n| split_name(n))
+    {
+        let train = load_split(&dir.join(train_dir), resize, None)?;
+        let test = match find("test") {
+            Some(test_dir) => Some(load_split(&dir.join(test_dir), resize, Some(&train))?),
+            None => None,
+        };
+        return Ok((train, test));
     }
     Ok((load_split(dir, resize, None)?, None))
 }

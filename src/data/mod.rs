@@ -157,6 +157,36 @@ impl Dataset {
         out
     }
 
+    /// Every image resized to `height`×`width` (triangle filter).
+    pub fn resized(&self, height: u32, width: u32) -> Result<Self, DataError> {
+        let shape = Shape {
+            height: height as usize,
+            width: width as usize,
+            channels: self.shape.channels,
+        };
+        let mut out = Self::empty(shape, self.class_names.clone());
+        out.pixels.reserve(self.len() * shape.len());
+        let (sw, sh) = (self.shape.width as u32, self.shape.height as u32);
+        let filter = image::imageops::FilterType::Triangle;
+        for i in 0..self.len() {
+            let (Some(pixels), Some(&label), Some(origin)) =
+                (self.image(i), self.labels.get(i), self.origins.get(i))
+            else {
+                continue;
+            };
+            let bad = || DataError::Invalid(format!("sample {i} does not have {sh}×{sw} pixels"));
+            let resized = if self.shape.channels == 1 {
+                let image = image::GrayImage::from_raw(sw, sh, pixels.to_vec()).ok_or_else(bad)?;
+                image::imageops::resize(&image, width, height, filter).into_raw()
+            } else {
+                let image = image::RgbImage::from_raw(sw, sh, pixels.to_vec()).ok_or_else(bad)?;
+                image::imageops::resize(&image, width, height, filter).into_raw()
+            };
+            out.push(&resized, label, origin.clone());
+        }
+        Ok(out)
+    }
+
     /// Per-channel mean and standard deviation of the pixels scaled to [0, 1].
     pub fn channel_stats(&self) -> (Vec<f32>, Vec<f32>) {
         let c = self.shape.channels.max(1);
@@ -304,6 +334,14 @@ pub fn load(source: &str, options: &LoadOptions) -> Result<SplitDataset, DataErr
             }
         }
     };
+    // Image folders resize while decoding; the record formats are resized here.
+    if let Some((h, w)) = options.resize {
+        for split in [&mut loaded.train, &mut loaded.test] {
+            if (split.shape.height, split.shape.width) != (h as usize, w as usize) {
+                *split = split.resized(h, w)?;
+            }
+        }
+    }
     if options.limit > 0 && options.limit < loaded.train.len() {
         let keep = stratified_subset(&loaded.train.labels, options.limit, options.split_seed);
         loaded.train = loaded.train.select(&keep);
@@ -311,8 +349,30 @@ pub fn load(source: &str, options: &LoadOptions) -> Result<SplitDataset, DataErr
     Ok(loaded)
 }
 
-/// A classification dataset needs samples of at least two classes.
+/// Every class name is one plain path component (exports use it as a folder name) and unique.
+pub fn check_class_names(path: &Path, names: &[String]) -> Result<(), DataError> {
+    let mut seen = std::collections::HashSet::new();
+    for name in names {
+        if let Err(why) = crate::artifacts::check_component(name) {
+            return Err(DataError::at(
+                path,
+                format!("class name {name:?} {why}; class names must be plain folder names"),
+            ));
+        }
+        if !seen.insert(name.as_str()) {
+            return Err(DataError::at(
+                path,
+                format!("class name {name:?} appears twice; class names must be unique"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A classification dataset needs samples of at least two classes, and class names that can
+/// name a folder of an export (one plain path component each, no two alike).
 fn check_classes(path: &Path, train: &Dataset) -> Result<(), DataError> {
+    check_class_names(path, &train.class_names)?;
     if train.is_empty() {
         return Err(DataError::at(path, "holds no training samples"));
     }

@@ -120,6 +120,18 @@ pub enum RunError {
     },
     #[error("feature scaling: {0}")]
     Scaling(DetectError),
+    #[error(
+        "the model's {0} hold non-finite or huge values: the model diverged or its checkpoint is damaged; retrain with a lower train.lr or train.rho"
+    )]
+    NotFinite(&'static str),
+}
+
+/// True when every value is finite and within ±[`types::MAX_FEATURE`].
+fn usable<T: Copy + Into<f64>>(values: ndarray::ArrayView2<'_, T>) -> bool {
+    values.iter().all(|&v| {
+        let v: f64 = v.into();
+        v.is_finite() && v.abs() <= types::MAX_FEATURE
+    })
 }
 
 /// Extracts features and runs every configured detector on `train` (given labels), with
@@ -159,6 +171,12 @@ pub fn run(
         },
     )
     .map_err(|_| RunError::Cancelled)?;
+    if !usable(extracted.features.view()) || !usable(reference.features.view()) {
+        return Err(RunError::NotFinite("features"));
+    }
+    if !usable(extracted.logits.view()) || !usable(reference.logits.view()) {
+        return Err(RunError::NotFinite("outputs (logits)"));
+    }
     let (detector_features, reference_features, scaling) = if config.feature_scaling {
         let scaler = Scaler::fit(
             extracted.features.view(),
@@ -257,15 +275,20 @@ fn run_one(detector: &dyn Detector, input: &DetectInput) -> Result<Detection, St
         Ok(Ok(detection)) if detection.scores.len() == input.len() => Ok(detection),
         Ok(Ok(_)) => Err("returned the wrong number of scores".to_owned()),
         Ok(Err(e)) => Err(e.to_string()),
-        Err(panic) => {
-            let what = panic
-                .downcast_ref::<&str>()
-                .map(|s| (*s).to_owned())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "unknown panic".to_owned());
-            Err(format!("numerical failure: {what}"))
-        }
+        Err(panic) => Err(format!(
+            "numerical failure: {}",
+            panic_message(panic.as_ref())
+        )),
     }
+}
+
+/// The message a caught panic carried.
+pub fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".to_owned())
 }
 
 /// Applies the configured decision to a detector's verdict. The published rule's flag count is

@@ -93,9 +93,20 @@ impl DetectInput<'_> {
                 self.num_classes
             )));
         }
+        // Third-party numeric code (SVD, FastICA, k-means) loops or panics on NaN, infinities
+        // and values whose squares overflow: refuse them here, once for every detector.
+        let usable = |v: &f64| v.is_finite() && v.abs() <= MAX_FEATURE;
+        if !self.features.iter().all(usable) || !self.reference.iter().all(usable) {
+            return Err(DetectError::Invalid(format!(
+                "the features hold non-finite or huge values (beyond ±{MAX_FEATURE:e}): the model diverged; retrain with a lower train.lr or train.rho"
+            )));
+        }
         Ok(())
     }
 }
+
+/// Largest feature magnitude the detectors accept.
+pub const MAX_FEATURE: f64 = 1e12;
 
 /// One detector's verdict on the training set.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]

@@ -4,7 +4,7 @@
 //! place, so a reader never sees half a checkpoint and an interrupted save leaves the old one.
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use burn::module::Module;
 use burn::tensor::Device;
@@ -41,15 +41,6 @@ fn error(path: &Path, message: impl ToString) -> TrainError {
     }
 }
 
-/// A hidden temporary path beside `path`.
-fn temp_beside(path: &Path) -> PathBuf {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    path.with_file_name(format!(".{name}.{}.tmp", std::process::id()))
-}
-
 /// Saves `trained` into `dir` (created if missing) as `model.bpk` + `model.json`.
 pub fn save(
     dir: &Path,
@@ -60,7 +51,7 @@ pub fn save(
 ) -> Result<(), TrainError> {
     fs::create_dir_all(dir).map_err(|e| error(dir, e))?;
     let weights = dir.join(WEIGHTS);
-    let temp = temp_beside(&weights);
+    let temp = crate::artifacts::temp_file_for(&weights);
     let saved = trained.model.clone().save_file(&temp);
     if let Err(e) = saved {
         let _ = fs::remove_file(&temp);
@@ -80,9 +71,65 @@ pub fn save(
     };
     let meta_path = dir.join(META);
     let text = serde_json::to_string_pretty(&meta).map_err(|e| error(&meta_path, e))?;
-    let temp = temp_beside(&meta_path);
-    fs::write(&temp, text).map_err(|e| error(&meta_path, e))?;
-    fs::rename(&temp, &meta_path).map_err(|e| error(&meta_path, e))
+    crate::artifacts::write_file(&meta_path, text.as_bytes()).map_err(|e| error(&meta_path, e))
+}
+
+impl CheckpointMeta {
+    /// The input shape, after checking that the metadata can describe a model: a shape the
+    /// model takes, at least two classes, a finite mean and a positive finite std per channel.
+    pub fn check(&self) -> Result<Shape, String> {
+        let [height, width, channels] = self.shape;
+        let shape = Shape {
+            height,
+            width,
+            channels,
+        };
+        crate::model::check_input(self.train.model, shape)?;
+        if self.class_names.len() < 2 {
+            return Err(format!(
+                "lists {} classes; a model needs at least two",
+                self.class_names.len()
+            ));
+        }
+        if self.mean.len() != channels || self.std.len() != channels {
+            return Err(format!(
+                "normalisation has {} means and {} stds for {channels}-channel images",
+                self.mean.len(),
+                self.std.len()
+            ));
+        }
+        let sane = |m: &f32, s: &f32| {
+            m.is_finite() && m.abs() <= 1e3 && s.is_finite() && *s > 1e-6 && *s <= 1e3
+        };
+        if !self.mean.iter().zip(&self.std).all(|(m, s)| sane(m, s)) {
+            return Err(format!(
+                "normalisation mean {:?} / std {:?} is not usable (finite means, stds in (1e-6, 1e3])",
+                self.mean, self.std
+            ));
+        }
+        Ok(shape)
+    }
+
+    /// Checks that this checkpoint's model can read `data`: same image shape, same classes.
+    pub fn check_data(&self, data: &crate::data::Dataset) -> Result<(), String> {
+        let s = data.shape;
+        if self.shape != [s.height, s.width, s.channels] {
+            return Err(format!(
+                "the model was trained on {}×{}×{} images but the data are {}×{}×{}",
+                self.shape[0], self.shape[1], self.shape[2], s.height, s.width, s.channels
+            ));
+        }
+        if self.class_names != data.class_names {
+            return Err(format!(
+                "the model was trained on {} classes ({}) but the data have {} ({})",
+                self.class_names.len(),
+                self.class_names.join(", "),
+                data.class_names.len(),
+                data.class_names.join(", ")
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// A model loaded from a run folder, with its metadata and normalisation.
@@ -113,11 +160,36 @@ impl Loaded {
     }
 }
 
-/// Loads the checkpoint in `dir` onto `device` (evaluation mode).
-pub fn load(dir: &Path, device: &Device) -> Result<Loaded, TrainError> {
+/// Reads and checks `model.json` in `dir` (see [`CheckpointMeta::check`]).
+pub fn read_meta(dir: &Path) -> Result<CheckpointMeta, TrainError> {
     let meta_path = dir.join(META);
     let text = fs::read_to_string(&meta_path).map_err(|e| error(&meta_path, e))?;
     let meta: CheckpointMeta = serde_json::from_str(&text).map_err(|e| error(&meta_path, e))?;
+    meta.check().map_err(|why| error(&meta_path, why))?;
+    Ok(meta)
+}
+
+/// Loads the checkpoint in `dir` onto `device` (evaluation mode). With `data`, the checkpoint
+/// must fit it (shape, classes) before any weight is read.
+pub fn load_for(
+    dir: &Path,
+    device: &Device,
+    data: Option<&crate::data::Dataset>,
+) -> Result<Loaded, TrainError> {
+    let meta = read_meta(dir)?;
+    if let Some(data) = data {
+        meta.check_data(data)
+            .map_err(|why| error(&dir.join(META), why))?;
+    }
+    load_checked(dir, device, meta)
+}
+
+/// Loads the checkpoint in `dir` onto `device` (evaluation mode).
+pub fn load(dir: &Path, device: &Device) -> Result<Loaded, TrainError> {
+    load_for(dir, device, None)
+}
+
+fn load_checked(dir: &Path, device: &Device, meta: CheckpointMeta) -> Result<Loaded, TrainError> {
     let [height, width, channels] = meta.shape;
     let shape = Shape {
         height,

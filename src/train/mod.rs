@@ -38,7 +38,7 @@ pub enum TrainError {
     #[error("training was cancelled")]
     Cancelled,
     #[error(
-        "the training loss became {value} at epoch {epoch}, batch {batch}; lower train.lr or train.rho"
+        "training diverged: the loss became {value} at epoch {epoch}, batch {batch}; lower train.lr or train.rho"
     )]
     Diverged {
         value: f32,
@@ -208,6 +208,9 @@ pub fn train(
 
     let batches_per_epoch = n.div_ceil(config.batch_size);
     let total = batches_per_epoch * config.epochs;
+    // Cross-entropy starts near ln K; fifty times that means the weights blew up (a finite loss
+    // of 1e34 would otherwise pass and leave the detectors non-finite features).
+    let exploded = 50.0 * (data.train.num_classes().max(2) as f32).ln();
     on_event(TrainEvent::Started {
         epochs: config.epochs,
         batches_per_epoch,
@@ -236,7 +239,7 @@ pub fn train(
             let predicted = logits.clone().argmax(1).reshape([indices.len()]);
             let loss = loss_fn.forward(logits, input.labels.clone());
             let loss_value = loss.clone().into_scalar::<f32>();
-            if !loss_value.is_finite() {
+            if !loss_value.is_finite() || loss_value > exploded {
                 return Err(TrainError::Diverged {
                     value: loss_value,
                     epoch,

@@ -294,14 +294,24 @@ impl App {
     }
 
     fn poll(&mut self, ctx: &egui::Context) {
-        if let Some(loading) = &self.loading
-            && let Ok(result) = loading.result.try_recv()
-        {
-            self.dataset = result.map(|data| Loaded {
-                summary: Summary::of(&data),
-                data,
-            });
-            self.loading = None;
+        if let Some(loading) = &self.loading {
+            use std::sync::mpsc::TryRecvError;
+            let result = match loading.result.try_recv() {
+                Ok(result) => Some(result),
+                Err(TryRecvError::Empty) => None,
+                // The loading thread ended without an answer (it panicked).
+                Err(TryRecvError::Disconnected) => Some(Err(format!(
+                    "loading {} stopped unexpectedly (internal error); try again or report it",
+                    loading.source
+                ))),
+            };
+            if let Some(result) = result {
+                self.dataset = result.map(|data| Loaded {
+                    summary: Summary::of(&data),
+                    data,
+                });
+                self.loading = None;
+            }
         }
         let mut ended = None;
         if let Some(job) = &self.job {
@@ -312,6 +322,14 @@ impl App {
                     WorkerEvent::Failed(e) => ended = Some(Err(e)),
                     WorkerEvent::Cancelled => ended = Some(Err("cancelled".to_owned())),
                 }
+            }
+            // Every event of an ended worker has been drained above: one that ended without
+            // saying how must not leave the window "running" forever.
+            if ended.is_none() && job.worker.is_finished() {
+                ended = Some(Err(
+                    "the run stopped unexpectedly (internal error); the window is ready again"
+                        .to_owned(),
+                ));
             }
         }
         if let Some(end) = ended {

@@ -69,10 +69,20 @@ impl Job {
         wake: impl Fn() + Send + 'static,
     ) -> std::io::Result<Self> {
         let worker = Worker::spawn("poisonscope-run", wake, move |reporter| {
-            let last = match work(&config, compare, reporter) {
-                Ok(finished) => WorkerEvent::Finished(Box::new(finished)),
-                Err(_) if reporter.cancel_flag().load(Ordering::Relaxed) => WorkerEvent::Cancelled,
-                Err(e) => WorkerEvent::Failed(format!("{e:#}")),
+            // A panic in the pipeline ends in a visible error, not a window stuck "running".
+            let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                work(&config, compare, reporter)
+            }));
+            let last = match outcome {
+                Ok(Ok(finished)) => WorkerEvent::Finished(Box::new(finished)),
+                Ok(Err(_)) if reporter.cancel_flag().load(Ordering::Relaxed) => {
+                    WorkerEvent::Cancelled
+                }
+                Ok(Err(e)) => WorkerEvent::Failed(format!("{e:#}")),
+                Err(panic) => WorkerEvent::Failed(format!(
+                    "internal error: {}",
+                    crate::detect::panic_message(panic.as_ref())
+                )),
             };
             reporter.send(last, false);
         })?;
@@ -225,8 +235,15 @@ impl Loading {
         std::thread::Builder::new()
             .name("poisonscope-load".into())
             .spawn(move || {
-                let loaded =
-                    data::load(&dataset.source, &dataset.load_options()).map_err(|e| e.to_string());
+                let loaded = std::panic::catch_unwind(|| {
+                    data::load(&dataset.source, &dataset.load_options()).map_err(|e| e.to_string())
+                })
+                .unwrap_or_else(|panic| {
+                    Err(format!(
+                        "internal error while loading: {}",
+                        crate::detect::panic_message(panic.as_ref())
+                    ))
+                });
                 let _ = sender.send(loaded);
                 wake();
             })?;

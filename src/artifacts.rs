@@ -1,0 +1,299 @@
+//! The one way poisonscope writes: files through a temporary sibling renamed into place, whole
+//! folders built under a hidden temporary sibling (`.NAME.partial-PID`) and renamed into place
+//! when complete, leftovers of killed processes removed, and names that come from data (class
+//! names) checked to stay one plain path component inside their folder.
+//!
+//! A reader never sees half an output, a failed or interrupted write leaves nothing behind, and no
+//! file lands outside the folder the user named.
+
+use std::ffi::OsStr;
+use std::path::{Component, Path, PathBuf};
+
+/// Why an output could not be written.
+#[derive(Debug, thiserror::Error)]
+#[error("{}: {message}", path.display())]
+pub struct ArtifactError {
+    pub path: PathBuf,
+    pub message: String,
+}
+
+impl ArtifactError {
+    pub fn new(path: &Path, message: impl ToString) -> Self {
+        Self {
+            path: path.to_path_buf(),
+            message: message.to_string(),
+        }
+    }
+}
+
+fn tagged(name: &OsStr, tag: &str) -> String {
+    format!(".{}.{tag}-{}", name.to_string_lossy(), std::process::id())
+}
+
+/// The hidden temporary sibling a file is written to before it is renamed to `path`.
+pub fn temp_file_for(path: &Path) -> PathBuf {
+    let name = path.file_name().unwrap_or_else(|| OsStr::new("out"));
+    path.with_file_name(tagged(name, "tmp"))
+}
+
+/// Writes `bytes` to `path` through a hidden temporary file beside it, then renames it.
+pub fn write_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let temp = temp_file_for(path);
+    std::fs::write(&temp, bytes)
+        .and_then(|()| std::fs::rename(&temp, path))
+        .inspect_err(|_| {
+            let _ = std::fs::remove_file(&temp);
+        })
+}
+
+/// Checks that `name` (a class name, a file name made from data) is one plain path component:
+/// not empty, no `/` or `\`, not `.` or `..`, no control characters, at most 255 bytes.
+pub fn check_component(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("is empty".to_owned());
+    }
+    if name.len() > 255 {
+        return Err("is longer than 255 bytes".to_owned());
+    }
+    if name.contains(['/', '\\']) {
+        return Err("contains a path separator".to_owned());
+    }
+    if name == "." || name == ".." {
+        return Err("is `.` or `..`".to_owned());
+    }
+    if name.chars().any(char::is_control) {
+        return Err("contains a control character".to_owned());
+    }
+    let mut components = Path::new(name).components();
+    match (components.next(), components.next()) {
+        (Some(Component::Normal(_)), None) => Ok(()),
+        _ => Err("is not a plain file name".to_owned()),
+    }
+}
+
+/// `dir/name` when `name` is one plain component (see [`check_component`]).
+pub fn child(dir: &Path, name: &str) -> Result<PathBuf, ArtifactError> {
+    check_component(name)
+        .map(|()| dir.join(name))
+        .map_err(|why| ArtifactError::new(&dir.join(name), format!("refusing this name: it {why}")))
+}
+
+/// True when process `pid` is still running (Linux `/proc`; elsewhere assume it is).
+fn alive(pid: u32) -> bool {
+    if !Path::new("/proc/self").exists() {
+        return true;
+    }
+    Path::new("/proc").join(pid.to_string()).exists()
+}
+
+/// Removes `.NAME.partial-PID` / `.NAME.old-PID` / `.NAME.tmp-PID` siblings of `dest` left by
+/// processes that are gone (an interrupted run or export).
+pub fn remove_stale(dest: &Path) {
+    let (Some(parent), Some(name)) = (dest.parent(), dest.file_name()) else {
+        return;
+    };
+    let parent = if parent.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        parent
+    };
+    let Ok(entries) = std::fs::read_dir(parent) else {
+        return;
+    };
+    let prefix = format!(".{}.", name.to_string_lossy());
+    for entry in entries.flatten() {
+        let file_name = entry.file_name().to_string_lossy().into_owned();
+        let Some(rest) = file_name.strip_prefix(&prefix) else {
+            continue;
+        };
+        let Some((tag, pid)) = rest.split_once('-') else {
+            continue;
+        };
+        let Ok(pid) = pid.parse::<u32>() else {
+            continue;
+        };
+        if !["partial", "old", "tmp"].contains(&tag) || pid == std::process::id() || alive(pid) {
+            continue;
+        }
+        let path = entry.path();
+        let _ = if path.is_dir() {
+            std::fs::remove_dir_all(&path)
+        } else {
+            std::fs::remove_file(&path)
+        };
+    }
+}
+
+/// True when `dir` is missing or an empty folder.
+pub fn is_new_or_empty(dir: &Path) -> Result<bool, ArtifactError> {
+    if !dir.exists() {
+        return Ok(true);
+    }
+    if !dir.is_dir() {
+        return Err(ArtifactError::new(dir, "exists and is not a folder"));
+    }
+    std::fs::read_dir(dir)
+        .map(|mut entries| entries.next().is_none())
+        .map_err(|e| ArtifactError::new(dir, format!("cannot read the folder: {e}")))
+}
+
+/// The absolute form of `path`, resolving what exists of it.
+pub fn absolute(path: &Path) -> PathBuf {
+    if let Ok(p) = path.canonicalize() {
+        return p;
+    }
+    let abs = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    match (abs.parent(), abs.file_name()) {
+        (Some(parent), Some(name)) => absolute(parent).join(name),
+        _ => abs,
+    }
+}
+
+/// A folder being built under a hidden temporary sibling of its destination. [`Staged::commit`]
+/// renames it into place; dropped uncommitted (an error, a cancel, a panic), it is removed.
+#[derive(Debug)]
+pub struct Staged {
+    temp: PathBuf,
+    dest: PathBuf,
+    committed: bool,
+}
+
+impl Staged {
+    /// Starts a folder for `dest`. `dest` must be missing or empty, unless `replace` says the
+    /// folder holds a previous output of the same kind, which the commit then replaces.
+    pub fn new(
+        dest: &Path,
+        replace: Option<&dyn Fn(&Path) -> bool>,
+    ) -> Result<Self, ArtifactError> {
+        if !is_new_or_empty(dest)? {
+            match replace {
+                None => {
+                    return Err(ArtifactError::new(
+                        dest,
+                        "folder is not empty; choose a new folder or pass --force to replace a previous output",
+                    ));
+                }
+                Some(is_previous) if !is_previous(dest) => {
+                    return Err(ArtifactError::new(
+                        dest,
+                        "folder is not empty and is not a previous poisonscope output; refusing to replace it",
+                    ));
+                }
+                Some(_) => {}
+            }
+        }
+        let abs = absolute(dest);
+        let (Some(parent), Some(name)) = (abs.parent(), abs.file_name()) else {
+            return Err(ArtifactError::new(dest, "not a valid output folder"));
+        };
+        std::fs::create_dir_all(parent)
+            .map_err(|e| ArtifactError::new(dest, format!("cannot create the folder: {e}")))?;
+        remove_stale(&abs);
+        let temp = parent.join(tagged(name, "partial"));
+        if temp.exists() {
+            std::fs::remove_dir_all(&temp)
+                .map_err(|e| ArtifactError::new(dest, format!("cannot clear the folder: {e}")))?;
+        }
+        std::fs::create_dir(&temp)
+            .map_err(|e| ArtifactError::new(dest, format!("cannot create the folder: {e}")))?;
+        Ok(Self {
+            temp,
+            dest: dest.to_path_buf(),
+            committed: false,
+        })
+    }
+
+    /// Where to write the folder's contents until the commit.
+    pub fn path(&self) -> &Path {
+        &self.temp
+    }
+
+    /// The final folder.
+    pub fn dest(&self) -> &Path {
+        &self.dest
+    }
+
+    /// Renames the finished folder into place (replacing a previous output if allowed).
+    pub fn commit(mut self) -> Result<PathBuf, ArtifactError> {
+        let fail = |e: std::io::Error| ArtifactError::new(&self.dest, format!("cannot write: {e}"));
+        if self.dest.exists() {
+            if is_new_or_empty(&self.dest)? {
+                std::fs::remove_dir(&self.dest).map_err(fail)?;
+            } else {
+                let name = self.dest.file_name().unwrap_or_else(|| OsStr::new("out"));
+                let old = self.dest.with_file_name(tagged(name, "old"));
+                std::fs::rename(&self.dest, &old).map_err(fail)?;
+                std::fs::rename(&self.temp, &self.dest).map_err(fail)?;
+                self.committed = true;
+                let _ = std::fs::remove_dir_all(&old);
+                return Ok(self.dest.clone());
+            }
+        }
+        std::fs::rename(&self.temp, &self.dest).map_err(fail)?;
+        self.committed = true;
+        Ok(self.dest.clone())
+    }
+}
+
+impl Drop for Staged {
+    fn drop(&mut self) {
+        if !self.committed {
+            let _ = std::fs::remove_dir_all(&self.temp);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_that_leave_their_folder_are_refused() {
+        for bad in [
+            "", ".", "..", "../x", "a/b", "a\\b", "/abs", "x\ny", "x\u{7f}", "\0",
+        ] {
+            assert!(check_component(bad).is_err(), "{bad:?}");
+        }
+        for good in ["cat", "0", "my class", "été", "a.b", "..x"] {
+            assert!(check_component(good).is_ok(), "{good:?}");
+        }
+    }
+
+    #[test]
+    fn a_staged_folder_appears_only_when_committed() {
+        let root = tempfile::tempdir().unwrap();
+        let dest = root.path().join("out");
+        {
+            let staged = Staged::new(&dest, None).unwrap();
+            std::fs::write(staged.path().join("a.txt"), "x").unwrap();
+        }
+        assert!(!dest.exists());
+        assert_eq!(std::fs::read_dir(root.path()).unwrap().count(), 0);
+        let staged = Staged::new(&dest, None).unwrap();
+        std::fs::write(staged.path().join("a.txt"), "x").unwrap();
+        staged.commit().unwrap();
+        assert!(dest.join("a.txt").is_file());
+        assert!(Staged::new(&dest, None).is_err());
+        let staged = Staged::new(&dest, Some(&|d: &Path| d.join("a.txt").exists())).unwrap();
+        std::fs::write(staged.path().join("b.txt"), "y").unwrap();
+        staged.commit().unwrap();
+        assert!(dest.join("b.txt").is_file() && !dest.join("a.txt").exists());
+        assert_eq!(std::fs::read_dir(root.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn leftovers_of_dead_processes_are_removed() {
+        let root = tempfile::tempdir().unwrap();
+        let dest = root.path().join("out");
+        let stale = root.path().join(".out.partial-4194304999");
+        std::fs::create_dir(&stale).unwrap();
+        std::fs::write(stale.join("x.png"), "x").unwrap();
+        let mine = root
+            .path()
+            .join(format!(".out.partial-{}", std::process::id()));
+        std::fs::create_dir(&mine).unwrap();
+        remove_stale(&dest);
+        assert!(!stale.exists());
+        assert!(mine.exists());
+    }
+}
