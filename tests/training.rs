@@ -367,7 +367,9 @@ fn a_model_that_cannot_fit_is_flagged_as_near_chance() {
     let fit = outcome.report.fit.as_ref().unwrap();
     assert!(fit.train_accuracy < 0.4, "{fit:?}");
 
-    let mut config = badnets_experiment("sgd", 2, 800);
+    // Three epochs: two left the fit at 0.895–0.91 depending on which tests ran beside it (Burn's
+    // device seed is process-global, so parallel tests draw different initial weights).
+    let mut config = badnets_experiment("sgd", 3, 800);
     config.attack = None;
     let prepared = Prepared::load(&config).unwrap();
     let outcome = pipeline::run(&config, &prepared, None, &never(), &mut |_| {}).unwrap();
