@@ -373,6 +373,9 @@ pub struct DetectConfig {
     pub decision: Decision,
     /// The calibrated decision's threshold: this quantile of the references' scores.
     pub reference_quantile: f64,
+    /// The calibrated threshold is at least `median + k·1.4826·MAD` of the training scores
+    /// (Hampel's outlier bound, this k); 0 turns the floor off.
+    pub outlier_floor: f64,
     /// The consensus flags a sample when at least this many detectors flag it.
     pub consensus_agreement: usize,
     /// Spectral Signatures' flag rule: `tb` (min(1.5·ε·N, n_c/2) per class) or `bb` (top 15 %).
@@ -408,6 +411,7 @@ impl Default for DetectConfig {
             oracle_ratio: false,
             decision: Decision::Calibrated,
             reference_quantile: 0.99,
+            outlier_floor: 3.5,
             consensus_agreement: 2,
             ss_rule: SsRule::default(),
             pca_rank: scaling.rank,
@@ -665,6 +669,14 @@ impl DetectConfig {
             0.0,
             true,
             1.0,
+            false,
+        )?;
+        in_range(
+            "detect.outlier_floor",
+            self.outlier_floor,
+            0.0,
+            false,
+            100.0,
             false,
         )?;
         count_in(

@@ -343,4 +343,35 @@ mod tests {
             "{err}"
         );
     }
+
+    fn gz(bytes: &[u8]) -> Vec<u8> {
+        use std::io::Write as _;
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        e.write_all(bytes).unwrap();
+        e.finish().unwrap()
+    }
+
+    #[test]
+    fn a_multi_member_gzip_is_read_whole() {
+        let pixels: Vec<u8> = (0..3 * 2 * 2).map(|v| v as u8).collect();
+        let images = encode_images(3, 2, 2, &pixels);
+        // Two gzip members, split inside the pixel data (what `cat a.gz b.gz` makes).
+        let mut two = gz(&images[..20]);
+        two.extend(gz(&images[20..]));
+        let read = gunzip(Path::new("x.gz"), &two).unwrap();
+        assert_eq!(read, images);
+    }
+
+    #[test]
+    fn inflation_stops_at_what_the_header_promises() {
+        let mut bytes = encode_images(1, 2, 2, &[7; 4]);
+        bytes.extend(std::iter::repeat_n(0u8, 1 << 20));
+        let read = gunzip(Path::new("x.gz"), &gz(&bytes)).unwrap();
+        // The header's 20 bytes and one more to tell the file is longer.
+        assert_eq!(read.len(), 21);
+        let err = parse_images(Path::new("x.gz"), &read)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("holds more data"), "{err}");
+    }
 }

@@ -306,10 +306,16 @@ fn decide(detection: &mut Detection, config: &DetectConfig) {
         return;
     }
     match decision::reference_threshold(&detection.reference_scores, config.reference_quantile) {
-        Some(threshold) => {
+        Some(reference) => {
+            let floor = decision::outlier_floor(&detection.scores, config.outlier_floor);
+            let threshold = floor.map_or(reference, |f| reference.max(f));
             detection.flags = decision::flags_above(&detection.scores, threshold);
             detection.note("decision", Decision::Calibrated.name());
             detection.note("threshold", threshold);
+            detection.note("reference_threshold", reference);
+            if let Some(floor) = floor {
+                detection.note("outlier_floor", floor);
+            }
         }
         None => {
             // Too few references scored: the published rule stands, and the report says so.
