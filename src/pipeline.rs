@@ -312,7 +312,9 @@ pub fn write_outputs(
 }
 
 /// The two arms of a comparison fused, per detector and for the consensus: each sample's rank
-/// percentiles averaged over the arms, flagged where both arms flag it.
+/// percentiles averaged over the arms, flagged where either arm flags it. The arms catch
+/// different poisons (SGD the learned backdoor, SAM the poisons it refused to fit); in the sweep
+/// the intersection was never better than the better arm.
 pub fn fuse(
     a: &DetectionRun,
     b: &DetectionRun,
@@ -323,7 +325,7 @@ pub fn fuse(
     let truth = report::poison_mask(prepared);
     let one = |sa: &[f64], sb: &[f64], fa: &[bool], fb: &[bool]| {
         let scores = detect::consensus::mean_rank(&[sa, sb], n);
-        let flags = detect::consensus::agreement(&[fa, fb], n, 2);
+        let flags = detect::consensus::agreement(&[fa, fb], n, 1);
         report::detector_report(
             &flags,
             &scores,

@@ -329,7 +329,7 @@ pub struct Comparison {
     pub sam: Report,
     pub delta: BTreeMap<String, Delta>,
     /// The two arms fused, per detector and for the consensus (key `consensus`): rank
-    /// percentiles averaged, flagged where both arms flag.
+    /// percentiles averaged, flagged where either arm flags.
     #[serde(default)]
     pub fused: BTreeMap<String, DetectorReport>,
 }

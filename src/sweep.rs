@@ -513,7 +513,7 @@ pub fn markdown(grid: &Grid, rows: &[Row]) -> String {
         "# Sweep results\n\nSeeds {:?}; arms {}; mean ± std over seeds. TPR and FPR are over the \
          whole training set (%). Δ = paired per-seed difference {} − {} (mean ± std; the \
          per-seed values in brackets). `fused` = the two arms' rank percentiles averaged, \
-         flagged where both flag.\n",
+         flagged where either flags.\n",
         grid.seeds,
         arms.join(", "),
         second.unwrap_or("-"),

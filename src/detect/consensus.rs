@@ -1,7 +1,7 @@
 //! The consensus of several detectors: a ranking score (the mean rank percentile) and a decision
 //! by *agreement*: a sample is flagged when at least `detect.consensus_agreement` detectors flag
 //! it (the union of every detector's flags adds up their false positives). Also the fusion of two
-//! arms of a comparison (SGD and SAM): their rank percentiles averaged, flagged where both agree.
+//! arms of a comparison (SGD and SAM): their rank percentiles averaged, flagged where either flags.
 
 /// Each sample's rank percentile under `scores`: 1 for the highest score, 1/n for the lowest
 /// (ties in index order; NaN counts as the lowest).
