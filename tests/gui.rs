@@ -104,6 +104,27 @@ fn badnets_run_shows_results_table_and_ranked_gallery() {
     h.get_by_label("Mark poisoned").click();
     h.run_steps(4);
     assert_eq!(h.state().marked(), 1);
+
+    // Export without a file dialog: a typed folder, the kept count shown before writing.
+    let out = tempfile::tempdir().unwrap();
+    let dest = out.path().join("cleaned");
+    h.get_by_label("Export to folder").focus();
+    h.step();
+    h.get_by_label("Export to folder")
+        .type_text(dest.to_str().unwrap());
+    h.run_steps(2);
+    h.get_by_label_contains("keeps ");
+    h.get_by_label("Export cleaned dataset").click();
+    h.run_steps(2);
+    if let Some(confirm) = h.query_by_label_contains("Confirm: remove") {
+        // More than 10 % flagged: nothing written until the second click.
+        assert!(!dest.exists());
+        confirm.click();
+        h.run_steps(2);
+    }
+    let status = h.state().status.clone().unwrap_or_default();
+    assert!(status.starts_with("saved "), "{status}");
+    assert!(dest.join("kept.csv").is_file(), "{status}");
 }
 
 /// A run whose model cannot learn (learning rate far too small) shows the near-chance warning

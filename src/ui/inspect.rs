@@ -99,6 +99,28 @@ pub struct Inspect {
     tsne_job: Option<Layout>,
     scroll_to_selected: bool,
     order: Option<Ranking>,
+    /// Which result this view shows (scroll areas and plots are keyed by it, so a new result
+    /// opens at the top, scrolled left, with the scatter fitted).
+    pub generation: u64,
+    /// The folder typed for the exports (the fallback when no file dialog can open).
+    pub export_dir: String,
+    /// The export removes more than [`CONFIRM_SHARE`] and waits for a second click.
+    confirm_export: bool,
+}
+
+/// An export of the cleaned dataset removing more than this share asks first.
+pub const CONFIRM_SHARE: f64 = 0.10;
+
+impl Inspect {
+    /// A fresh view for the next result: selections, marks, layouts and scroll positions reset;
+    /// the export folder kept.
+    pub fn for_new_result(&mut self) -> Self {
+        Self {
+            generation: self.generation + 1,
+            export_dir: std::mem::take(&mut self.export_dir),
+            ..Self::default()
+        }
+    }
 }
 
 fn pct(v: Option<f64>) -> String {
@@ -162,7 +184,7 @@ impl Inspect {
         egui::Panel::top("inspect_top").show(ui, |ui| {
             warnings_banner(ui, finished);
             egui::ScrollArea::horizontal()
-                .id_salt("results_scroll")
+                .id_salt(("results_scroll", self.generation))
                 .show(ui, |ui| results_table(ui, finished));
             ui.separator();
             self.controls(ui, finished, arm, status, truth, train);
@@ -228,34 +250,111 @@ impl Inspect {
             }
             ui.separator();
             ui.label(format!("{} marked", self.marks.len()));
-            if ui.button("Export scores + marks…").clicked()
-                && let Some(path) = rfd::FileDialog::new()
-                    .set_file_name("decisions.csv")
-                    .save_file()
-            {
-                let text = decisions_csv(arm, train, truth, &self.marks);
-                *status = Some(match report::write_atomic(&path, &text) {
-                    Ok(()) => format!("saved {}", path.display()),
-                    Err(e) => format!("{}: cannot write: {e}", path.display()),
-                });
-            }
-            if ui.button("Export cleaned dataset…").clicked()
+        });
+        self.export_ui(ui, finished, arm, train, truth, status);
+    }
+
+    /// The exports: scores + marks (CSV) and the cleaned dataset, to a folder picked in a
+    /// dialog or typed (when no dialog service runs, the typed folder is the way).
+    fn export_ui(
+        &mut self,
+        ui: &mut egui::Ui,
+        finished: &Finished,
+        arm: &Arm,
+        train: &crate::data::Dataset,
+        truth: Option<&[bool]>,
+        status: &mut Option<String>,
+    ) {
+        let keep = self.kept(arm);
+        let total = arm.predicted.len().max(1);
+        let removed = total - keep.len().min(total);
+        let share = removed as f64 / total as f64;
+        ui.horizontal(|ui| {
+            let label = ui.label("Export to folder");
+            ui.add(
+                egui::TextEdit::singleline(&mut self.export_dir)
+                    .hint_text("/path/to/new/folder")
+                    .desired_width(260.0),
+            )
+            .labelled_by(label.id)
+            .on_hover_text(
+                "A new or empty folder outside the dataset; typed, or picked with Browse…",
+            );
+            let dialogs = super::file_dialogs_available();
+            if ui
+                .add_enabled(dialogs, egui::Button::new("Browse…"))
+                .on_disabled_hover_text(super::NO_DIALOG)
+                .clicked()
                 && let Some(dir) = rfd::FileDialog::new().pick_folder()
             {
-                let keep = self.kept(arm);
+                self.export_dir = dir.display().to_string();
+            }
+        });
+        let dir = std::path::PathBuf::from(self.export_dir.trim());
+        let ready = !self.export_dir.trim().is_empty();
+        ui.horizontal(|ui| {
+            if ui
+                .add_enabled(ready, egui::Button::new("Export scores + marks"))
+                .on_hover_text(
+                    "writes FOLDER/decisions.csv: every sample's scores, flags and your marks",
+                )
+                .on_disabled_hover_text("type or pick a folder first")
+                .clicked()
+            {
+                let text = decisions_csv(arm, train, truth, &self.marks);
+                let path = dir.join("decisions.csv");
                 *status = Some(
-                    match report::write_kept_folder(
-                        &dir,
-                        train,
-                        &keep,
-                        &finished.config.dataset.source,
-                    ) {
-                        Ok(n) => format!("saved {n} kept images to {}", dir.display()),
-                        Err(e) => e.to_string(),
+                    match std::fs::create_dir_all(&dir)
+                        .and_then(|()| report::write_atomic(&path, &text))
+                    {
+                        Ok(()) => format!("saved {}", path.display()),
+                        Err(e) => format!("{}: cannot write: {e}", path.display()),
                     },
                 );
             }
+            let caption = if self.confirm_export {
+                format!("Confirm: remove {removed} images ({:.1} %)", 100.0 * share)
+            } else {
+                "Export cleaned dataset".to_owned()
+            };
+            if ui
+                .add_enabled(ready, egui::Button::new(caption))
+                .on_hover_text("writes the kept images as class folders (a new or empty folder)")
+                .on_disabled_hover_text("type or pick a folder first")
+                .clicked()
+            {
+                if share > CONFIRM_SHARE && !self.confirm_export {
+                    self.confirm_export = true;
+                } else {
+                    self.confirm_export = false;
+                    *status = Some(
+                        match report::write_kept_folder(
+                            &dir,
+                            train,
+                            &keep,
+                            &finished.config.dataset.source,
+                        ) {
+                            Ok(n) => format!("saved {n} kept images to {}", dir.display()),
+                            Err(e) => e.to_string(),
+                        },
+                    );
+                }
+            }
+            ui.label(format!(
+                "keeps {} of {total} (removes {:.1} %)",
+                keep.len(),
+                100.0 * share
+            ));
         });
+        if self.confirm_export {
+            ui.colored_label(
+                ui.visuals().warn_fg_color,
+                format!(
+                    "This removes more than {:.0} % of the training set: review the flags, or click again to confirm.",
+                    100.0 * CONFIRM_SHARE
+                ),
+            );
+        }
     }
 
     /// Samples kept in the cleaned dataset: not flagged by the current ranking, with the
@@ -296,7 +395,7 @@ impl Inspect {
         let per_row = ((ui.available_width() / step).floor() as usize).max(1);
         let rows = order.len().div_ceil(per_row);
         let mut area = egui::ScrollArea::vertical()
-            .id_salt("gallery")
+            .id_salt(("gallery", self.generation))
             .auto_shrink([false, false]);
         if scroll && let Some(pos) = selected.and_then(|s| order.iter().position(|&i| i == s)) {
             let row = pos / per_row;
@@ -534,7 +633,7 @@ impl Inspect {
         }
         let radius = if n > 20_000 { 1.0 } else { 2.0 };
         let selected = self.selected.and_then(|i| points.get(i).copied());
-        let response = Plot::new("scatter")
+        let response = Plot::new(("scatter", self.generation))
             .legend(Legend::default())
             .data_aspect(1.0)
             .allow_boxed_zoom(true)

@@ -229,7 +229,7 @@ impl App {
 
     /// Shows finished results in the inspection view (as when a run ends).
     pub fn show_results(&mut self, finished: Finished) {
-        self.inspect = Inspect::default();
+        self.inspect = self.inspect.for_new_result();
         self.finished = Some(finished);
         self.view = View::Inspection;
     }
@@ -306,6 +306,11 @@ impl App {
                 ))),
             };
             if let Some(result) = result {
+                if let Err(e) = &result {
+                    // Shown in the top bar and on the Dataset tab, which comes to the front.
+                    self.status = Some(e.clone());
+                    self.view = View::Dataset;
+                }
                 self.dataset = result.map(|data| Loaded {
                     summary: Summary::of(&data),
                     data,
@@ -434,14 +439,27 @@ impl App {
         ui.horizontal(|ui| {
             ui.heading(APP_TITLE);
             ui.separator();
-            if ui.button("Open config…").clicked()
+            let dialogs = file_dialogs_available();
+            if ui
+                .add_enabled(dialogs, egui::Button::new("Open config…"))
+                .on_disabled_hover_text(NO_DIALOG.replace(
+                    "type the path instead",
+                    "start with `poisonscope gui CONFIG`",
+                ))
+                .clicked()
                 && let Some(path) = rfd::FileDialog::new()
                     .add_filter("TOML", &["toml"])
                     .pick_file()
             {
                 self.open_config(&path, ui.ctx());
             }
-            if ui.button("Save config…").clicked()
+            if ui
+                .add_enabled(dialogs, egui::Button::new("Save config…"))
+                .on_disabled_hover_text(NO_DIALOG.replace(
+                    "type the path instead",
+                    "the settings are kept between sessions anyway",
+                ))
+                .clicked()
                 && let Some(path) = rfd::FileDialog::new()
                     .add_filter("TOML", &["toml"])
                     .set_file_name("experiment.toml")
@@ -489,7 +507,13 @@ impl App {
             if ui.button("Load").clicked() {
                 self.load(self.config.dataset.source.clone(), Some(ui.ctx()));
             }
-            if ui.button("Open folder…").clicked()
+            if ui
+                .add_enabled(file_dialogs_available(), egui::Button::new("Open folder…"))
+                .on_disabled_hover_text(NO_DIALOG.replace(
+                    "type the path instead",
+                    "type the folder in Source and press Load",
+                ))
+                .clicked()
                 && let Some(folder) = rfd::FileDialog::new().pick_folder()
             {
                 self.config.dataset.source = folder.display().to_string();
@@ -605,7 +629,13 @@ impl App {
                     .as_ref()
                     .map_or("built-in".to_owned(), |p| p.display().to_string());
                 ui.label(format!("Trigger: {name}"));
-                if ui.button("Pick image…").clicked()
+                if ui
+                    .add_enabled(file_dialogs_available(), egui::Button::new("Pick image…"))
+                    .on_disabled_hover_text(NO_DIALOG.replace(
+                        "type the path instead",
+                        "set attack.trigger_image in a config",
+                    ))
+                    .clicked()
                     && let Some(path) = rfd::FileDialog::new()
                         .add_filter("image", &["png", "jpg", "jpeg", "bmp"])
                         .pick_file()
@@ -751,11 +781,25 @@ impl App {
         });
         ui.horizontal(|ui| {
             let ready = idle && self.dataset_loaded();
-            if ui.add_enabled(ready, egui::Button::new("Start")).clicked() {
+            let why = if !idle {
+                "a run is in progress (Cancel stops it)".to_owned()
+            } else {
+                match &self.dataset {
+                    Err(e) if self.loading.is_some() => e.clone(),
+                    Err(e) => format!("no dataset: {e}"),
+                    Ok(_) => String::new(),
+                }
+            };
+            if ui
+                .add_enabled(ready, egui::Button::new("Start"))
+                .on_disabled_hover_text(&why)
+                .clicked()
+            {
                 self.start(ui.ctx(), false);
             }
             if ui
                 .add_enabled(ready, egui::Button::new("Compare SGD vs SAM"))
+                .on_disabled_hover_text(&why)
                 .clicked()
             {
                 self.start(ui.ctx(), true);
@@ -804,8 +848,13 @@ impl App {
             vec!["run"]
         };
         ui.label("Training loss (per batch)");
+        // Live curves: always fitted to the data (a wheel or drag must not pan them away).
         egui_plot::Plot::new("loss_plot")
             .height(120.0)
+            .allow_scroll(false)
+            .allow_drag(false)
+            .allow_zoom(false)
+            .allow_boxed_zoom(false)
             .legend(egui_plot::Legend::default())
             .x_axis_label("epoch")
             .show(ui, |plot| {
@@ -816,6 +865,10 @@ impl App {
         ui.label("Test accuracy and attack success rate (per epoch)");
         egui_plot::Plot::new("accuracy_plot")
             .height(120.0)
+            .allow_scroll(false)
+            .allow_drag(false)
+            .allow_zoom(false)
+            .allow_boxed_zoom(false)
             .legend(egui_plot::Legend::default())
             .include_y(0.0)
             .include_y(1.0)
@@ -1019,6 +1072,34 @@ impl App {
 }
 
 /// `75` → `1 min 15 s`.
+/// Why a file-dialog button is disabled.
+pub const NO_DIALOG: &str =
+    "no file-dialog service on this desktop (xdg-desktop-portal or zenity): type the path instead";
+
+/// Whether a native file dialog can open: on Linux rfd talks to the xdg desktop portal over the
+/// D-Bus session bus, or runs zenity; without either it returns nothing, exactly like a cancel,
+/// so the window would ignore the click. Elsewhere the system dialog is always there.
+pub fn file_dialogs_available() -> bool {
+    if !cfg!(target_os = "linux") {
+        return true;
+    }
+    static AVAILABLE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *AVAILABLE.get_or_init(|| {
+        let on_path = |name: &str| {
+            std::env::var_os("PATH")
+                .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(name).is_file()))
+        };
+        let portal = std::env::var_os("DBUS_SESSION_BUS_ADDRESS").is_some()
+            && [
+                "/usr/libexec/xdg-desktop-portal",
+                "/usr/lib/xdg-desktop-portal",
+            ]
+            .iter()
+            .any(|p| Path::new(p).exists());
+        portal || on_path("zenity") || on_path("kdialog")
+    })
+}
+
 pub fn format_seconds(s: f64) -> String {
     let s = s.max(0.0).round() as u64;
     if s >= 60 {
