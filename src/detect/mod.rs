@@ -44,7 +44,11 @@ pub fn detector_for(kind: DetectorKind, config: &DetectConfig) -> Box<dyn Detect
             rule: config.ss_rule,
         }),
         DetectorKind::Spectre => Box::new(spectre::Spectre::default()),
-        DetectorKind::Scan => Box::new(scan::Scan::default()),
+        DetectorKind::Scan => Box::new(scan::Scan {
+            reference_quantile: config.reference_quantile,
+            class_gate: config.outlier_floor,
+            ..scan::Scan::default()
+        }),
         DetectorKind::Beatrix => Box::new(beatrix::Beatrix::default()),
         DetectorKind::Loss => Box::new(loss::LossDetector),
     }
