@@ -10,6 +10,7 @@ pub mod config;
 pub mod data;
 pub mod detect;
 pub mod diagnostics;
+pub mod html_report;
 pub mod metrics;
 pub mod model;
 pub mod pipeline;

@@ -109,6 +109,18 @@ enum Command {
         #[arg(long)]
         tables_only: bool,
     },
+    /// One self-contained HTML page of a run or compare folder: settings, warnings, curves, the
+    /// detector table, the feature scatter and the most suspicious images.
+    Report {
+        /// A `run`/`detect` folder, or a `compare` folder.
+        dir: PathBuf,
+        /// The HTML file to write.
+        #[arg(long)]
+        out: PathBuf,
+        /// Images shown per detector.
+        #[arg(long, default_value_t = 24)]
+        top: usize,
+    },
     /// Throughput figures (images/s) on this machine.
     Bench {
         #[command(subcommand)]
@@ -364,6 +376,24 @@ fn sweep(grid_path: &Path, out: &Path, tables_only: bool) -> anyhow::Result<()> 
     Ok(())
 }
 
+/// `report`: the HTML page of `dir`, written atomically to `out`.
+fn write_report(dir: &Path, out: &Path, top: usize) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        (1..=500).contains(&top),
+        "--top must be in 1..=500, got {top}"
+    );
+    anyhow::ensure!(
+        !out.is_dir(),
+        "{}: is a folder; give the HTML file to write",
+        out.display()
+    );
+    let html = poisonscope::html_report::build(dir, top)?;
+    artifacts::write_file(out, html.as_bytes())
+        .map_err(|e| anyhow::anyhow!("{}: cannot write: {e}", out.display()))?;
+    println!("wrote {} ({} KB)", out.display(), html.len() / 1024);
+    Ok(())
+}
+
 fn open_window(config: Option<Experiment>) -> anyhow::Result<()> {
     poisonscope::ui::run_native(config).map_err(|e| anyhow::anyhow!("cannot open the window: {e}"))
 }
@@ -421,6 +451,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             out,
             tables_only,
         }) => sweep(&grid, &out, tables_only)?,
+        Some(Command::Report { dir, out, top }) => write_report(&dir, &out, top)?,
         Some(Command::Bench { what }) => bench::run(what)?,
     }
     Ok(())

@@ -50,6 +50,42 @@ fn compare_writes_both_runs_and_sam_minus_sgd() {
         }
         assert!(a["auroc"].as_f64().is_some());
     }
+    // The shareable report: one self-contained page with both arms.
+    let html_path = dir.path().join("report.html");
+    common::ok_stdout(&[
+        "report",
+        out.to_str().unwrap(),
+        "--out",
+        html_path.to_str().unwrap(),
+        "--top",
+        "5",
+    ]);
+    let html = std::fs::read_to_string(&html_path).unwrap();
+    for part in [
+        "<h2>Detectors</h2>",
+        "SAM TPR %",
+        "Δ TPR (SAM − SGD)",
+        "Most suspicious images",
+        "first two principal axes",
+        "data:image/png;base64,",
+        "optimiser sam",
+    ] {
+        assert!(html.contains(part), "the report lacks {part:?}");
+    }
+    // Two arms × (consensus + 2 detectors) × 5 images.
+    assert_eq!(html.matches("<img ").count(), 30);
+    assert!(
+        !html.contains("src=\"http"),
+        "nothing fetched from the network"
+    );
+    let missing = common::poisonscope(&[
+        "report",
+        dir.path().join("nothing").to_str().unwrap(),
+        "--out",
+        html_path.to_str().unwrap(),
+    ]);
+    assert_eq!(missing.status.code(), Some(1));
+
     // The ground-truth measures exist with an attack.
     assert!(sam["backdoor_effect"]["silhouette"].as_f64().is_some());
     assert!(sam["backdoor_effect"]["tac_top_k"].as_f64().is_some());
