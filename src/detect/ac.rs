@@ -174,7 +174,8 @@ impl Detector for ActivationClustering {
                 let k = assigned.iter().filter(|&&a| a == small).count();
                 Some(k as f64 / refs.len() as f64)
             };
-            let avoided = refs_in_small.is_some_and(|r| r <= share / 3.0);
+            let avoided =
+                refs_in_small.is_some_and(|r| r <= share * super::decision::REFERENCE_AVOIDANCE);
             if flag_class && avoided {
                 calibrated_classes.push(class);
             }

@@ -37,6 +37,12 @@ impl Decision {
     }
 }
 
+/// A suspicious group (AC's small cluster, SCAn's suspicious side) is flagged only when the
+/// class's clean references avoid it: at most this fraction of the group's share of the class
+/// falls in it. A natural split of a clean class (two ways of writing a 7) holds references in
+/// proportion; a poison cluster holds none.
+pub const REFERENCE_AVOIDANCE: f64 = 1.0 / 3.0;
+
 /// Fewest finite reference scores a calibrated threshold is read from.
 pub const MIN_REFERENCES: usize = 10;
 

@@ -283,8 +283,20 @@ impl Detector for Scan {
         if let Some(t) =
             super::decision::reference_threshold(&out.reference_scores, self.reference_quantile)
         {
+            // A class passes when its split is anomalous among the classes and its references
+            // avoid the suspicious side (a natural split holds them in proportion).
+            let positive_share =
+                |m: &[f64]| m.iter().filter(|&&v| v > 0.0).count() as f64 / m.len().max(1) as f64;
             let gated = |c: usize| {
-                self.class_gate <= 0.0 || anomaly.get(c).is_some_and(|&j| j > self.class_gate)
+                if self.class_gate <= 0.0 {
+                    return true;
+                }
+                let anomalous = anomaly.get(c).is_some_and(|&j| j > self.class_gate);
+                let share = margins.get(c).map_or(0.0, |m| positive_share(m));
+                let refs = ref_margins.get(c).map_or(0.0, |m| positive_share(m));
+                anomalous
+                    && (ref_margins.get(c).is_none_or(Vec::is_empty)
+                        || refs <= share * super::decision::REFERENCE_AVOIDANCE)
             };
             out.calibrated_flags = Some(
                 out.scores
