@@ -202,3 +202,42 @@ fn a_failing_run_shows_its_error_and_start_is_enabled_again() {
     );
     assert!(h.state().finished.is_none());
 }
+
+/// What a desktop hands egui for a dropped folder.
+#[derive(Debug)]
+struct Dropped(std::path::PathBuf);
+
+impl eframe::egui::DroppedFile for Dropped {
+    fn path(&self) -> &std::path::Path {
+        &self.0
+    }
+    fn bytes(&self) -> Result<Vec<u8>, String> {
+        Err("a folder".to_owned())
+    }
+}
+
+/// A folder dropped onto the window becomes the dataset (kittest's dropped-file input: no window
+/// manager needed).
+#[test]
+fn a_dropped_folder_is_loaded_as_the_dataset() {
+    let dir = tempfile::tempdir().unwrap();
+    for class in ["cats", "dogs"] {
+        let sub = dir.path().join(class);
+        std::fs::create_dir_all(&sub).unwrap();
+        for i in 0..5u8 {
+            image::GrayImage::from_pixel(8, 8, image::Luma([i * 40]))
+                .save(sub.join(format!("{i}.png")))
+                .unwrap();
+        }
+    }
+    let mut h = loaded_demo();
+    h.input_mut()
+        .dropped_files
+        .push(std::sync::Arc::new(Dropped(dir.path().to_path_buf())));
+    h.step();
+    wait_for(&mut h, "the dropped folder", App::dataset_loaded);
+    let source = h.state().experiment().dataset.source;
+    assert_eq!(source, dir.path().display().to_string());
+    h.run_steps(2);
+    assert!(h.get_all_by_label_contains("8 training").count() >= 1);
+}
