@@ -105,6 +105,18 @@ fn badnets_run_shows_results_table_and_ranked_gallery() {
     h.run_steps(4);
     assert_eq!(h.state().marked(), 1);
 
+    // The analyst's own threshold: the top K of the ranking, the counts follow live.
+    h.get_by_label("the top").click();
+    h.run_steps(2);
+    assert!(h.state_mut().inspect_mut().use_top);
+    h.state_mut().inspect_mut().top_k = 7;
+    h.run_steps(2);
+    h.get_by_label_contains("600 images, 7 flagged");
+    h.get_by_label_contains("keeps 593 of 600");
+    h.get_by_label("its decision").click();
+    h.run_steps(2);
+    assert!(!h.state_mut().inspect_mut().use_top);
+
     // Export without a file dialog: a typed folder, the kept count shown before writing.
     let out = tempfile::tempdir().unwrap();
     let dest = out.path().join("cleaned");

@@ -106,6 +106,12 @@ pub struct Inspect {
     pub export_dir: String,
     /// The export removes more than [`CONFIRM_SHARE`] and waits for a second click.
     confirm_export: bool,
+    /// The analyst's decision: the detector's (or the consensus's) own flags, or (`use_top`) the
+    /// `top_k` most suspicious samples of the current ranking.
+    pub use_top: bool,
+    pub top_k: usize,
+    /// The top-K flags of the current ranking, keyed by (arm, ranking, K).
+    top_flags: Option<((usize, Option<usize>, usize), Vec<bool>)>,
 }
 
 /// An export of the cleaned dataset removing more than this share asks first.
@@ -156,10 +162,27 @@ impl Inspect {
             order.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]));
             self.order = Some((key, order, scores));
         }
+        let top_key = (self.arm, self.ranking, self.top_k);
+        if self.use_top && self.top_flags.as_ref().is_none_or(|(k, _)| *k != top_key) {
+            let mut flags = vec![false; arm.predicted.len()];
+            if let Some((_, order, _)) = &self.order {
+                for &i in order.iter().take(self.top_k) {
+                    if let Some(f) = flags.get_mut(i) {
+                        *f = true;
+                    }
+                }
+            }
+            self.top_flags = Some((top_key, flags));
+        }
     }
 
     /// Whether the current ranking flags sample `i` (consensus: enough detectors agree).
     fn flagged(&self, arm: &Arm, i: usize) -> bool {
+        if self.use_top
+            && let Some((_, flags)) = &self.top_flags
+        {
+            return flags.get(i).copied().unwrap_or(false);
+        }
         match self.ranking.and_then(|r| arm.detectors.get(r)) {
             Some((_, _, flags)) => flags.get(i).copied().unwrap_or(false),
             None => arm.consensus.flags.get(i).copied().unwrap_or(false),
@@ -187,6 +210,7 @@ impl Inspect {
                 .id_salt(("results_scroll", self.generation))
                 .show(ui, |ui| results_table(ui, finished));
             ui.separator();
+            self.update_ranking(arm);
             self.controls(ui, finished, arm, status, truth, train);
         });
         let width = ui.available_width();
@@ -241,6 +265,33 @@ impl Inspect {
                 })
                 .response
                 .labelled_by(label.id);
+            ui.separator();
+            ui.label("Flag");
+            if ui
+                .radio(!self.use_top, "its decision")
+                .on_hover_text("the detector's threshold (the consensus: enough detectors agree)")
+                .clicked()
+            {
+                self.use_top = false;
+            }
+            if ui
+                .radio(self.use_top, "the top")
+                .on_hover_text("the K most suspicious samples of this ranking; the gallery, the scatter and the export follow")
+                .clicked()
+                && !self.use_top
+            {
+                // Start from what the decision flags, so the switch changes nothing at first.
+                let n = arm.predicted.len();
+                let flagged = (0..n).filter(|&i| self.flagged(arm, i)).count();
+                self.top_k = flagged.clamp(1, n.max(1));
+                self.use_top = true;
+            }
+            let n = arm.predicted.len().max(1);
+            ui.add_enabled(
+                self.use_top,
+                egui::DragValue::new(&mut self.top_k).range(1..=n).suffix(" images"),
+            )
+            .on_hover_text("how many of the most suspicious samples to flag");
             ui.separator();
             ui.label("Colour by");
             ui.selectable_value(&mut self.color_by, ColorBy::Class, "class");

@@ -234,6 +234,11 @@ impl App {
         self.view = View::Inspection;
     }
 
+    /// The inspection view's state (for tests and scripted sessions).
+    pub fn inspect_mut(&mut self) -> &mut Inspect {
+        &mut self.inspect
+    }
+
     /// How many samples the reviewer has marked by hand.
     pub fn marked(&self) -> usize {
         self.inspect.marks.len()
