@@ -47,8 +47,15 @@ fn opens_on_the_demo_set() {
 fn shows_a_load_error_in_the_window() {
     let mut h = harness(App::new(Some("/no/such/dataset")));
     wait_for(&mut h, "the load to fail", |app| !app.busy());
-    h.get_by_label_contains("/no/such/dataset: no such file or folder");
+    // In the top bar (wherever the user is) and on the Dataset tab, which comes to the front.
+    assert_eq!(
+        h.get_all_by_label_contains("/no/such/dataset: no such file or folder")
+            .count(),
+        2
+    );
+    assert_eq!(h.state().view, View::Dataset);
     // Nothing to train on: Start stays disabled.
+    assert!(h.get_by_label("Start").accesskit_node().is_disabled());
     h.get_by_label("Start").click();
     h.step();
     assert!(!h.state().busy());

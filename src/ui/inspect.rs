@@ -14,7 +14,11 @@ use crate::report;
 /// Gallery tile side, in points.
 const TILE: f32 = 64.0;
 /// Height of a gallery cell (image and three lines of text).
-const CELL_HEIGHT: f32 = TILE + 50.0;
+const CELL_HEIGHT: f32 = TILE + 56.0;
+/// Width of a gallery tile (image plus room for its captions).
+const TILE_WIDTH: f32 = TILE + 30.0;
+/// Caption size of the gallery tiles (egui's "small" is 9 px: too small to read).
+const CAPTION: f32 = 11.0;
 /// Pointer distance (points) within which a scatter point counts as hovered.
 const HOVER_RADIUS: f32 = 8.0;
 /// Textures kept before the cache is emptied (the gallery makes them again on demand).
@@ -81,6 +85,8 @@ pub enum Mark {
 }
 
 /// A cached ranking: its key (arm, detector or consensus), the order, the scores.
+/// Flags of the top K: keyed by (arm, ranking, K).
+type TopFlags = ((usize, Option<usize>, usize), Vec<bool>);
 type Ranking = ((usize, Option<usize>), Vec<usize>, Vec<f64>);
 
 /// State of the inspection view.
@@ -111,7 +117,7 @@ pub struct Inspect {
     pub use_top: bool,
     pub top_k: usize,
     /// The top-K flags of the current ranking, keyed by (arm, ranking, K).
-    top_flags: Option<((usize, Option<usize>, usize), Vec<bool>)>,
+    top_flags: Option<TopFlags>,
 }
 
 /// An export of the cleaned dataset removing more than this share asks first.
@@ -442,7 +448,7 @@ impl Inspect {
             "Ranked gallery: {} images, {flagged_total} flagged (most suspicious first)",
             order.len()
         ));
-        let step = TILE + 8.0 + ui.spacing().item_spacing.x;
+        let step = TILE_WIDTH + 8.0 + ui.spacing().item_spacing.x;
         let per_row = ((ui.available_width() / step).floor() as usize).max(1);
         let rows = order.len().div_ceil(per_row);
         let mut area = egui::ScrollArea::vertical()
@@ -461,21 +467,25 @@ impl Inspect {
                 ui.horizontal(|ui| {
                     for (rank, &i) in order.iter().enumerate().skip(row * per_row).take(per_row) {
                         let flagged = self.flagged(arm, i);
-                        let stroke = if Some(i) == selected {
-                            egui::Stroke::new(3.0, ui.visuals().selection.stroke.color)
+                        // One stroke width for every tile, so the columns line up.
+                        let color = if Some(i) == selected {
+                            ui.visuals().selection.stroke.color
                         } else if flagged {
-                            egui::Stroke::new(2.0, egui::Color32::from_rgb(220, 60, 60))
+                            egui::Color32::from_rgb(220, 60, 60)
                         } else {
-                            egui::Stroke::new(
-                                1.0,
-                                ui.visuals().widgets.noninteractive.bg_stroke.color,
-                            )
+                            ui.visuals().widgets.noninteractive.bg_stroke.color
+                        };
+                        let fill = if Some(i) == selected {
+                            ui.visuals().selection.bg_fill.gamma_multiply(0.4)
+                        } else {
+                            egui::Color32::TRANSPARENT
                         };
                         let response = egui::Frame::new()
-                            .stroke(stroke)
+                            .stroke(egui::Stroke::new(2.0, color))
+                            .fill(fill)
                             .inner_margin(2.0)
                             .show(ui, |ui| {
-                                ui.set_width(TILE + 4.0);
+                                ui.set_width(TILE_WIDTH + 4.0);
                                 ui.vertical(|ui| {
                                     if let Some(tex) = textures.get(ui.ctx(), "train", train, i) {
                                         ui.add(
@@ -483,15 +493,35 @@ impl Inspect {
                                                 .fit_to_exact_size(egui::vec2(TILE, TILE)),
                                         );
                                     }
-                                    let small = |t: String| egui::RichText::new(t).small();
-                                    ui.label(small(format!(
-                                        "#{} {:.3}",
-                                        rank + 1,
-                                        scores.get(i).copied().unwrap_or(f64::NAN)
-                                    )));
+                                    let strong = ui.visuals().strong_text_color();
+                                    let small = |t: String| {
+                                        egui::RichText::new(t).size(CAPTION).color(strong)
+                                    };
+                                    ui.add(
+                                        egui::Label::new(small(format!(
+                                            "#{} {:.3}",
+                                            rank + 1,
+                                            scores.get(i).copied().unwrap_or(f64::NAN)
+                                        )))
+                                        .truncate(),
+                                    );
                                     let given = train.labels.get(i).copied().unwrap_or_default();
                                     let pred = arm.predicted.get(i).copied().unwrap_or_default();
-                                    ui.label(small(format!("label {given} pred {pred}")));
+                                    let name = |c: u16| {
+                                        train
+                                            .class_names
+                                            .get(usize::from(c))
+                                            .cloned()
+                                            .unwrap_or_else(|| c.to_string())
+                                    };
+                                    ui.add(
+                                        egui::Label::new(small(format!(
+                                            "label {} · pred {}",
+                                            name(given),
+                                            name(pred)
+                                        )))
+                                        .truncate(),
+                                    );
                                     let mark = match self.marks.get(&i) {
                                         Some(Mark::Poisoned) => " · marked poisoned",
                                         Some(Mark::Clean) => " · marked clean",
@@ -502,7 +532,9 @@ impl Inspect {
                                         Some(false) => "clean",
                                         None => "",
                                     };
-                                    ui.label(small(format!("{gt}{mark}")));
+                                    ui.add(
+                                        egui::Label::new(small(format!("{gt}{mark}"))).truncate(),
+                                    );
                                 });
                             })
                             .response

@@ -741,7 +741,7 @@ impl App {
                     ui.radio_value(&mut t.optimizer, OptimizerKind::Asam, "ASAM");
                 });
                 ui.end_row();
-                let label = ui.label("ρ");
+                let label = ui.label("SAM radius (rho)");
                 ui.add(
                     egui::DragValue::new(&mut t.rho)
                         .speed(0.005)
