@@ -716,8 +716,18 @@ impl Inspect {
         }
         let radius = if n > 20_000 { 1.0 } else { 2.0 };
         let selected = self.selected.and_then(|i| points.get(i).copied());
+        let (x_title, y_title) = match self.layout {
+            LayoutKind::Pca => ("principal component 1", "principal component 2"),
+            LayoutKind::Tsne => ("t-SNE 1", "t-SNE 2"),
+        };
         let response = Plot::new(("scatter", self.generation))
-            .legend(Legend::default())
+            .legend(
+                Legend::default()
+                    .position(egui_plot::Corner::RightBottom)
+                    .background_alpha(0.6),
+            )
+            .x_axis_label(x_title)
+            .y_axis_label(y_title)
             .data_aspect(1.0)
             .allow_boxed_zoom(true)
             .show(ui, |plot| {
