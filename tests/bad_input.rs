@@ -848,6 +848,28 @@ fn hostile_datasets_and_outputs_fail_cleanly_and_write_nothing_outside_out() {
     );
 }
 
+/// `detect RUN --out OUT`, whose error must name `names`.
+fn detect_case(name: &str, run: &Path, out: &Path, names: PathBuf) -> Hostile {
+    Hostile {
+        name: name.to_owned(),
+        args: vec![
+            "detect".into(),
+            run.to_string_lossy().into_owned(),
+            "--out".into(),
+            out.to_string_lossy().into_owned(),
+        ],
+        names: vec![names.to_string_lossy().into_owned()],
+    }
+}
+
+/// Copies the files of run folder `from` into a new folder `to`.
+fn copy_run(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for f in std::fs::read_dir(from).unwrap().flatten() {
+        std::fs::copy(f.path(), to.join(f.file_name())).unwrap();
+    }
+}
+
 /// A trained run whose checkpoint is then damaged: `detect` must refuse it by name.
 #[test]
 fn damaged_checkpoints_are_refused_by_detect() {
@@ -910,62 +932,41 @@ fn damaged_checkpoints_are_refused_by_detect() {
     ];
     for (i, (name, hurt)) in damage.iter().enumerate() {
         let copy = root.path().join(format!("run{i}"));
-        std::fs::create_dir_all(&copy).unwrap();
-        for f in std::fs::read_dir(&run).unwrap().flatten() {
-            std::fs::copy(f.path(), copy.join(f.file_name())).unwrap();
-        }
+        copy_run(&run, &copy);
         let mut m = meta.clone();
         hurt(&mut m);
         std::fs::write(copy.join("model.json"), m.to_string()).unwrap();
-        cases.push(Hostile {
-            name: (*name).to_owned(),
-            args: vec![
-                "detect".into(),
-                copy.to_string_lossy().into_owned(),
-                "--out".into(),
-                scratch.join("d").to_string_lossy().into_owned(),
-            ],
-            names: vec![copy.join("model.json").to_string_lossy().into_owned()],
-        });
+        cases.push(detect_case(
+            name,
+            &copy,
+            &scratch.join("d"),
+            copy.join("model.json"),
+        ));
     }
     // Weights that do not load, and a config whose data no longer match the model.
     let copy = root.path().join("run_bad_weights");
-    std::fs::create_dir_all(&copy).unwrap();
-    for f in std::fs::read_dir(&run).unwrap().flatten() {
-        std::fs::copy(f.path(), copy.join(f.file_name())).unwrap();
-    }
+    copy_run(&run, &copy);
     std::fs::write(copy.join("model.bpk"), b"not weights").unwrap();
-    cases.push(Hostile {
-        name: "damaged weights".into(),
-        args: vec![
-            "detect".into(),
-            copy.to_string_lossy().into_owned(),
-            "--out".into(),
-            scratch.join("d").to_string_lossy().into_owned(),
-        ],
-        names: vec![copy.join("model.bpk").to_string_lossy().into_owned()],
-    });
+    cases.push(detect_case(
+        "damaged weights",
+        &copy,
+        &scratch.join("d"),
+        copy.join("model.bpk"),
+    ));
     let copy = root.path().join("run_resized");
-    std::fs::create_dir_all(&copy).unwrap();
-    for f in std::fs::read_dir(&run).unwrap().flatten() {
-        std::fs::copy(f.path(), copy.join(f.file_name())).unwrap();
-    }
+    copy_run(&run, &copy);
     let text = std::fs::read_to_string(copy.join("config.toml")).unwrap();
     std::fs::write(
         copy.join("config.toml"),
         text.replace("[dataset]", "[dataset]\nresize = [16, 16]"),
     )
     .unwrap();
-    cases.push(Hostile {
-        name: "data resized since training".into(),
-        args: vec![
-            "detect".into(),
-            copy.to_string_lossy().into_owned(),
-            "--out".into(),
-            scratch.join("d").to_string_lossy().into_owned(),
-        ],
-        names: vec![copy.join("model.json").to_string_lossy().into_owned()],
-    });
+    cases.push(detect_case(
+        "data resized since training",
+        &copy,
+        &scratch.join("d"),
+        copy.join("model.json"),
+    ));
     let failures = run_hostile(&cases, &[&run], &scratch);
     assert!(
         failures.is_empty(),

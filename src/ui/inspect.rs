@@ -340,7 +340,7 @@ impl Inspect {
             let dialogs = super::file_dialogs_available();
             if ui
                 .add_enabled(dialogs, egui::Button::new("Browse…"))
-                .on_disabled_hover_text(super::NO_DIALOG)
+                .on_disabled_hover_text(super::no_dialog("type the folder in the field"))
                 .clicked()
                 && let Some(dir) = rfd::FileDialog::new().pick_folder()
             {

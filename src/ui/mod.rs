@@ -447,10 +447,7 @@ impl App {
             let dialogs = file_dialogs_available();
             if ui
                 .add_enabled(dialogs, egui::Button::new("Open config…"))
-                .on_disabled_hover_text(NO_DIALOG.replace(
-                    "type the path instead",
-                    "start with `poisonscope gui CONFIG`",
-                ))
+                .on_disabled_hover_text(no_dialog("start with `poisonscope gui CONFIG`"))
                 .clicked()
                 && let Some(path) = rfd::FileDialog::new()
                     .add_filter("TOML", &["toml"])
@@ -460,10 +457,7 @@ impl App {
             }
             if ui
                 .add_enabled(dialogs, egui::Button::new("Save config…"))
-                .on_disabled_hover_text(NO_DIALOG.replace(
-                    "type the path instead",
-                    "the settings are kept between sessions anyway",
-                ))
+                .on_disabled_hover_text(no_dialog("the settings are kept between sessions anyway"))
                 .clicked()
                 && let Some(path) = rfd::FileDialog::new()
                     .add_filter("TOML", &["toml"])
@@ -514,10 +508,7 @@ impl App {
             }
             if ui
                 .add_enabled(file_dialogs_available(), egui::Button::new("Open folder…"))
-                .on_disabled_hover_text(NO_DIALOG.replace(
-                    "type the path instead",
-                    "type the folder in Source and press Load",
-                ))
+                .on_disabled_hover_text(no_dialog("type the folder in Source and press Load"))
                 .clicked()
                 && let Some(folder) = rfd::FileDialog::new().pick_folder()
             {
@@ -636,10 +627,7 @@ impl App {
                 ui.label(format!("Trigger: {name}"));
                 if ui
                     .add_enabled(file_dialogs_available(), egui::Button::new("Pick image…"))
-                    .on_disabled_hover_text(NO_DIALOG.replace(
-                        "type the path instead",
-                        "set attack.trigger_image in a config",
-                    ))
+                    .on_disabled_hover_text(no_dialog("set attack.trigger_image in a config"))
                     .clicked()
                     && let Some(path) = rfd::FileDialog::new()
                         .add_filter("image", &["png", "jpg", "jpeg", "bmp"])
@@ -1077,9 +1065,10 @@ impl App {
 }
 
 /// `75` → `1 min 15 s`.
-/// Why a file-dialog button is disabled.
-pub const NO_DIALOG: &str =
-    "no file-dialog service on this desktop (xdg-desktop-portal or zenity): type the path instead";
+/// Why a file-dialog button is disabled, and what to do `instead`.
+pub fn no_dialog(instead: &str) -> String {
+    format!("no file-dialog service on this desktop (xdg-desktop-portal or zenity): {instead}")
+}
 
 /// Whether a native file dialog can open: on Linux rfd talks to the xdg desktop portal over the
 /// D-Bus session bus, or runs zenity; without either it returns nothing, exactly like a cancel,
