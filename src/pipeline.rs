@@ -321,21 +321,37 @@ pub fn fuse(
     prepared: &Prepared,
 ) -> std::collections::BTreeMap<String, report::DetectorReport> {
     let train = prepared.train_data().train;
-    let n = train.len();
     let truth = report::poison_mask(prepared);
+    fused_samples(a, b, train.len())
+        .into_iter()
+        .map(|(name, scores, flags)| {
+            let report = report::detector_report(
+                &flags,
+                &scores,
+                truth.as_deref(),
+                &train.labels,
+                0.0,
+                serde_json::Map::new(),
+            );
+            (name, report)
+        })
+        .collect()
+}
+
+/// The fused arms per sample: for every detector that ran in both arms (in `a`'s order) and
+/// last for the consensus, the mean rank percentile and the flags of either arm.
+pub fn fused_samples(
+    a: &DetectionRun,
+    b: &DetectionRun,
+    n: usize,
+) -> Vec<(String, Vec<f64>, Vec<bool>)> {
     let one = |sa: &[f64], sb: &[f64], fa: &[bool], fb: &[bool]| {
-        let scores = detect::consensus::mean_rank(&[sa, sb], n);
-        let flags = detect::consensus::agreement(&[fa, fb], n, 1);
-        report::detector_report(
-            &flags,
-            &scores,
-            truth.as_deref(),
-            &train.labels,
-            0.0,
-            serde_json::Map::new(),
+        (
+            detect::consensus::mean_rank(&[sa, sb], n),
+            detect::consensus::agreement(&[fa, fb], n, 1),
         )
     };
-    let mut out: std::collections::BTreeMap<String, report::DetectorReport> = a
+    let mut out: Vec<(String, Vec<f64>, Vec<bool>)> = a
         .results
         .iter()
         .filter(|r| r.error.is_none())
@@ -345,17 +361,13 @@ pub fn fuse(
                 .iter()
                 .find(|rb| rb.kind == ra.kind && rb.error.is_none())?;
             let (da, db) = (&ra.detection, &rb.detection);
-            Some((
-                ra.name.to_owned(),
-                one(&da.scores, &db.scores, &da.flags, &db.flags),
-            ))
+            let (scores, flags) = one(&da.scores, &db.scores, &da.flags, &db.flags);
+            Some((ra.name.to_owned(), scores, flags))
         })
         .collect();
     let (ca, cb) = (&a.consensus, &b.consensus);
-    out.insert(
-        "consensus".to_owned(),
-        one(&ca.scores, &cb.scores, &ca.flags, &cb.flags),
-    );
+    let (scores, flags) = one(&ca.scores, &cb.scores, &ca.flags, &cb.flags);
+    out.push(("consensus".to_owned(), scores, flags));
     out
 }
 

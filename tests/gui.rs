@@ -260,3 +260,40 @@ fn a_dropped_folder_is_loaded_as_the_dataset() {
     h.run_steps(2);
     assert!(h.get_all_by_label_contains("8 training").count() >= 1);
 }
+
+/// A comparison shows SGD, SAM and the two fused (flagged where either flags) as three models.
+#[test]
+fn a_comparison_offers_the_fused_models() {
+    let mut h = loaded_demo();
+    h.get_by_label("Plant an attack").click();
+    h.step();
+    {
+        let app = h.state_mut();
+        app.attack.ratio = 0.05;
+        app.config.dataset.limit = 600;
+        app.config.train.epochs = 1;
+        app.config.train.batch_size = 64;
+        app.config.train.lr = 0.05;
+        app.config.detect.methods = vec![
+            poisonscope::config::DetectorKind::Ss,
+            poisonscope::config::DetectorKind::Loss,
+        ];
+    }
+    h.get_by_label("Compare SGD vs SAM").click();
+    h.step();
+    wait_for(&mut h, "the comparison", |app| !app.busy());
+    let finished = h.state().finished.as_ref().expect("results");
+    let names: Vec<&str> = finished.arms.iter().map(|a| a.name.as_str()).collect();
+    assert_eq!(names, ["sgd", "sam", "fused"]);
+    assert!(finished.comparison.is_some());
+    let (sgd, sam, fused) = (&finished.arms[0], &finished.arms[1], &finished.arms[2]);
+    let either: Vec<bool> = (0..600)
+        .map(|i| sgd.consensus.flags[i] || sam.consensus.flags[i])
+        .collect();
+    assert_eq!(fused.consensus.flags, either);
+    let union = either.iter().filter(|&&f| f).count();
+    h.run_steps(2);
+    h.get_by_label("FUSED").click();
+    h.run_steps(3);
+    h.get_by_label_contains(&format!("600 images, {union} flagged"));
+}

@@ -246,8 +246,14 @@ impl Inspect {
             if finished.arms.len() > 1 {
                 ui.label("Model");
                 for (i, a) in finished.arms.iter().enumerate() {
+                    let hover = if a.name == super::worker::FUSED {
+                        "both models together: rank percentiles averaged, flagged where either model flags (SGD finds learned backdoors, SAM the poisons it refused to fit)"
+                    } else {
+                        "this model's detectors"
+                    };
                     if ui
                         .selectable_label(self.arm == i, a.name.to_uppercase())
+                        .on_hover_text(hover)
                         .clicked()
                     {
                         self.arm = i;
@@ -854,7 +860,8 @@ fn results_table(ui: &mut egui::Ui, finished: &Finished) {
         return;
     };
     ui.horizontal_wrapped(|ui| {
-        for arm in arms {
+        // The fused arm trained nothing of its own.
+        for arm in arms.iter().filter(|a| a.name != super::worker::FUSED) {
             let t = &arm.report.training;
             ui.label(format!(
                 "{}: clean accuracy {} · ASR {} · {:.0} s",

@@ -8,7 +8,7 @@ use std::sync::mpsc::{Receiver, sync_channel};
 
 use crate::config::{Experiment, OptimizerKind};
 use crate::data::{self, SplitDataset};
-use crate::detect::linalg;
+use crate::detect::{DetectionRun, linalg};
 use crate::pipeline::{self, Prepared, RunEvent};
 use crate::report::{Comparison, Report};
 use crate::train::TrainEvent;
@@ -115,6 +115,7 @@ fn work(
         vec![config.train.optimizer]
     };
     let mut arms = Vec::new();
+    let mut detections = Vec::new();
     for (i, optimizer) in optimizers.into_iter().enumerate() {
         let mut arm_config = config.clone();
         arm_config.train.optimizer = optimizer;
@@ -140,11 +141,16 @@ fn work(
             detectors,
             report: outcome.report,
         });
+        detections.push(outcome.detection);
     }
     let comparison = match arms.as_slice() {
         [sgd, sam] => Some(Comparison::new(sgd.report.clone(), sam.report.clone())),
         _ => None,
     };
+    if let ([a, b], [_, sam]) = (detections.as_slice(), arms.as_slice()) {
+        let fused = fused_arm(a, b, sam, &prepared);
+        arms.push(fused);
+    }
     Ok(Finished {
         truth: crate::report::poison_mask(&prepared),
         prepared,
@@ -152,6 +158,38 @@ fn work(
         comparison,
         config: config.clone(),
     })
+}
+
+/// The name of the fused arm of a comparison.
+pub const FUSED: &str = "fused";
+
+/// The two arms of a comparison fused (`pipeline::fused_samples`: rank percentiles averaged,
+/// flagged where either arm flags), shown as a third model beside SGD and SAM. Its report holds
+/// the fused detector rows (no training figures of its own: SAM's are kept, its warnings are
+/// the arms'); its scatter is SAM's feature space.
+fn fused_arm(a: &DetectionRun, b: &DetectionRun, sam: &Arm, prepared: &Prepared) -> Arm {
+    let n = sam.predicted.len();
+    let mut detectors = pipeline::fused_samples(a, b, n);
+    let (consensus_scores, consensus_flags) =
+        detectors.pop().map(|(_, s, f)| (s, f)).unwrap_or_default();
+    let mut report = sam.report.clone();
+    let mut rows = pipeline::fuse(a, b, prepared);
+    report.consensus = rows.remove("consensus");
+    report.detectors = rows;
+    report.warnings.clear();
+    Arm {
+        name: FUSED.to_owned(),
+        report,
+        detectors,
+        consensus: crate::detect::Consensus {
+            scores: consensus_scores,
+            flags: consensus_flags,
+            agreement: 1,
+        },
+        predicted: sam.predicted.clone(),
+        projection: sam.projection.clone(),
+        features: Arc::clone(&sam.features),
+    }
 }
 
 /// The first two principal components of `features` (zeros when they cannot be computed).
