@@ -46,7 +46,6 @@ pub fn detector_for(kind: DetectorKind, config: &DetectConfig) -> Box<dyn Detect
         DetectorKind::Spectre => Box::new(spectre::Spectre::default()),
         DetectorKind::Scan => Box::new(scan::Scan {
             reference_quantile: config.reference_quantile,
-            class_gate: config.outlier_floor,
             ..scan::Scan::default()
         }),
         DetectorKind::Beatrix => Box::new(beatrix::Beatrix::default()),
