@@ -142,13 +142,30 @@ pub fn device_for(kind: DeviceKind) -> Result<Device, TrainError> {
 /// interleave with another thread doing the same.
 static INIT_LOCK: Mutex<()> = Mutex::new(());
 
+/// Touches every parameter: Burn initialises parameters lazily, on first use, so without this
+/// the random draws would happen at the first forward pass, outside [`INIT_LOCK`], and another
+/// thread seeding the generator in between (two trainings at once: a comparison in the window,
+/// parallel tests) would change the weights.
+struct Materialize;
+
+impl burn::module::ModuleVisitor for Materialize {
+    fn visit_float<const D: usize>(
+        &mut self,
+        param: &burn::module::Param<burn::tensor::Tensor<D>>,
+    ) {
+        let _ = param.val();
+    }
+}
+
 /// A freshly initialised model whose weights depend only on `seed`.
 pub fn init_model(config: &TrainConfig, data: &Dataset, device: &Device) -> Net {
     let _guard = INIT_LOCK
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner());
     device.seed(config.seed);
-    Net::new(config.model, data.shape, data.num_classes(), device)
+    let model = Net::new(config.model, data.shape, data.num_classes(), device);
+    model.visit(&mut Materialize);
+    model
 }
 
 /// The input normalisation a config asks for, measured on the training set.
