@@ -16,7 +16,7 @@ const TILE: f32 = 64.0;
 /// Height of a gallery cell (image and three lines of text).
 const CELL_HEIGHT: f32 = TILE + 56.0;
 /// Width of a gallery tile (image plus room for its captions).
-const TILE_WIDTH: f32 = TILE + 30.0;
+const TILE_WIDTH: f32 = TILE + 8.0;
 /// Caption size of the gallery tiles (egui's "small" is 9 px: too small to read).
 const CAPTION: f32 = 11.0;
 /// Pointer distance (points) within which a scatter point counts as hovered.
@@ -301,7 +301,7 @@ impl Inspect {
             let n = arm.predicted.len().max(1);
             ui.add_enabled(
                 self.use_top,
-                egui::DragValue::new(&mut self.top_k).range(1..=n).suffix(" images"),
+                egui::DragValue::new(&mut self.top_k).range(1..=n),
             )
             .on_hover_text("how many of the most suspicious samples to flag");
             ui.separator();
@@ -521,12 +521,8 @@ impl Inspect {
                                             .unwrap_or_else(|| c.to_string())
                                     };
                                     ui.add(
-                                        egui::Label::new(small(format!(
-                                            "label {} · pred {}",
-                                            name(given),
-                                            name(pred)
-                                        )))
-                                        .truncate(),
+                                        egui::Label::new(small(format!("label {}", name(given))))
+                                            .truncate(),
                                     );
                                     let mark = match self.marks.get(&i) {
                                         Some(Mark::Poisoned) => " · marked poisoned",
@@ -538,8 +534,13 @@ impl Inspect {
                                         Some(false) => "clean",
                                         None => "",
                                     };
+                                    let sep = if gt.is_empty() { "" } else { " · " };
                                     ui.add(
-                                        egui::Label::new(small(format!("{gt}{mark}"))).truncate(),
+                                        egui::Label::new(small(format!(
+                                            "pred {}{sep}{gt}{mark}",
+                                            name(pred)
+                                        )))
+                                        .truncate(),
                                     );
                                 });
                             })
