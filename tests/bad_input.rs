@@ -694,31 +694,30 @@ fn hostile_datasets_and_outputs_fail_cleanly_and_write_nothing_outside_out() {
     }
 
     // IDX: a header that asks for too much, a gzip bomb whose data outgrow the header.
-    let big_header = data.join("idx_big_header");
-    std::fs::create_dir_all(&big_header).unwrap();
+    // A gzipped IDX folder with these image-file bytes and two labels.
+    let idx_gz = |name: &str, images: &[u8]| -> PathBuf {
+        let dir = data.join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        write_gz(&dir.join("train-images-idx3-ubyte.gz"), images);
+        write_gz(
+            &dir.join("train-labels-idx1-ubyte.gz"),
+            &poisonscope::data::idx::encode_labels(&[0, 1]),
+        );
+        dir
+    };
     let mut header = poisonscope::data::idx::encode_images(0, 4, 4, &[]);
     header[4..8].copy_from_slice(&u32::MAX.to_be_bytes());
     header[8..12].copy_from_slice(&4096u32.to_be_bytes());
     header[12..16].copy_from_slice(&4096u32.to_be_bytes());
-    write_gz(&big_header.join("train-images-idx3-ubyte.gz"), &header);
-    write_gz(
-        &big_header.join("train-labels-idx1-ubyte.gz"),
-        &poisonscope::data::idx::encode_labels(&[0, 1]),
-    );
+    let big_header = idx_gz("idx_big_header", &header);
     push(
         "idx header asking for terabytes".into(),
         vec!["inspect-data".into(), s(&big_header)],
         vec![s(&big_header.join("train-images-idx3-ubyte.gz"))],
     );
-    let bomb = data.join("idx_bomb");
-    std::fs::create_dir_all(&bomb).unwrap();
     let mut bytes = poisonscope::data::idx::encode_images(2, 4, 4, &[0; 32]);
     bytes.extend(std::iter::repeat_n(0u8, 64 << 20));
-    write_gz(&bomb.join("train-images-idx3-ubyte.gz"), &bytes);
-    write_gz(
-        &bomb.join("train-labels-idx1-ubyte.gz"),
-        &poisonscope::data::idx::encode_labels(&[0, 1]),
-    );
+    let bomb = idx_gz("idx_bomb", &bytes);
     push(
         "idx gzip bomb".into(),
         vec!["inspect-data".into(), s(&bomb)],

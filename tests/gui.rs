@@ -28,6 +28,18 @@ fn wait_for(harness: &mut Harness<'static, App>, what: &str, done: impl Fn(&App)
     harness.step();
 }
 
+/// A short run on 600 demo digits: one epoch at batch 64 and learning rate `lr`, two detectors.
+fn short_run(app: &mut App, lr: f64) {
+    app.config.dataset.limit = 600;
+    app.config.train.epochs = 1;
+    app.config.train.batch_size = 64;
+    app.config.train.lr = lr;
+    app.config.detect.methods = vec![
+        poisonscope::config::DetectorKind::Ss,
+        poisonscope::config::DetectorKind::Loss,
+    ];
+}
+
 fn loaded_demo() -> Harness<'static, App> {
     let mut h = harness(App::new(None));
     wait_for(&mut h, "the demo set", App::dataset_loaded);
@@ -152,15 +164,7 @@ fn badnets_run_shows_results_table_and_ranked_gallery() {
 fn a_run_that_did_not_learn_shows_a_warning_banner() {
     let mut h = loaded_demo();
     {
-        let app = h.state_mut();
-        app.config.dataset.limit = 600;
-        app.config.train.epochs = 1;
-        app.config.train.batch_size = 64;
-        app.config.train.lr = 1e-6;
-        app.config.detect.methods = vec![
-            poisonscope::config::DetectorKind::Ss,
-            poisonscope::config::DetectorKind::Loss,
-        ];
+        short_run(h.state_mut(), 1e-6);
     }
     h.get_by_label("Start").click();
     h.step();
@@ -270,14 +274,7 @@ fn a_comparison_offers_the_fused_models() {
     {
         let app = h.state_mut();
         app.attack.ratio = 0.05;
-        app.config.dataset.limit = 600;
-        app.config.train.epochs = 1;
-        app.config.train.batch_size = 64;
-        app.config.train.lr = 0.05;
-        app.config.detect.methods = vec![
-            poisonscope::config::DetectorKind::Ss,
-            poisonscope::config::DetectorKind::Loss,
-        ];
+        short_run(app, 0.05);
     }
     h.get_by_label("Compare SGD vs SAM").click();
     h.step();
