@@ -442,6 +442,7 @@ const BAD_VALUES: &[(&str, &[&str])] = &[
     ("detect.pca_rank", &["1000000"]),
     ("detect.pca_max_rank", &["0", "1000000"]),
     ("detect.tac_top_k", &["0"]),
+    ("detect.outlier_floor", &["-1", "nan", "1000"]),
     ("detect.whitening", &["\"zca\""]),
     ("detect.decision", &["\"vote\""]),
     ("detect.ss_rule", &["\"xx\""]),
