@@ -149,6 +149,28 @@ pub fn absolute(path: &Path) -> PathBuf {
     }
 }
 
+/// Checks that `dest` may receive an output: missing or empty, or (with `replace`) a previous
+/// output of the same kind. Nothing is created; [`Staged::new`] checks the same.
+pub fn check_dest(
+    dest: &Path,
+    replace: Option<&dyn Fn(&Path) -> bool>,
+) -> Result<(), ArtifactError> {
+    if is_new_or_empty(dest)? {
+        return Ok(());
+    }
+    match replace {
+        None => Err(ArtifactError::new(
+            dest,
+            "folder is not empty; choose a new folder or pass --force to replace a previous output",
+        )),
+        Some(is_previous) if !is_previous(dest) => Err(ArtifactError::new(
+            dest,
+            "folder is not empty and is not a previous poisonscope output; refusing to replace it",
+        )),
+        Some(_) => Ok(()),
+    }
+}
+
 /// A folder being built under a hidden temporary sibling of its destination. [`Staged::commit`]
 /// renames it into place; dropped uncommitted (an error, a cancel, a panic), it is removed.
 #[derive(Debug)]
@@ -165,23 +187,7 @@ impl Staged {
         dest: &Path,
         replace: Option<&dyn Fn(&Path) -> bool>,
     ) -> Result<Self, ArtifactError> {
-        if !is_new_or_empty(dest)? {
-            match replace {
-                None => {
-                    return Err(ArtifactError::new(
-                        dest,
-                        "folder is not empty; choose a new folder or pass --force to replace a previous output",
-                    ));
-                }
-                Some(is_previous) if !is_previous(dest) => {
-                    return Err(ArtifactError::new(
-                        dest,
-                        "folder is not empty and is not a previous poisonscope output; refusing to replace it",
-                    ));
-                }
-                Some(_) => {}
-            }
-        }
+        check_dest(dest, replace)?;
         let abs = absolute(dest);
         let (Some(parent), Some(name)) = (abs.parent(), abs.file_name()) else {
             return Err(ArtifactError::new(dest, "not a valid output folder"));

@@ -32,6 +32,8 @@ struct Arm {
     report: Report,
     history: Vec<EpochStats>,
     scores: Scores,
+    /// The consensus as the run computed it (mean rank percentile, flags by agreement).
+    consensus: (Vec<f64>, Vec<bool>),
 }
 
 /// `scores.csv`: per sample, the given label, the ground truth when known, and per detector
@@ -127,6 +129,7 @@ fn read_arm(name: &str, dir: &Path) -> anyhow::Result<Arm> {
         .and_then(|v| serde_json::from_value(v["history"].clone()).ok())
         .unwrap_or_default();
     let scores = Scores::read(&dir.join("scores.csv"))?;
+    let consensus = scores.consensus(config.detect.consensus_agreement);
     Ok(Arm {
         name: name.to_owned(),
         dir: dir.to_path_buf(),
@@ -134,6 +137,7 @@ fn read_arm(name: &str, dir: &Path) -> anyhow::Result<Arm> {
         report,
         history,
         scores,
+        consensus,
     })
 }
 
@@ -375,7 +379,7 @@ fn image_url(data: &Dataset, i: usize) -> Option<String> {
 /// Each detector's (and the consensus's) `top` most suspicious training images.
 fn galleries(arm: &Arm, data: &Dataset, top: usize) -> String {
     let s = &arm.scores;
-    let (consensus_scores, consensus_flags) = s.consensus(arm.config.detect.consensus_agreement);
+    let (consensus_scores, consensus_flags) = arm.consensus.clone();
     let mut rankings = vec![("consensus".to_owned(), consensus_scores, consensus_flags)];
     rankings.extend(s.detectors.iter().cloned());
     let mut html = String::new();
@@ -438,15 +442,10 @@ fn scatter(arm: &Arm, prepared: &Prepared) -> anyhow::Result<String> {
         &mut |_, _| {},
     )
     .map_err(|_| anyhow::anyhow!("feature extraction was cancelled"))?;
-    let x = linalg::centered(extracted.features.view());
-    let (_, vectors) = linalg::sym_eig(&linalg::covariance(extracted.features.view()))?;
-    let axes = vectors
-        .slice(ndarray::s![.., ..2.min(vectors.ncols())])
-        .to_owned();
-    let projected = x.dot(&axes);
-    let (_, flags) = arm.scores.consensus(arm.config.detect.consensus_agreement);
+    let projected = linalg::principal_plane(extracted.features.view());
+    let flags = &arm.consensus.1;
     let poisoned = arm.scores.poisoned.clone();
-    let n = projected.nrows();
+    let n = projected.len();
     let important = |i: usize| {
         flags.get(i).copied().unwrap_or(false)
             || poisoned
@@ -457,7 +456,7 @@ fn scatter(arm: &Arm, prepared: &Prepared) -> anyhow::Result<String> {
     let shown: Vec<usize> = (0..n)
         .filter(|&i| important(i) || i % stride == 0)
         .collect();
-    let coord = |i: usize, k: usize| projected.get((i, k)).copied().unwrap_or(0.0);
+    let coord = |i: usize, k: usize| projected.get(i).map_or(0.0, |p| p[k]);
     let range = |k: usize| {
         shown
             .iter()

@@ -235,22 +235,10 @@ fn is_previous_output(dir: &Path) -> bool {
 /// empty unless `force` replaces a previous output. Nothing is created yet.
 fn check_out(out: &Path, config: &Experiment, force: bool) -> anyhow::Result<()> {
     export::check_not_in_source(out, &config.dataset.source)?;
-    if artifacts::is_new_or_empty(out)? {
-        return Ok(());
-    }
-    if !force {
-        bail!(
-            "{}: folder is not empty; choose a new folder, or pass --force to replace a previous run",
-            out.display()
-        );
-    }
-    if !is_previous_output(out) {
-        bail!(
-            "{}: folder is not empty and holds no previous run (report.json, comparison.json, model.json); refusing to replace it even with --force",
-            out.display()
-        );
-    }
-    Ok(())
+    Ok(artifacts::check_dest(
+        out,
+        force.then_some(&is_previous_output as _),
+    )?)
 }
 
 /// The output folder, built under a hidden temporary name and renamed into place by

@@ -42,6 +42,15 @@ fn entries(dir: &Path) -> Result<Vec<PathBuf>, DataError> {
     Ok(out)
 }
 
+/// The names of the sub-folders of `dir`, sorted, hidden ones left out.
+fn subfolder_names(dir: &Path) -> Result<Vec<String>, DataError> {
+    Ok(entries(dir)?
+        .iter()
+        .filter(|p| p.is_dir())
+        .filter_map(|p| p.file_name().and_then(|n| n.to_str()).map(str::to_owned))
+        .collect())
+}
+
 /// True when the file name has one of [`IMAGE_EXTENSIONS`].
 pub fn is_image_file(path: &Path) -> bool {
     path.extension()
@@ -107,12 +116,7 @@ fn find_class_folders(dir: &Path, known: Option<&[String]>) -> Result<Found, Dat
             .filter(|p| p.is_file() && is_image_file(p))
             .collect();
         if images.is_empty() {
-            let nested: Vec<String> = entries(class_dir)?
-                .iter()
-                .filter(|p| p.is_dir())
-                .filter_map(|p| p.file_name().and_then(|n| n.to_str()).map(str::to_owned))
-                .take(3)
-                .collect();
+            let nested: Vec<String> = subfolder_names(class_dir)?.into_iter().take(3).collect();
             let hint = if nested.is_empty() {
                 String::new()
             } else {
@@ -267,10 +271,6 @@ fn load_split(
 ) -> Result<Dataset, DataError> {
     let known = like.map(|d| d.class_names.as_slice());
     let found = find_class_folders(dir, known)?;
-    let resize = match like {
-        Some(d) => Some((d.shape.height as u32, d.shape.width as u32)).filter(|_| resize.is_some()),
-        None => resize,
-    };
     let images = decode_all(&found.files, resize)?;
     assemble(found, images, resize, like)
 }
@@ -280,11 +280,7 @@ pub fn load(
     dir: &Path,
     resize: Option<(u32, u32)>,
 ) -> Result<(Dataset, Option<Dataset>), DataError> {
-    let subdirs: Vec<String> = entries(dir)?
-        .iter()
-        .filter(|p| p.is_dir())
-        .filter_map(|p| p.file_name().and_then(|n| n.to_str()).map(str::to_owned))
-        .collect();
+    let subdirs = subfolder_names(dir)?;
     // A split layout: train/ (any case), optionally test/, and validation folders we leave out.
     let split_name = |n: &str| {
         ["train", "test", "val", "valid", "validation"]

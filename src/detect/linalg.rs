@@ -25,6 +25,23 @@ pub fn covariance(x: ArrayView2<f64>) -> Array2<f64> {
     c.t().dot(&c) / denominator
 }
 
+/// Each row of `x` on the first two principal axes of `x` (zeros when they cannot be
+/// computed): the window's and the HTML report's feature scatter.
+pub fn principal_plane(x: ArrayView2<f64>) -> Vec<[f64; 2]> {
+    let n = x.nrows();
+    let Ok((_, vectors)) = sym_eig(&covariance(x)) else {
+        return vec![[0.0; 2]; n];
+    };
+    let k = vectors.ncols().min(2);
+    let projected = centered(x).dot(&vectors.slice(ndarray::s![.., ..k]));
+    (0..n)
+        .map(|i| {
+            let at = |j: usize| projected.get((i, j)).copied().unwrap_or(0.0);
+            [at(0), at(1)]
+        })
+        .collect()
+}
+
 /// Eigenpairs of a symmetric matrix, eigenvalues descending; eigenvector `i` is column `i`.
 pub fn sym_eig(a: &Array2<f64>) -> Result<(Array1<f64>, Array2<f64>), DetectError> {
     // Symmetrise first: accumulated round-off would otherwise leak into the eigenvectors.

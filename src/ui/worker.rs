@@ -194,20 +194,7 @@ fn fused_arm(a: &DetectionRun, b: &DetectionRun, sam: &Arm, prepared: &Prepared)
 
 /// The first two principal components of `features` (zeros when they cannot be computed).
 pub fn project(features: &ndarray::Array2<f64>) -> Vec<[f64; 2]> {
-    let n = features.nrows();
-    let centered = linalg::centered(features.view());
-    let Ok((_, vectors)) = linalg::sym_eig(&linalg::covariance(features.view())) else {
-        return vec![[0.0; 2]; n];
-    };
-    let k = vectors.ncols().min(2);
-    let basis = vectors.slice(ndarray::s![.., ..k]);
-    let projected = centered.dot(&basis);
-    (0..n)
-        .map(|i| {
-            let at = |j: usize| projected.get((i, j)).copied().unwrap_or(0.0);
-            [at(0), at(1)]
-        })
-        .collect()
+    linalg::principal_plane(features.view())
 }
 
 /// Perplexity of the t-SNE layout.
