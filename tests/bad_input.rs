@@ -353,8 +353,8 @@ struct Hostile {
     names: Vec<String>,
 }
 
-/// Runs every case; returns the failures.
-fn run_hostile(cases: &[Hostile], watched: &[&Path], scratch: &Path) -> Vec<String> {
+/// Runs every case and asserts that each was refused cleanly (see the section comment).
+fn assert_all_refused(cases: &[Hostile], watched: &[&Path], scratch: &Path) {
     println!("{} hostile cases", cases.len());
     let hashes: Vec<u64> = watched.iter().map(|d| tree_hash(d)).collect();
     let before = listing(scratch);
@@ -393,7 +393,13 @@ fn run_hostile(cases: &[Hostile], watched: &[&Path], scratch: &Path) -> Vec<Stri
             failures.push(format!("{} changed", d.display()));
         }
     }
-    failures
+    assert!(
+        failures.is_empty(),
+        "{} of {} cases failed:\n{}",
+        failures.len(),
+        cases.len(),
+        failures.join("\n")
+    );
 }
 
 /// (key, bad TOML values) — every value must be refused before anything is loaded or written.
@@ -533,14 +539,7 @@ fn hostile_configs_are_refused_before_anything_is_written() {
         }
     }
     assert!(cases.len() >= 200, "{} cases", cases.len());
-    let failures = run_hostile(&cases, &[], &scratch);
-    assert!(
-        failures.is_empty(),
-        "{} of {} cases failed:\n{}",
-        failures.len(),
-        cases.len(),
-        failures.join("\n")
-    );
+    assert_all_refused(&cases, &[], &scratch);
 }
 
 /// A CIFAR-10 folder whose `batches.meta.txt` lists `names`.
@@ -838,14 +837,7 @@ fn hostile_datasets_and_outputs_fail_cleanly_and_write_nothing_outside_out() {
         vec!["train.lr".into()],
     );
 
-    let failures = run_hostile(&cases, &[&data], &scratch);
-    assert!(
-        failures.is_empty(),
-        "{} of {} cases failed:\n{}",
-        failures.len(),
-        cases.len(),
-        failures.join("\n")
-    );
+    assert_all_refused(&cases, &[&data], &scratch);
 }
 
 /// `detect RUN --out OUT`, whose error must name `names`.
@@ -967,12 +959,5 @@ fn damaged_checkpoints_are_refused_by_detect() {
         &scratch.join("d"),
         copy.join("model.json"),
     ));
-    let failures = run_hostile(&cases, &[&run], &scratch);
-    assert!(
-        failures.is_empty(),
-        "{} of {} cases failed:\n{}",
-        failures.len(),
-        cases.len(),
-        failures.join("\n")
-    );
+    assert_all_refused(&cases, &[&run], &scratch);
 }
