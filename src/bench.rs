@@ -214,6 +214,7 @@ fn ui_frames(points: usize, frames: usize) -> anyhow::Result<()> {
         arms: vec![arm],
         comparison: None,
         config: poisonscope::config::Experiment::default(),
+        runs: std::sync::Arc::default(),
     });
     let ctx = egui::Context::default();
     let screen = egui::Rect::from_min_size(egui::Pos2::ZERO, egui::vec2(1400.0, 900.0));

@@ -250,6 +250,17 @@ pub enum OptimizerKind {
     Asam,
 }
 
+impl OptimizerKind {
+    /// The name used in configs, reports and run folders.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Sgd => "sgd",
+            Self::Sam => "sam",
+            Self::Asam => "asam",
+        }
+    }
+}
+
 /// Learning-rate schedule.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]

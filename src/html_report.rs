@@ -574,6 +574,12 @@ figure{display:inline-block;margin:0 1em 1em 0}figcaption{font-size:12px;color:#
 
 /// The whole page for DIR, with `top` images per ranking.
 pub fn build(dir: &Path, top: usize) -> anyhow::Result<String> {
+    build_with(dir, top, None)
+}
+
+/// [`build`], with the run's data already prepared (the window has it; the CLI loads it again
+/// from the run's config).
+pub fn build_with(dir: &Path, top: usize, prepared: Option<&Prepared>) -> anyhow::Result<String> {
     let arms = read_arms(dir)?;
     let mut html = format!(
         "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>poisonscope report — {0}</title><style>{STYLE}</style></head><body><h1>poisonscope report</h1><p><code>{0}</code></p>",
@@ -588,15 +594,22 @@ pub fn build(dir: &Path, top: usize) -> anyhow::Result<String> {
     html.push_str("<h2>Detectors</h2><p>TPR and FPR over the whole training set (with ground truth only when an attack was planted for evaluation).</p>");
     html.push_str(&detector_table(&arms));
     // Images and features need the dataset and the model: say so when they are gone.
-    let prepared = arms
-        .first()
-        .map(|arm| Prepared::load(&arm.config))
-        .transpose();
+    let loaded = match prepared {
+        Some(_) => Ok(None),
+        None => arms
+            .first()
+            .map(|arm| Prepared::load(&arm.config))
+            .transpose(),
+    };
+    let prepared = match &loaded {
+        Ok(loaded) => Ok(prepared.or(loaded.as_ref())),
+        Err(e) => Err(e),
+    };
     match prepared {
         Ok(Some(prepared)) => {
             html.push_str("<h2>Feature space</h2>");
             for arm in &arms {
-                match scatter(arm, &prepared) {
+                match scatter(arm, prepared) {
                     Ok(svg) => html.push_str(&svg),
                     Err(e) => {
                         let _ = write!(

@@ -9,7 +9,7 @@ mod progress;
 
 use std::sync::atomic::AtomicBool;
 
-use anyhow::bail;
+use anyhow::{Context as _, bail};
 use clap::{Parser, Subcommand};
 use poisonscope::artifacts::{self, Staged};
 use poisonscope::attack::{self, Attack, export};
@@ -255,11 +255,12 @@ fn run_experiment(config: &Experiment, out: &Path, force: bool) -> anyhow::Resul
     let staged = stage_out(out, force)?;
     let mut bar = progress::Progress::new("run");
     let cancel = AtomicBool::new(false);
-    let outcome = pipeline::run(config, &prepared, Some(staged.path()), &cancel, &mut |e| {
+    let arms = pipeline::run_arms(config, &prepared, false, &cancel, &mut |_, e| {
         bar.run_event(&e)
     })?;
-    pipeline::write_outputs(staged.path(), config, &prepared, &outcome)?;
+    pipeline::save_arms(staged.path(), &prepared, &arms)?;
     staged.commit()?;
+    let outcome = &arms.first().context("a run trains one model")?.outcome;
     let training = &outcome.report.training;
     let asr = training
         .attack_success_rate

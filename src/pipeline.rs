@@ -198,7 +198,7 @@ pub fn run(
     cancel: &AtomicBool,
     on_event: &mut dyn FnMut(RunEvent),
 ) -> anyhow::Result<Outcome> {
-    let optimizer = format!("{:?}", config.train.optimizer).to_lowercase();
+    let optimizer = config.train.optimizer.name();
     on_event(RunEvent::Stage(format!("training ({optimizer})")));
     let trained = match dir {
         Some(dir) => train_and_save(&config.train, prepared, dir, cancel, &mut |e| {
@@ -371,9 +371,110 @@ pub fn fused_samples(
     out
 }
 
-/// Trains SGD and SAM on the same prepared data and seed, detects with both, and writes
-/// `dir/sgd`, `dir/sam` and `dir/comparison.json`. The SAM arm keeps the config's optimiser when
-/// it is already SAM or ASAM (and its ρ).
+/// One trained and inspected model: its name (`sgd`, `sam`, `asam`), the config it ran with and
+/// what it produced.
+pub struct ArmRun {
+    pub name: &'static str,
+    pub config: Experiment,
+    pub outcome: Outcome,
+}
+
+impl std::fmt::Debug for ArmRun {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ArmRun")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The configs a job trains: `config` itself, or for a comparison the same config with SGD and
+/// with SAM (the config's own sharpness-aware optimiser when it names one).
+pub fn arm_configs(config: &Experiment, compare: bool) -> Vec<Experiment> {
+    let optimizers = if compare {
+        let sam = match config.train.optimizer {
+            OptimizerKind::Sgd => OptimizerKind::Sam,
+            other => other,
+        };
+        vec![OptimizerKind::Sgd, sam]
+    } else {
+        vec![config.train.optimizer]
+    };
+    optimizers
+        .into_iter()
+        .map(|optimizer| {
+            let mut arm = config.clone();
+            arm.train.optimizer = optimizer;
+            arm
+        })
+        .collect()
+}
+
+/// Trains and inspects every arm of a job (one for a run, SGD then SAM for a comparison) on the
+/// same prepared data; events carry the arm's index.
+pub fn run_arms(
+    config: &Experiment,
+    prepared: &Prepared,
+    compare: bool,
+    cancel: &AtomicBool,
+    on_event: &mut dyn FnMut(usize, RunEvent),
+) -> anyhow::Result<Vec<ArmRun>> {
+    arm_configs(config, compare)
+        .into_iter()
+        .enumerate()
+        .map(|(i, arm)| {
+            let outcome = run(&arm, prepared, None, cancel, &mut |e| on_event(i, e))?;
+            Ok(ArmRun {
+                name: arm.train.optimizer.name(),
+                config: arm,
+                outcome,
+            })
+        })
+        .collect()
+}
+
+/// Writes finished arms into `dir` in the layout `run` and `compare` produce: one arm's model
+/// (checkpoint), `report.json`, `scores.csv`, `training.json` and `config.toml` in `dir`; two
+/// arms in `dir/sgd` and `dir/sam`, with `comparison.json` (fused rows included) beside them.
+pub fn save_arms(
+    dir: &Path,
+    prepared: &Prepared,
+    arms: &[ArmRun],
+) -> anyhow::Result<Option<Comparison>> {
+    let data = prepared.train_data();
+    let save = |dir: &Path, arm: &ArmRun| -> anyhow::Result<()> {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("{}: cannot create the folder", dir.display()))?;
+        checkpoint::save(
+            dir,
+            &arm.outcome.trained,
+            &arm.config.train,
+            data.train.shape,
+            &data.train.class_names,
+        )?;
+        write_outputs(dir, &arm.config, prepared, &arm.outcome)
+    };
+    match arms {
+        [arm] => {
+            save(dir, arm)?;
+            Ok(None)
+        }
+        [sgd, sam] => {
+            save(&dir.join("sgd"), sgd)?;
+            save(&dir.join("sam"), sam)?;
+            let mut comparison =
+                Comparison::new(sgd.outcome.report.clone(), sam.outcome.report.clone());
+            comparison.fused = fuse(&sgd.outcome.detection, &sam.outcome.detection, prepared);
+            let path = dir.join("comparison.json");
+            report::write_atomic(&path, &serde_json::to_string_pretty(&comparison)?)
+                .with_context(|| format!("{}: cannot write", path.display()))?;
+            Ok(Some(comparison))
+        }
+        _ => anyhow::bail!("a run has one or two trained models, not {}", arms.len()),
+    }
+}
+
+/// `compare`: `config` trained with SGD and with SAM on identical data and seed, both inspected,
+/// saved into `dir` ([`save_arms`]).
 pub fn compare(
     config: &Experiment,
     dir: &Path,
@@ -381,37 +482,6 @@ pub fn compare(
     on_event: &mut dyn FnMut(RunEvent),
 ) -> anyhow::Result<Comparison> {
     let prepared = Prepared::load(config)?;
-    let mut reports = Vec::new();
-    let mut detections = Vec::new();
-    for (name, optimizer) in [
-        ("sgd", OptimizerKind::Sgd),
-        (
-            "sam",
-            if config.train.optimizer == OptimizerKind::Sgd {
-                OptimizerKind::Sam
-            } else {
-                config.train.optimizer
-            },
-        ),
-    ] {
-        let mut arm = config.clone();
-        arm.train.optimizer = optimizer;
-        let arm_dir = dir.join(name);
-        std::fs::create_dir_all(&arm_dir)
-            .with_context(|| format!("{}: cannot create the folder", arm_dir.display()))?;
-        let outcome = run(&arm, &prepared, Some(&arm_dir), cancel, on_event)?;
-        write_outputs(&arm_dir, &arm, &prepared, &outcome)?;
-        reports.push(outcome.report);
-        detections.push(outcome.detection);
-    }
-    let sam = reports.pop().context("no SAM report")?;
-    let sgd = reports.pop().context("no SGD report")?;
-    let mut comparison = Comparison::new(sgd, sam);
-    if let [a, b] = detections.as_slice() {
-        comparison.fused = fuse(a, b, &prepared);
-    }
-    let path = dir.join("comparison.json");
-    report::write_atomic(&path, &serde_json::to_string_pretty(&comparison)?)
-        .with_context(|| format!("{}: cannot write", path.display()))?;
-    Ok(comparison)
+    let arms = run_arms(config, &prepared, true, cancel, &mut |_, e| on_event(e))?;
+    save_arms(dir, &prepared, &arms)?.context("a comparison has two models")
 }

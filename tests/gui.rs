@@ -153,9 +153,118 @@ fn badnets_run_shows_results_table_and_ranked_gallery() {
         confirm.click();
         h.run_steps(2);
     }
+    // The export runs on a worker; the window stays live and says when it is done.
+    wait_for(&mut h, "the export", |app| !app.exporting());
     let status = h.state().status.clone().unwrap_or_default();
     assert!(status.starts_with("saved "), "{status}");
     assert!(dest.join("kept.csv").is_file(), "{status}");
+
+    // The whole run and its HTML report, into another new folder.
+    let saved = out.path().join("saved-run");
+    h.state_mut().inspect_mut().export_dir = saved.display().to_string();
+    h.run_steps(2);
+    h.get_by_label("Save run + report").click();
+    h.run_steps(2);
+    wait_for(&mut h, "the saved run", |app| !app.exporting());
+    let status = h.state().status.clone().unwrap_or_default();
+    assert!(status.starts_with("saved the run and "), "{status}");
+    for file in [
+        "report.json",
+        "scores.csv",
+        "config.toml",
+        "training.json",
+        "report.html",
+    ] {
+        assert!(saved.join(file).is_file(), "{file} missing; {status}");
+    }
+    let html = std::fs::read_to_string(saved.join("report.html")).unwrap();
+    assert!(
+        html.contains("<img"),
+        "the report shows the suspicious images"
+    );
+    // Saving again into the same (now full) folder refuses and keeps what is there.
+    h.get_by_label("Save run + report").click();
+    h.run_steps(2);
+    wait_for(&mut h, "the refused save", |app| !app.exporting());
+    let status = h.state().status.clone().unwrap_or_default();
+    assert!(!status.starts_with("saved"), "{status}");
+    assert!(saved.join("report.html").is_file());
+}
+
+/// Keyboard review in the gallery: arrows move the selection in ranking order, P/C mark, U
+/// unmarks, Space enlarges; marks feed the kept count.
+#[test]
+fn keyboard_review_moves_and_marks() {
+    use eframe::egui::Key;
+    let mut h = loaded_demo();
+    short_run(h.state_mut(), 0.05);
+    h.get_by_label("Start").click();
+    h.step();
+    wait_for(&mut h, "the results", |app| !app.busy());
+    assert_eq!(h.state().status, None);
+    // Nothing selected: → selects the most suspicious sample, → again the second.
+    h.get_by_label_contains("#1 ").click();
+    h.run_steps(2);
+    let first = h.state().selected().expect("selected");
+    h.key_press(Key::ArrowRight);
+    h.run_steps(2);
+    let second = h.state().selected().expect("still selected");
+    assert_ne!(first, second, "→ moved the selection");
+    h.get_by_label(&format!("Sample {second}"));
+    h.key_press(Key::ArrowLeft);
+    h.run_steps(2);
+    assert_eq!(h.state().selected(), Some(first), "← moved back");
+    // ↓ moves a whole row: further than one step.
+    h.key_press(Key::ArrowDown);
+    h.run_steps(2);
+    let below = h.state().selected().expect("selected");
+    assert_ne!(below, second);
+    h.key_press(Key::ArrowUp);
+    h.run_steps(2);
+    assert_eq!(h.state().selected(), Some(first), "↑ moved back up");
+
+    let kept_before = {
+        let app = h.state_mut();
+        let finished = app.finished.as_ref().expect("results").arms[0].clone();
+        app.inspect_mut().kept(&finished).len()
+    };
+    h.key_press(Key::P);
+    h.run_steps(2);
+    assert_eq!(h.state().marked(), 1);
+    assert_eq!(
+        h.state_mut().inspect_mut().marks.get(&first),
+        Some(&poisonscope::ui::inspect::Mark::Poisoned)
+    );
+    h.key_press(Key::ArrowRight);
+    h.key_press(Key::C);
+    h.run_steps(2);
+    assert_eq!(
+        h.state_mut().inspect_mut().marks.get(&second),
+        Some(&poisonscope::ui::inspect::Mark::Clean)
+    );
+    // The marks decide the kept set: the poisoned mark removes `first`, the clean mark keeps
+    // `second`, whatever the ranking flagged.
+    {
+        let app = h.state_mut();
+        let arm = app.finished.as_ref().expect("results").arms[0].clone();
+        let kept = app.inspect_mut().kept(&arm);
+        assert!(!kept.contains(&first));
+        assert!(kept.contains(&second));
+        assert!(kept.len() <= kept_before + 1);
+    }
+    h.key_press(Key::U);
+    h.run_steps(2);
+    assert_eq!(h.state().marked(), 1, "U removed the mark of the selection");
+    assert!(!h.state_mut().inspect_mut().enlarged);
+    h.key_press(Key::Space);
+    h.run_steps(2);
+    assert!(h.state_mut().inspect_mut().enlarged, "Space enlarges");
+    // Keys typed into a text field do not mark.
+    h.get_by_label("Export to folder").focus();
+    h.step();
+    h.get_by_label("Export to folder").type_text("p");
+    h.run_steps(2);
+    assert_eq!(h.state().marked(), 1);
 }
 
 /// A run whose model cannot learn (learning rate far too small) shows the near-chance warning

@@ -9,7 +9,6 @@ use egui_plot::{Legend, MarkerShape, Plot, PlotPoint, Points};
 
 use super::worker::{Arm, Finished, Layout};
 use crate::data::Dataset;
-use crate::report;
 
 /// Gallery tile side, in points.
 const TILE: f32 = 64.0;
@@ -19,6 +18,8 @@ const CELL_HEIGHT: f32 = TILE + 56.0;
 const TILE_WIDTH: f32 = TILE + 8.0;
 /// Caption size of the gallery tiles (egui's "small" is 9 px: too small to read).
 const CAPTION: f32 = 11.0;
+/// Side of the enlarged sample (Space), in points.
+const ENLARGED: f32 = 320.0;
 /// Pointer distance (points) within which a scatter point counts as hovered.
 const HOVER_RADIUS: f32 = 8.0;
 /// Textures kept before the cache is emptied (the gallery makes them again on demand).
@@ -118,6 +119,71 @@ pub struct Inspect {
     pub top_k: usize,
     /// The top-K flags of the current ranking, keyed by (arm, ranking, K).
     top_flags: Option<TopFlags>,
+    /// The selected sample is shown large (Space toggles).
+    pub enlarged: bool,
+    /// The gallery's scroll offset and visible height in the last frame (keyboard moves scroll
+    /// only as far as needed to show the selection).
+    gallery_view: (f32, f32),
+}
+
+/// The gallery's keys of one frame: a move in ranking order, a mark (`Some(None)`: unmark), and
+/// whether to toggle the enlarged view.
+#[derive(Debug, Default)]
+struct Review {
+    step: Option<isize>,
+    mark: Option<Option<Mark>>,
+    enlarge: bool,
+}
+
+impl Review {
+    fn read(input: &egui::InputState, per_row: usize) -> Self {
+        use egui::Key;
+        let row = isize::try_from(per_row).unwrap_or(1);
+        let pressed = |keys: &[Key]| keys.iter().any(|&k| input.key_pressed(k));
+        let step = if pressed(&[Key::ArrowRight, Key::J]) {
+            Some(1)
+        } else if pressed(&[Key::ArrowLeft, Key::K]) {
+            Some(-1)
+        } else if pressed(&[Key::ArrowDown]) {
+            Some(row)
+        } else if pressed(&[Key::ArrowUp]) {
+            Some(-row)
+        } else {
+            None
+        };
+        let mark = if pressed(&[Key::P]) {
+            Some(Some(Mark::Poisoned))
+        } else if pressed(&[Key::C]) {
+            Some(Some(Mark::Clean))
+        } else if pressed(&[Key::U]) {
+            Some(None)
+        } else {
+            None
+        };
+        Self {
+            step,
+            mark,
+            enlarge: pressed(&[Key::Space]),
+        }
+    }
+}
+
+/// An export the inspection view asks the window to run (on a worker: thousands of images or a
+/// model must not stall the frame).
+#[derive(Debug)]
+pub enum Export {
+    /// The scores, flags and marks of every sample (`decisions.csv`).
+    Decisions {
+        path: std::path::PathBuf,
+        text: String,
+    },
+    /// The kept training samples as an image folder.
+    Cleaned {
+        dir: std::path::PathBuf,
+        keep: Vec<usize>,
+    },
+    /// The whole run (models, report.json, scores.csv, config.toml) and `report.html`.
+    Run { dir: std::path::PathBuf },
 }
 
 /// An export of the cleaned dataset removing more than this share asks first.
@@ -200,14 +266,12 @@ impl Inspect {
         ui: &mut egui::Ui,
         finished: &Finished,
         textures: &mut TextureCache,
-        status: &mut Option<String>,
-    ) {
-        let Some(arm) = finished
+        exporting: bool,
+    ) -> Option<Export> {
+        let arm = finished
             .arms
-            .get(self.arm.min(finished.arms.len().saturating_sub(1)))
-        else {
-            return;
-        };
+            .get(self.arm.min(finished.arms.len().saturating_sub(1)))?;
+        let mut export = None;
         let truth = finished.truth.as_deref();
         let train = finished.prepared.train_data().train;
         egui::Panel::top("inspect_top").show(ui, |ui| {
@@ -217,7 +281,7 @@ impl Inspect {
                 .show(ui, |ui| results_table(ui, finished));
             ui.separator();
             self.update_ranking(arm);
-            self.controls(ui, finished, arm, status, truth, train);
+            export = self.controls(ui, finished, arm, exporting, truth, train);
         });
         let width = ui.available_width();
         egui::Panel::right("inspect_side")
@@ -231,6 +295,7 @@ impl Inspect {
         egui::CentralPanel::default().show(ui, |ui| {
             self.gallery(ui, arm, train, truth, textures);
         });
+        export
     }
 
     fn controls(
@@ -238,10 +303,10 @@ impl Inspect {
         ui: &mut egui::Ui,
         finished: &Finished,
         arm: &Arm,
-        status: &mut Option<String>,
+        exporting: bool,
         truth: Option<&[bool]>,
         train: &Dataset,
-    ) {
+    ) -> Option<Export> {
         ui.horizontal_wrapped(|ui| {
             if finished.arms.len() > 1 {
                 ui.label("Model");
@@ -314,11 +379,12 @@ impl Inspect {
             ui.separator();
             ui.label(format!("{} marked", self.marks.len()));
         });
-        self.export_ui(ui, finished, arm, train, truth, status);
+        self.export_ui(ui, finished, arm, train, truth, exporting)
     }
 
-    /// The exports: scores + marks (CSV) and the cleaned dataset, to a folder picked in a
-    /// dialog or typed (when no dialog service runs, the typed folder is the way).
+    /// The exports: scores + marks (CSV), the cleaned dataset and the whole run with its HTML
+    /// report, to a folder picked in a dialog or typed (when no dialog service runs, the typed
+    /// folder is the way). Returns the export asked for; the window runs it on a worker.
     fn export_ui(
         &mut self,
         ui: &mut egui::Ui,
@@ -326,8 +392,8 @@ impl Inspect {
         arm: &Arm,
         train: &crate::data::Dataset,
         truth: Option<&[bool]>,
-        status: &mut Option<String>,
-    ) {
+        exporting: bool,
+    ) -> Option<Export> {
         let keep = self.kept(arm);
         let total = arm.predicted.len().max(1);
         let removed = total - keep.len().min(total);
@@ -354,26 +420,26 @@ impl Inspect {
             }
         });
         let dir = std::path::PathBuf::from(self.export_dir.trim());
-        let ready = !self.export_dir.trim().is_empty();
+        let ready = !self.export_dir.trim().is_empty() && !exporting;
+        let why_not = if exporting {
+            "an export is under way"
+        } else {
+            "type or pick a folder first"
+        };
+        let mut export = None;
         ui.horizontal(|ui| {
             if ui
                 .add_enabled(ready, egui::Button::new("Export scores + marks"))
                 .on_hover_text(
                     "writes FOLDER/decisions.csv: every sample's scores, flags and your marks",
                 )
-                .on_disabled_hover_text("type or pick a folder first")
+                .on_disabled_hover_text(why_not)
                 .clicked()
             {
-                let text = decisions_csv(arm, train, truth, &self.marks);
-                let path = dir.join("decisions.csv");
-                *status = Some(
-                    match std::fs::create_dir_all(&dir)
-                        .and_then(|()| report::write_atomic(&path, &text))
-                    {
-                        Ok(()) => format!("saved {}", path.display()),
-                        Err(e) => format!("{}: cannot write: {e}", path.display()),
-                    },
-                );
+                export = Some(Export::Decisions {
+                    path: dir.join("decisions.csv"),
+                    text: decisions_csv(arm, train, truth, &self.marks),
+                });
             }
             let caption = if self.confirm_export {
                 format!("Confirm: remove {removed} images ({:.1} %)", 100.0 * share)
@@ -383,24 +449,17 @@ impl Inspect {
             if ui
                 .add_enabled(ready, egui::Button::new(caption))
                 .on_hover_text("writes the kept images as class folders (a new or empty folder)")
-                .on_disabled_hover_text("type or pick a folder first")
+                .on_disabled_hover_text(why_not)
                 .clicked()
             {
                 if share > CONFIRM_SHARE && !self.confirm_export {
                     self.confirm_export = true;
                 } else {
                     self.confirm_export = false;
-                    *status = Some(
-                        match report::write_kept_folder(
-                            &dir,
-                            train,
-                            &keep,
-                            &finished.config.dataset.source,
-                        ) {
-                            Ok(n) => format!("saved {n} kept images to {}", dir.display()),
-                            Err(e) => e.to_string(),
-                        },
-                    );
+                    export = Some(Export::Cleaned {
+                        dir: dir.clone(),
+                        keep: keep.clone(),
+                    });
                 }
             }
             ui.label(format!(
@@ -408,6 +467,22 @@ impl Inspect {
                 keep.len(),
                 100.0 * share
             ));
+            ui.separator();
+            let saved_models = !finished.runs.is_empty();
+            if ui
+                .add_enabled(ready && saved_models, egui::Button::new("Save run + report"))
+                .on_hover_text(
+                    "writes the run as `poisonscope run`/`compare` would (models, report.json, scores.csv, config.toml) and a self-contained report.html, into a new or empty folder",
+                )
+                .on_disabled_hover_text(if saved_models {
+                    why_not
+                } else {
+                    "these results hold no trained model"
+                })
+                .clicked()
+            {
+                export = Some(Export::Run { dir: dir.clone() });
+            }
         });
         if self.confirm_export {
             ui.colored_label(
@@ -418,6 +493,7 @@ impl Inspect {
                 ),
             );
         }
+        export
     }
 
     /// Samples kept in the cleaned dataset: not flagged by the current ranking, with the
@@ -440,7 +516,6 @@ impl Inspect {
         truth: Option<&[bool]>,
         textures: &mut TextureCache,
     ) {
-        let selected = self.selected;
         let scroll = std::mem::take(&mut self.scroll_to_selected);
         let flagged_total = (0..arm.predicted.len())
             .filter(|&i| self.flagged(arm, i))
@@ -450,25 +525,73 @@ impl Inspect {
             Some((_, order, scores)) => (order.as_slice(), scores.as_slice()),
             None => (&[][..], &[][..]),
         };
-        ui.label(format!(
-            "Ranked gallery: {} images, {flagged_total} flagged (most suspicious first)",
-            order.len()
-        ));
+        ui.horizontal(|ui| {
+            ui.label(format!(
+                "Ranked gallery: {} images, {flagged_total} flagged (most suspicious first)",
+                order.len()
+            ));
+            ui.weak("keys: arrows (or J/K) move · P/C mark poisoned/clean · U unmark · Space enlarge")
+                .on_hover_text("keyboard review: the selection moves in ranking order; marks override the flags in the exports and decisions.csv");
+        });
         let step = TILE_WIDTH + 8.0 + ui.spacing().item_spacing.x;
         let per_row = ((ui.available_width() / step).floor() as usize).max(1);
+        // Keyboard review (not while a text field takes the keys).
+        let mut keyed = false;
+        if !ui.ctx().egui_wants_keyboard_input() {
+            let review = ui.input(|input| Review::read(input, per_row));
+            if let Some(step) = review.step
+                && !order.is_empty()
+            {
+                let at = self
+                    .selected
+                    .and_then(|s| order.iter().position(|&i| i == s));
+                let next = match at {
+                    None => 0,
+                    Some(at) => at.saturating_add_signed(step).min(order.len() - 1),
+                };
+                self.selected = order.get(next).copied();
+                keyed = true;
+            }
+            if let Some(i) = self.selected {
+                match review.mark {
+                    Some(Some(mark)) => {
+                        self.marks.insert(i, mark);
+                    }
+                    Some(None) => {
+                        self.marks.remove(&i);
+                    }
+                    None => {}
+                }
+            }
+            if review.enlarge {
+                self.enlarged = !self.enlarged;
+            }
+        }
+        let selected = self.selected;
         let rows = order.len().div_ceil(per_row);
         let mut area = egui::ScrollArea::vertical()
             .id_salt(("gallery", self.generation))
             .auto_shrink([false, false]);
-        if scroll && let Some(pos) = selected.and_then(|s| order.iter().position(|&i| i == s)) {
-            let row = pos / per_row;
-            area = area
-                .vertical_scroll_offset(row as f32 * (CELL_HEIGHT + ui.spacing().item_spacing.y));
+        let row_height = CELL_HEIGHT + ui.spacing().item_spacing.y;
+        if (scroll || keyed)
+            && let Some(pos) = selected.and_then(|s| order.iter().position(|&i| i == s))
+        {
+            let top = (pos / per_row) as f32 * row_height;
+            let (offset, height) = self.gallery_view;
+            if scroll {
+                // From the scatter: the selected row at the top.
+                area = area.vertical_scroll_offset(top);
+            } else if top < offset {
+                area = area.vertical_scroll_offset(top);
+            } else if top + row_height > offset + height {
+                // Scrolled just enough to show the row.
+                area = area.vertical_scroll_offset(top + row_height - height);
+            }
         }
         let mut clicked = None;
         // The tiles are clicked as a whole: their text must not take the click for selection.
         ui.style_mut().interaction.selectable_labels = false;
-        area.show_rows(ui, CELL_HEIGHT, rows, |ui, range| {
+        let shown = area.show_rows(ui, CELL_HEIGHT, rows, |ui, range| {
             for row in range {
                 ui.horizontal(|ui| {
                     for (rank, &i) in order.iter().enumerate().skip(row * per_row).take(per_row) {
@@ -553,6 +676,7 @@ impl Inspect {
                 });
             }
         });
+        self.gallery_view = (shown.state.clamped_offset().y, shown.inner_rect.height());
         if let Some(i) = clicked {
             self.selected = Some(i);
             ui.ctx().request_repaint();
@@ -571,9 +695,19 @@ impl Inspect {
             ui.label("Click an image (or a point) to inspect it.");
             return;
         };
+        if self.enlarged
+            && let Some(tex) = textures.get(ui.ctx(), "train", train, i)
+        {
+            let side = ui.available_width().clamp(128.0, ENLARGED);
+            ui.add(egui::Image::new(&tex).fit_to_exact_size(egui::vec2(side, side)))
+                .on_hover_text("Space: back to the small view");
+        }
         ui.horizontal(|ui| {
-            if let Some(tex) = textures.get(ui.ctx(), "train", train, i) {
-                ui.add(egui::Image::new(&tex).fit_to_exact_size(egui::vec2(128.0, 128.0)));
+            if !self.enlarged
+                && let Some(tex) = textures.get(ui.ctx(), "train", train, i)
+            {
+                ui.add(egui::Image::new(&tex).fit_to_exact_size(egui::vec2(128.0, 128.0)))
+                    .on_hover_text("Space: enlarge");
             }
             ui.vertical(|ui| {
                 let class = |l: Option<u16>| {

@@ -5,7 +5,7 @@
 //! (results table, ranked gallery, feature-space scatter). Loading and runs happen on worker
 //! threads ([`worker`]); the UI thread only polls their channels.
 
-mod inspect;
+pub mod inspect;
 pub mod worker;
 
 use std::path::{Path, PathBuf};
@@ -19,8 +19,9 @@ use crate::config::{
 };
 use crate::data::{Dataset, EMBEDDED_MNIST, SplitDataset, Summary};
 use crate::train::TrainEvent;
-use inspect::Inspect;
-use worker::{Finished, Job, Loading, WorkerEvent};
+use inspect::{Export, Inspect};
+use std::sync::Arc;
+use worker::{Finished, Job, Loading, Task, WorkerEvent};
 
 /// Title of the main window.
 pub const APP_TITLE: &str = "poisonscope";
@@ -29,6 +30,8 @@ const THUMBNAIL_SIDE: f32 = 40.0;
 /// Samples shown in the attack preview.
 const PREVIEW_SAMPLES: usize = 4;
 /// Key of the config in eframe's storage.
+/// Images per ranking in the HTML report the window saves (as `poisonscope report`'s default).
+const REPORT_TOP: usize = 24;
 const STORAGE_KEY: &str = "poisonscope.config.toml";
 
 /// A dataset loaded into the window.
@@ -152,8 +155,12 @@ pub struct App {
     progress: Progress,
     /// The last finished run or comparison.
     pub finished: Option<Finished>,
-    /// The last job's end: an error, or "cancelled".
+    /// The last job's end: an error, or "cancelled"; or what was saved.
     pub status: Option<String>,
+    /// Whether `status` reports a success (shown plainly) or a problem (shown in warning colour).
+    status_ok: bool,
+    /// An export under way.
+    task: Option<Task>,
     pub view: View,
     class_filter: Option<u16>,
     thumbnails: inspect::TextureCache,
@@ -175,8 +182,48 @@ fn image_of(data: &Dataset, pixels: &[u8]) -> Option<egui::ColorImage> {
     })
 }
 
-fn lower(kind: impl std::fmt::Debug) -> String {
-    format!("{kind:?}").to_lowercase()
+/// One line on what an attack does (hover help).
+fn attack_help(kind: AttackKind) -> &'static str {
+    match kind {
+        AttackKind::Badnets => {
+            "BadNets: a small visible patch in a corner, relabelled to the target"
+        }
+        AttackKind::Image => "BadNets with your own trigger image",
+        AttackKind::Blended => "Blended: a whole-image pattern mixed in at opacity α",
+        AttackKind::Sig => {
+            "SIG: a faint sinusoidal stripe added to target-class images only (clean label)"
+        }
+        AttackKind::Wanet => "WaNet: an invisible smooth warp of the image",
+        AttackKind::Lf => "LF: a smooth low-frequency pattern added to the image, hard to see",
+        AttackKind::AdaptiveBlend => {
+            "Adaptive-Blend: a blended trigger cut into pieces, half of them per poison, with cover images that keep their label: made to evade feature-space detectors"
+        }
+        AttackKind::Lc => {
+            "Label-consistent: adversarially perturbed target-class images with the trigger"
+        }
+    }
+}
+
+/// One line on what a detector looks at (hover help).
+fn detector_help(kind: DetectorKind) -> &'static str {
+    match kind {
+        DetectorKind::Ac => {
+            "Activation Clustering: splits each class's features in two; a small separate cluster is suspicious"
+        }
+        DetectorKind::Ss => {
+            "Spectral Signatures: distance along each class's top singular direction"
+        }
+        DetectorKind::Spectre => "SPECTRE: robust whitening, then the QUE score of each class",
+        DetectorKind::Scan => {
+            "SCAn: does a class's features need two components (clean + poison) instead of one"
+        }
+        DetectorKind::Beatrix => {
+            "Beatrix: Gram-matrix statistics of the features, against the references'"
+        }
+        DetectorKind::Loss => {
+            "Loss: each sample's loss under its given label; high when the model refused to fit the label (SAM often refuses a few relabelled poisons)"
+        }
+    }
 }
 
 impl App {
@@ -204,6 +251,8 @@ impl App {
             progress: Progress::default(),
             finished: None,
             status: None,
+            status_ok: false,
+            task: None,
             view: View::Dataset,
             class_filter: None,
             thumbnails: inspect::TextureCache::default(),
@@ -225,6 +274,69 @@ impl App {
     /// Whether a dataset load or a run is under way.
     pub fn busy(&self) -> bool {
         self.loading.is_some() || self.job.is_some()
+    }
+
+    /// Whether an export is under way.
+    pub fn exporting(&self) -> bool {
+        self.task.is_some()
+    }
+
+    /// Shows a success (`ok`) or a problem in the top bar.
+    fn say(&mut self, ok: bool, text: String) {
+        self.status = Some(text);
+        self.status_ok = ok;
+    }
+
+    /// Runs an export the inspection view asked for on a worker; its outcome lands in the top bar.
+    fn run_export(&mut self, export: Export, ctx: &egui::Context) {
+        let Some(finished) = &self.finished else {
+            return;
+        };
+        let wake = {
+            let ctx = ctx.clone();
+            move || ctx.request_repaint()
+        };
+        let source = finished.config.dataset.source.clone();
+        let prepared = Arc::clone(&finished.prepared);
+        let spawned = match export {
+            Export::Decisions { path, text } => {
+                Task::spawn(format!("writing {}", path.display()), wake, move || {
+                    if let Some(dir) = path.parent() {
+                        crate::attack::export::check_not_in_source(dir, &source)?;
+                        std::fs::create_dir_all(dir).map_err(|e| {
+                            anyhow::anyhow!("{}: cannot create the folder: {e}", dir.display())
+                        })?;
+                    }
+                    crate::artifacts::write_file(&path, text.as_bytes())
+                        .map_err(|e| anyhow::anyhow!("{}: cannot write: {e}", path.display()))?;
+                    Ok(format!("saved {}", path.display()))
+                })
+            }
+            Export::Cleaned { dir, keep } => Task::spawn(
+                format!("writing {} kept images to {}", keep.len(), dir.display()),
+                wake,
+                move || {
+                    let train = prepared.train_data().train;
+                    let n = crate::report::write_kept_folder(&dir, train, &keep, &source)?;
+                    Ok(format!("saved {n} kept images to {}", dir.display()))
+                },
+            ),
+            Export::Run { dir } => {
+                let runs = Arc::clone(&finished.runs);
+                Task::spawn(
+                    format!("saving the run and its report to {}", dir.display()),
+                    wake,
+                    move || worker::save_run(&dir, &prepared, &runs, &source, REPORT_TOP),
+                )
+            }
+        };
+        match spawned {
+            Ok(task) => {
+                self.say(true, format!("{}…", task.what));
+                self.task = Some(task);
+            }
+            Err(e) => self.say(false, format!("cannot start the export: {e}")),
+        }
     }
 
     /// Shows finished results in the inspection view (as when a run ends).
@@ -277,7 +389,7 @@ impl App {
     pub fn start(&mut self, ctx: &egui::Context, compare: bool) {
         let config = self.experiment();
         if let Err(e) = config.validate() {
-            self.status = Some(format!("config: {e}"));
+            self.say(false, format!("config: {e}"));
             return;
         }
         let ctx = ctx.clone();
@@ -287,7 +399,7 @@ impl App {
                 self.status = None;
                 self.job = Some(job);
             }
-            Err(e) => self.status = Some(format!("cannot start the worker: {e}")),
+            Err(e) => self.say(false, format!("cannot start the worker: {e}")),
         }
     }
 
@@ -313,7 +425,7 @@ impl App {
             if let Some(result) = result {
                 if let Err(e) = &result {
                     // Shown in the top bar and on the Dataset tab, which comes to the front.
-                    self.status = Some(e.clone());
+                    self.say(false, e.clone());
                     self.view = View::Dataset;
                 }
                 self.dataset = result.map(|data| Loaded {
@@ -346,7 +458,14 @@ impl App {
             self.job = None;
             match end {
                 Ok(finished) => self.show_results(*finished),
-                Err(e) => self.status = Some(e),
+                Err(e) => self.say(false, e),
+            }
+        }
+        if let Some(outcome) = self.task.as_ref().and_then(Task::poll) {
+            self.task = None;
+            match outcome {
+                Ok(message) => self.say(true, message),
+                Err(e) => self.say(false, e),
             }
         }
         // Drag and drop: a folder (or a file inside one) becomes the dataset; a .toml the config.
@@ -381,10 +500,10 @@ impl App {
             Ok(config) => {
                 let inspect_ctx = ctx.clone();
                 *self = Self::with_config(config);
-                self.status = Some(format!("opened {}", path.display()));
+                self.say(true, format!("opened {}", path.display()));
                 inspect_ctx.request_repaint();
             }
-            Err(e) => self.status = Some(e.to_string()),
+            Err(e) => self.say(false, e.to_string()),
         }
     }
 
@@ -397,10 +516,10 @@ impl App {
                 crate::report::write_atomic(path, &text)
                     .map_err(|e| format!("{}: cannot write: {e}", path.display()))
             });
-        self.status = Some(match result {
-            Ok(()) => format!("saved {}", path.display()),
-            Err(e) => e,
-        });
+        match result {
+            Ok(()) => self.say(true, format!("saved {}", path.display())),
+            Err(e) => self.say(false, e),
+        }
     }
 
     /// Draws the whole UI.
@@ -414,6 +533,7 @@ impl App {
             .show(ui, |ui| {
                 egui::ScrollArea::vertical().show(ui, |ui| self.steps_ui(ui));
             });
+        let mut exports = None;
         egui::CentralPanel::default().show(ui, |ui| {
             ui.horizontal(|ui| {
                 ui.selectable_value(&mut self.view, View::Dataset, "Dataset");
@@ -426,8 +546,13 @@ impl App {
                 View::Dataset => self.dataset_view(ui),
                 View::Inspection => match &self.finished {
                     Some(finished) => {
-                        self.inspect
-                            .ui(ui, finished, &mut self.thumbnails, &mut self.status)
+                        let exporting = self.task.is_some();
+                        if let Some(export) =
+                            self.inspect
+                                .ui(ui, finished, &mut self.thumbnails, exporting)
+                        {
+                            exports = Some(export);
+                        }
                     }
                     None => {
                         ui.label("No results yet: start a run in the training step.");
@@ -435,7 +560,10 @@ impl App {
                 },
             }
         });
-        if self.busy() {
+        if let Some(export) = exports {
+            self.run_export(export, &ctx);
+        }
+        if self.busy() || self.task.is_some() {
             ctx.request_repaint_after(std::time::Duration::from_millis(200));
         }
     }
@@ -468,7 +596,10 @@ impl App {
             }
             if let Some(status) = &self.status {
                 ui.separator();
-                let color = if status.starts_with("saved") || status.starts_with("opened") {
+                if self.task.is_some() {
+                    ui.spinner();
+                }
+                let color = if self.status_ok {
                     ui.visuals().text_color()
                 } else {
                     ui.visuals().warn_fg_color
@@ -500,7 +631,8 @@ impl App {
         ui.horizontal(|ui| {
             let label = ui.label("Source");
             ui.text_edit_singleline(&mut self.config.dataset.source)
-                .labelled_by(label.id);
+                .labelled_by(label.id)
+                .on_hover_text("an image folder (class sub-folders, optionally train/ and test/), MNIST IDX files, a CIFAR-10 binary folder, or embedded:mnist");
         });
         ui.horizontal(|ui| {
             if ui.button("Load").clicked() {
@@ -524,13 +656,15 @@ impl App {
         ui.horizontal(|ui| {
             let label = ui.label("Use the first");
             ui.add(egui::DragValue::new(&mut self.config.dataset.limit).range(0..=1_000_000))
-                .labelled_by(label.id);
+                .labelled_by(label.id)
+                .on_hover_text("a quick look on a subset; detection results on all images need 0");
             ui.label("training images (0 = all)");
         });
     }
 
     fn attack_step(&mut self, ui: &mut egui::Ui) {
-        ui.checkbox(&mut self.attack_on, "Plant an attack");
+        ui.checkbox(&mut self.attack_on, "Plant an attack")
+            .on_hover_text("for teaching and evaluation: poison a share of the training set with a known trigger, so the detectors' hits can be scored against the truth");
         if !self.attack_on {
             ui.label("No attack — this is a real untrusted dataset.");
             return;
@@ -541,7 +675,7 @@ impl App {
             .show(ui, |ui| {
                 let label = ui.label("Kind");
                 egui::ComboBox::from_id_salt("attack_kind")
-                    .selected_text(lower(a.kind))
+                    .selected_text(a.kind.name())
                     .show_ui(ui, |ui| {
                         for kind in [
                             AttackKind::Badnets,
@@ -551,11 +685,13 @@ impl App {
                             AttackKind::Lf,
                             AttackKind::AdaptiveBlend,
                         ] {
-                            ui.selectable_value(&mut a.kind, kind, lower(kind));
+                            ui.selectable_value(&mut a.kind, kind, kind.name())
+                                .on_hover_text(attack_help(kind));
                         }
                     })
                     .response
-                    .labelled_by(label.id);
+                    .labelled_by(label.id)
+                    .on_hover_text(attack_help(a.kind));
                 ui.end_row();
                 let label = ui.label("Poisoning ratio");
                 ui.add(
@@ -570,16 +706,20 @@ impl App {
                                 .map(|v| v / 100.0)
                         }),
                 )
-                .labelled_by(label.id);
+                .labelled_by(label.id)
+                .on_hover_text("share of the training images that get the trigger (and, for most attacks, the target label); weak attacks are below 1 %");
                 ui.end_row();
                 let label = ui.label("Target class");
                 ui.add(egui::DragValue::new(&mut a.target).range(0..=999))
-                    .labelled_by(label.id);
+                    .labelled_by(label.id)
+                    .on_hover_text("the class the backdoor sends triggered images to (its index)");
                 ui.end_row();
                 ui.label("Mode");
                 ui.horizontal(|ui| {
-                    ui.radio_value(&mut a.mode, TargetMode::AllToOne, "all-to-one");
-                    ui.radio_value(&mut a.mode, TargetMode::AllToAll, "all-to-all");
+                    ui.radio_value(&mut a.mode, TargetMode::AllToOne, "all-to-one")
+                        .on_hover_text("every triggered image goes to the target class");
+                    ui.radio_value(&mut a.mode, TargetMode::AllToAll, "all-to-all")
+                        .on_hover_text("a triggered image of class c goes to class c + 1");
                 });
                 ui.end_row();
                 let optional = |ui: &mut egui::Ui, label: &str, v: &mut Option<f64>, d: f64| {
@@ -720,13 +860,17 @@ impl App {
                         );
                     })
                     .response
-                    .labelled_by(label.id);
+                    .labelled_by(label.id)
+                    .on_hover_text("small CNN for 28×28 digits; PreAct-ResNet18 for 32×32 colour images (much slower on a CPU)");
                 ui.end_row();
                 ui.label("Optimiser");
                 ui.horizontal(|ui| {
-                    ui.radio_value(&mut t.optimizer, OptimizerKind::Sgd, "SGD");
-                    ui.radio_value(&mut t.optimizer, OptimizerKind::Sam, "SAM");
-                    ui.radio_value(&mut t.optimizer, OptimizerKind::Asam, "ASAM");
+                    ui.radio_value(&mut t.optimizer, OptimizerKind::Sgd, "SGD")
+                        .on_hover_text("plain SGD with momentum: the detectors' usual model");
+                    ui.radio_value(&mut t.optimizer, OptimizerKind::Sam, "SAM")
+                        .on_hover_text("sharpness-aware minimisation: the seed paper's recipe, meant to make a weak backdoor stand out in the features");
+                    ui.radio_value(&mut t.optimizer, OptimizerKind::Asam, "ASAM")
+                        .on_hover_text("adaptive SAM: the radius scaled per weight");
                 });
                 ui.end_row();
                 let label = ui.label("SAM radius (rho)");
@@ -735,15 +879,18 @@ impl App {
                         .speed(0.005)
                         .range(0.0..=5.0),
                 )
-                .labelled_by(label.id);
+                .labelled_by(label.id)
+                .on_hover_text("how far SAM looks for the worst nearby weights; 0.02 by default (larger radii let SAM skip fitting weak backdoors)");
                 ui.end_row();
                 let label = ui.label("Epochs");
                 ui.add(egui::DragValue::new(&mut t.epochs).range(1..=500))
-                    .labelled_by(label.id);
+                    .labelled_by(label.id)
+                    .on_hover_text("passes over the training set");
                 ui.end_row();
                 let label = ui.label("Batch size");
-                ui.add(egui::DragValue::new(&mut t.batch_size).range(1..=4096))
-                    .labelled_by(label.id);
+                ui.add(egui::DragValue::new(&mut t.batch_size).range(2..=4096))
+                    .labelled_by(label.id)
+                    .on_hover_text("images per step (at least 2: BatchNorm needs a batch)");
                 ui.end_row();
                 let label = ui.label("Learning rate");
                 ui.add(
@@ -751,11 +898,13 @@ impl App {
                         .speed(0.001)
                         .range(1e-5..=1.0),
                 )
-                .labelled_by(label.id);
+                .labelled_by(label.id)
+                .on_hover_text("SGD step size; a run that stays at chance accuracy usually needs a larger one");
                 ui.end_row();
                 let label = ui.label("Seed");
                 ui.add(egui::DragValue::new(&mut t.seed))
-                    .labelled_by(label.id);
+                    .labelled_by(label.id)
+                    .on_hover_text("fixes the split, the poisoned samples, the initial weights and the batch order: the same seed gives the same run");
                 ui.end_row();
                 ui.label("Device");
                 ui.horizontal(|ui| {
@@ -844,6 +993,8 @@ impl App {
         // Live curves: always fitted to the data (a wheel or drag must not pan them away).
         egui_plot::Plot::new("loss_plot")
             .height(120.0)
+            // From zero: a loss falling over a small range still gets several ticks.
+            .include_y(0.0)
             .allow_scroll(false)
             .allow_drag(false)
             .allow_zoom(false)
@@ -891,7 +1042,11 @@ impl App {
                 DetectorKind::Loss,
             ] {
                 let mut on = d.methods.contains(&kind);
-                if ui.checkbox(&mut on, kind.name()).changed() {
+                if ui
+                    .checkbox(&mut on, kind.name())
+                    .on_hover_text(detector_help(kind))
+                    .changed()
+                {
                     if on {
                         d.methods.push(kind);
                     } else {
@@ -903,7 +1058,8 @@ impl App {
         ui.checkbox(
             &mut d.feature_scaling,
             "Feature scaling (PCA + clean-reference whitening)",
-        );
+        )
+        .on_hover_text("the seed paper's feature preparation: PCA, then whitening with the clean references, so no feature direction dominates the detectors");
         if d.feature_scaling {
             ui.horizontal(|ui| {
                 ui.label("Whitening with the references'");
@@ -922,7 +1078,8 @@ impl App {
         ui.horizontal(|ui| {
             let label = ui.label("Clean references per class");
             ui.add(egui::DragValue::new(&mut d.clean_per_class).range(2..=1000))
-                .labelled_by(label.id);
+                .labelled_by(label.id)
+                .on_hover_text("trusted images per class drawn from the held-out split; they calibrate the thresholds and the whitening");
         });
         ui.horizontal(|ui| {
             ui.label("Decision");
@@ -944,7 +1101,8 @@ impl App {
         ui.horizontal(|ui| {
             let label = ui.label("Consensus: flagged by at least");
             ui.add(egui::DragValue::new(&mut d.consensus_agreement).range(1..=7))
-                .labelled_by(label.id);
+                .labelled_by(label.id)
+                .on_hover_text("the consensus flags a sample when this many detectors flag it");
             ui.label("detectors");
         });
         ui.horizontal(|ui| {
@@ -955,7 +1113,8 @@ impl App {
             }
             if let Some(r) = &mut d.expected_ratio {
                 ui.add(egui::DragValue::new(r).speed(0.001).range(0.0..=0.5))
-                    .labelled_by(label.id);
+                    .labelled_by(label.id)
+                    .on_hover_text("what the published rules assume about the poison share (a defender rarely knows it)");
             } else {
                 ui.label("(published rules only; unset: each detector's default)");
             }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, sync_channel};
 
-use crate::config::{Experiment, OptimizerKind};
+use crate::config::Experiment;
 use crate::data::{self, SplitDataset};
 use crate::detect::{DetectionRun, linalg};
 use crate::pipeline::{self, Prepared, RunEvent};
@@ -42,6 +42,9 @@ pub struct Finished {
     pub arms: Vec<Arm>,
     pub comparison: Option<Comparison>,
     pub config: Experiment,
+    /// The trained models and their full outcomes, for saving the run (shared with the worker
+    /// that writes it).
+    pub runs: Arc<Vec<pipeline::ArmRun>>,
 }
 
 /// What the worker sends.
@@ -105,50 +108,40 @@ fn work(
     };
     send(0, RunEvent::Stage("loading the dataset".to_owned()));
     let prepared = Arc::new(Prepared::load(config)?);
-    let optimizers: Vec<OptimizerKind> = if compare {
-        let sam = match config.train.optimizer {
-            OptimizerKind::Sgd => OptimizerKind::Sam,
-            other => other,
-        };
-        vec![OptimizerKind::Sgd, sam]
-    } else {
-        vec![config.train.optimizer]
-    };
-    let mut arms = Vec::new();
-    let mut detections = Vec::new();
-    for (i, optimizer) in optimizers.into_iter().enumerate() {
-        let mut arm_config = config.clone();
-        arm_config.train.optimizer = optimizer;
-        let outcome = pipeline::run(&arm_config, &prepared, None, cancel, &mut |e| send(i, e))?;
-        let detectors = outcome
-            .detection
-            .results
-            .iter()
-            .map(|r| {
-                (
-                    r.name.to_owned(),
-                    r.detection.scores.clone(),
-                    r.detection.flags.clone(),
-                )
-            })
-            .collect();
-        arms.push(Arm {
-            name: format!("{optimizer:?}").to_lowercase(),
-            projection: project(&outcome.detection.detector_features),
-            features: Arc::new(outcome.detection.detector_features.clone()),
-            predicted: outcome.detection.train.predicted.clone(),
-            consensus: outcome.detection.consensus.clone(),
-            detectors,
-            report: outcome.report,
-        });
-        detections.push(outcome.detection);
-    }
+    let runs = pipeline::run_arms(config, &prepared, compare, cancel, &mut |i, e| send(i, e))?;
+    let mut arms: Vec<Arm> = runs
+        .iter()
+        .map(|run| {
+            let outcome = &run.outcome;
+            let detectors = outcome
+                .detection
+                .results
+                .iter()
+                .map(|r| {
+                    (
+                        r.name.to_owned(),
+                        r.detection.scores.clone(),
+                        r.detection.flags.clone(),
+                    )
+                })
+                .collect();
+            Arm {
+                name: run.name.to_owned(),
+                projection: project(&outcome.detection.detector_features),
+                features: Arc::new(outcome.detection.detector_features.clone()),
+                predicted: outcome.detection.train.predicted.clone(),
+                consensus: outcome.detection.consensus.clone(),
+                detectors,
+                report: outcome.report.clone(),
+            }
+        })
+        .collect();
     let comparison = match arms.as_slice() {
         [sgd, sam] => Some(Comparison::new(sgd.report.clone(), sam.report.clone())),
         _ => None,
     };
-    if let ([a, b], [_, sam]) = (detections.as_slice(), arms.as_slice()) {
-        let fused = fused_arm(a, b, sam, &prepared);
+    if let ([a, b], [_, sam]) = (runs.as_slice(), arms.as_slice()) {
+        let fused = fused_arm(&a.outcome.detection, &b.outcome.detection, sam, &prepared);
         arms.push(fused);
     }
     Ok(Finished {
@@ -157,6 +150,7 @@ fn work(
         arms,
         comparison,
         config: config.clone(),
+        runs: Arc::new(runs),
     })
 }
 
@@ -195,6 +189,80 @@ fn fused_arm(a: &DetectionRun, b: &DetectionRun, sam: &Arm, prepared: &Prepared)
 /// The first two principal components of `features` (zeros when they cannot be computed).
 pub fn project(features: &ndarray::Array2<f64>) -> Vec<[f64; 2]> {
     linalg::principal_plane(features.view())
+}
+
+/// A background task of the window (an export): what it does, for the status line, and its
+/// outcome, a message for the status line or an error.
+pub struct Task {
+    pub what: String,
+    worker: Worker<Result<String, String>>,
+}
+
+impl Task {
+    /// Runs `work` on a thread named `poisonscope-task`; a panic becomes an error message.
+    pub fn spawn(
+        what: impl Into<String>,
+        wake: impl Fn() + Send + 'static,
+        work: impl FnOnce() -> anyhow::Result<String> + Send + 'static,
+    ) -> std::io::Result<Self> {
+        let worker = Worker::spawn("poisonscope-task", wake, move |reporter| {
+            let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(work));
+            let message = match outcome {
+                Ok(Ok(message)) => Ok(message),
+                Ok(Err(e)) => Err(format!("{e:#}")),
+                Err(panic) => Err(format!(
+                    "internal error: {}",
+                    crate::detect::panic_message(panic.as_ref())
+                )),
+            };
+            reporter.send(message, false);
+        })?;
+        Ok(Self {
+            what: what.into(),
+            worker,
+        })
+    }
+
+    /// The outcome, once the task has ended.
+    pub fn poll(&self) -> Option<Result<String, String>> {
+        match self.worker.events.try_recv() {
+            Ok(outcome) => Some(outcome),
+            Err(_) if self.worker.is_finished() => Some(Err(format!(
+                "{} stopped unexpectedly (internal error)",
+                self.what
+            ))),
+            Err(_) => None,
+        }
+    }
+}
+
+/// Saves a finished job's models and outputs into `dir` (a new or empty folder outside the
+/// dataset, written under a temporary name and renamed into place), then its HTML report
+/// (`report.html`, with `top` images per ranking) beside them. A report that cannot be built
+/// leaves the saved run and says why.
+pub fn save_run(
+    dir: &std::path::Path,
+    prepared: &Prepared,
+    runs: &[pipeline::ArmRun],
+    source: &str,
+    top: usize,
+) -> anyhow::Result<String> {
+    crate::attack::export::check_not_in_source(dir, source)?;
+    let staged = crate::artifacts::Staged::new(dir, None)?;
+    pipeline::save_arms(staged.path(), prepared, runs)?;
+    staged.commit()?;
+    let report = dir.join("report.html");
+    let written = crate::html_report::build_with(dir, top, Some(prepared)).and_then(|html| {
+        crate::artifacts::write_file(&report, html.as_bytes())
+            .map_err(|e| anyhow::anyhow!("{}: cannot write: {e}", report.display()))
+    });
+    match written {
+        Ok(()) => Ok(format!("saved the run and {}", report.display())),
+        Err(e) => Ok(format!(
+            "saved the run to {}, but not its report: {e:#}",
+            dir.display()
+        )),
+    }
 }
 
 /// Perplexity of the t-SNE layout.
