@@ -9,6 +9,7 @@ use egui_plot::{Legend, MarkerShape, Plot, PlotPoint, Points};
 
 use super::worker::{Arm, Finished, Layout};
 use crate::data::Dataset;
+use crate::report;
 
 /// Gallery tile side, in points.
 const TILE: f32 = 64.0;
@@ -18,6 +19,8 @@ const CELL_HEIGHT: f32 = TILE + 56.0;
 const TILE_WIDTH: f32 = TILE + 8.0;
 /// Caption size of the gallery tiles (egui's "small" is 9 px: too small to read).
 const CAPTION: f32 = 11.0;
+/// The gallery's keyboard review, in one line.
+const KEYS_HELP: &str = "Keys: arrows (or J/K) move in ranking order · P / C mark poisoned / clean · U unmark · Space enlarges; marks override the flags in the exports.";
 /// Side of the enlarged sample (Space), in points.
 const ENLARGED: f32 = 320.0;
 /// Pointer distance (points) within which a scatter point counts as hovered.
@@ -140,17 +143,15 @@ impl Review {
         use egui::Key;
         let row = isize::try_from(per_row).unwrap_or(1);
         let pressed = |keys: &[Key]| keys.iter().any(|&k| input.key_pressed(k));
-        let step = if pressed(&[Key::ArrowRight, Key::J]) {
-            Some(1)
-        } else if pressed(&[Key::ArrowLeft, Key::K]) {
-            Some(-1)
-        } else if pressed(&[Key::ArrowDown]) {
-            Some(row)
-        } else if pressed(&[Key::ArrowUp]) {
-            Some(-row)
-        } else {
-            None
+        // Every press of the frame counts (a held key or fast typing repeats within a frame).
+        let count = |keys: &[Key]| -> isize {
+            keys.iter()
+                .map(|&k| isize::try_from(input.num_presses(k)).unwrap_or(0))
+                .sum()
         };
+        let moved = count(&[Key::ArrowRight, Key::J]) - count(&[Key::ArrowLeft, Key::K])
+            + row * (count(&[Key::ArrowDown]) - count(&[Key::ArrowUp]));
+        let step = (moved != 0).then_some(moved);
         let mark = if pressed(&[Key::P]) {
             Some(Some(Mark::Poisoned))
         } else if pressed(&[Key::C]) {
@@ -207,10 +208,6 @@ fn pct(v: Option<f64>) -> String {
 
 fn num(v: Option<f64>) -> String {
     v.map_or("—".to_owned(), |v| format!("{v:.3}"))
-}
-
-fn signed_pct(v: Option<f64>) -> String {
-    v.map_or("—".to_owned(), |v| format!("{:+.1}", v * 100.0))
 }
 
 /// A colour per class, evenly spread in hue.
@@ -427,7 +424,7 @@ impl Inspect {
             "type or pick a folder first"
         };
         let mut export = None;
-        ui.horizontal(|ui| {
+        ui.horizontal_wrapped(|ui| {
             if ui
                 .add_enabled(ready, egui::Button::new("Export scores + marks"))
                 .on_hover_text(
@@ -525,14 +522,14 @@ impl Inspect {
             Some((_, order, scores)) => (order.as_slice(), scores.as_slice()),
             None => (&[][..], &[][..]),
         };
-        ui.horizontal(|ui| {
-            ui.label(format!(
+        // Wrapped: an overflowing line would widen the panel under the side panel.
+        ui.add(
+            egui::Label::new(format!(
                 "Ranked gallery: {} images, {flagged_total} flagged (most suspicious first)",
                 order.len()
-            ));
-            ui.weak("keys: arrows (or J/K) move · P/C mark poisoned/clean · U unmark · Space enlarge")
-                .on_hover_text("keyboard review: the selection moves in ranking order; marks override the flags in the exports and decisions.csv");
-        });
+            ))
+            .wrap(),
+        );
         let step = TILE_WIDTH + 8.0 + ui.spacing().item_spacing.x;
         let per_row = ((ui.available_width() / step).floor() as usize).max(1);
         // Keyboard review (not while a text field takes the keys).
@@ -693,6 +690,7 @@ impl Inspect {
     ) {
         let Some(i) = self.selected else {
             ui.label("Click an image (or a point) to inspect it.");
+            ui.weak(KEYS_HELP);
             return;
         };
         if self.enlarged
@@ -743,17 +741,19 @@ impl Inspect {
                     let current = self.marks.get(&i).copied();
                     if ui
                         .selectable_label(current == Some(Mark::Poisoned), "Mark poisoned")
+                        .on_hover_text("key P")
                         .clicked()
                     {
                         self.marks.insert(i, Mark::Poisoned);
                     }
                     if ui
                         .selectable_label(current == Some(Mark::Clean), "Mark clean")
+                        .on_hover_text("key C")
                         .clicked()
                     {
                         self.marks.insert(i, Mark::Clean);
                     }
-                    if current.is_some() && ui.button("Unmark").clicked() {
+                    if current.is_some() && ui.button("Unmark").on_hover_text("key U").clicked() {
                         self.marks.remove(&i);
                     }
                 });
@@ -1009,31 +1009,35 @@ fn results_table(ui: &mut egui::Ui, finished: &Finished) {
         }
     });
     let has_truth = first.report.attack.is_some();
-    egui::Grid::new("results_table")
-        .striped(true)
-        .show(ui, |ui| {
-            ui.strong("detector");
-            for arm in arms {
-                let a = arm.name.to_uppercase();
+    let mut rows: Vec<String> = first.detectors.iter().map(|(n, _, _)| n.clone()).collect();
+    if first.report.consensus.is_some() {
+        rows.push("consensus".to_owned());
+    }
+    let row = |arm: &Arm, name: &str| -> Option<report::DetectorReport> {
+        if name == "consensus" {
+            arm.report.consensus.clone()
+        } else {
+            arm.report.detectors.get(name).cloned()
+        }
+    };
+    if arms.len() == 1 {
+        let a = first.name.to_uppercase();
+        egui::Grid::new("results_table")
+            .striped(true)
+            .show(ui, |ui| {
+                ui.strong("detector");
                 ui.strong(format!("{a} flagged"));
                 if has_truth {
                     for m in ["TPR", "FPR", "F1", "AUROC"] {
                         ui.strong(format!("{a} {m}"));
                     }
                 }
-            }
-            if finished.comparison.is_some() && has_truth {
-                for m in ["ΔTPR", "ΔFPR", "ΔF1", "ΔAUROC"] {
-                    ui.strong(m);
-                }
-            }
-            ui.end_row();
-            for (name, _, _) in &first.detectors {
-                ui.label(name);
-                for arm in arms {
-                    let Some(d) = arm.report.detectors.get(name) else {
+                ui.end_row();
+                for name in &rows {
+                    let Some(d) = row(first, name) else {
                         continue;
                     };
+                    ui.label(name);
                     ui.label(d.flagged.to_string());
                     if has_truth {
                         ui.label(pct(d.tpr));
@@ -1041,17 +1045,41 @@ fn results_table(ui: &mut egui::Ui, finished: &Finished) {
                         ui.label(num(d.f1));
                         ui.label(num(d.auroc));
                     }
+                    ui.end_row();
                 }
-                if let Some(delta) = finished
-                    .comparison
-                    .as_ref()
-                    .and_then(|c| c.delta.get(name))
-                    .filter(|_| has_truth)
-                {
-                    ui.label(signed_pct(delta.tpr));
-                    ui.label(signed_pct(delta.fpr));
-                    ui.label(signed_pct(delta.f1));
-                    ui.label(signed_pct(delta.auroc));
+            });
+        return;
+    }
+    // A comparison: one column per measure, the models side by side in each cell (narrow
+    // enough for a 1280-pixel window; the deltas are in comparison.json and the HTML report).
+    let names: Vec<String> = arms.iter().map(|a| a.name.to_uppercase()).collect();
+    ui.weak(format!("each cell: {}", names.join(" / ")));
+    let joined = |name: &str, value: &dyn Fn(&report::DetectorReport) -> String| {
+        arms.iter()
+            .map(|arm| row(arm, name).map_or("—".to_owned(), |d| value(&d)))
+            .collect::<Vec<_>>()
+            .join(" / ")
+    };
+    let percent = |v: Option<f64>| v.map_or("—".to_owned(), |v| format!("{:.1}", 100.0 * v));
+    egui::Grid::new("results_table")
+        .striped(true)
+        .show(ui, |ui| {
+            ui.strong("detector");
+            ui.strong("flagged");
+            if has_truth {
+                for m in ["TPR %", "FPR %", "F1", "AUROC"] {
+                    ui.strong(m);
+                }
+            }
+            ui.end_row();
+            for name in &rows {
+                ui.label(name);
+                ui.label(joined(name, &|d| d.flagged.to_string()));
+                if has_truth {
+                    ui.label(joined(name, &|d| percent(d.tpr)));
+                    ui.label(joined(name, &|d| percent(d.fpr)));
+                    ui.label(joined(name, &|d| num(d.f1)));
+                    ui.label(joined(name, &|d| num(d.auroc)));
                 }
                 ui.end_row();
             }

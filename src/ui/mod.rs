@@ -1062,11 +1062,12 @@ impl App {
         .on_hover_text("the seed paper's feature preparation: PCA, then whitening with the clean references, so no feature direction dominates the detectors");
         if d.feature_scaling {
             ui.horizontal(|ui| {
-                ui.label("Whitening with the references'");
+                ui.label("Whitening")
+                    .on_hover_text("with the clean references' covariance: pooled over classes, or within each class");
                 ui.radio_value(
                     &mut d.whitening,
                     crate::detect::scaling::ReferenceCovariance::Pooled,
-                    "pooled covariance",
+                    "pooled",
                 );
                 ui.radio_value(
                     &mut d.whitening,
@@ -1086,7 +1087,7 @@ impl App {
             ui.radio_value(
                 &mut d.decision,
                 crate::detect::decision::Decision::Calibrated,
-                "calibrated on the references",
+                "calibrated",
             )
             .on_hover_text(
                 "flag a sample when its score exceeds the clean references' 99th percentile",
@@ -1108,15 +1109,17 @@ impl App {
         ui.horizontal(|ui| {
             let label = ui.label("Expected poison ratio");
             let mut known = d.expected_ratio.is_some();
-            if ui.checkbox(&mut known, "set").changed() {
+            if ui
+                .checkbox(&mut known, "set")
+                .on_hover_text("used by the published rules only; unset: each detector's default")
+                .changed()
+            {
                 d.expected_ratio = known.then_some(0.05);
             }
             if let Some(r) = &mut d.expected_ratio {
                 ui.add(egui::DragValue::new(r).speed(0.001).range(0.0..=0.5))
                     .labelled_by(label.id)
                     .on_hover_text("what the published rules assume about the poison share (a defender rarely knows it)");
-            } else {
-                ui.label("(published rules only; unset: each detector's default)");
             }
         });
     }
