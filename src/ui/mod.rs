@@ -80,10 +80,14 @@ impl Progress {
 
     /// Share of the whole job done, counting every arm's training.
     fn fraction(&self) -> f32 {
-        if self.total == 0 || self.arms == 0 {
+        if self.arms == 0 {
             return 0.0;
         }
-        let arm = self.done as f32 / self.total as f32;
+        let arm = if self.total == 0 {
+            0.0
+        } else {
+            self.done as f32 / self.total as f32
+        };
         ((self.arm as f32 + arm) / self.arms as f32).clamp(0.0, 1.0)
     }
 
@@ -95,12 +99,20 @@ impl Progress {
 
     fn apply(&mut self, arm: usize, event: &crate::pipeline::RunEvent) {
         use crate::pipeline::RunEvent;
+        if arm != self.arm {
+            // The next arm starts from nothing (the last one's batch count would read as done).
+            self.done = 0;
+            self.total = 0;
+        }
         self.arm = arm;
         match event {
             RunEvent::Stage(stage) => self.stage = stage.clone(),
             RunEvent::Train(TrainEvent::Started {
                 batches_per_epoch, ..
-            }) => self.batches_per_epoch = *batches_per_epoch,
+            }) => {
+                self.batches_per_epoch = *batches_per_epoch;
+                self.done = 0;
+            }
             RunEvent::Train(TrainEvent::Batch {
                 done,
                 total,
@@ -1302,4 +1314,34 @@ pub fn run_native(config: Option<Experiment>) -> Result<(), eframe::Error> {
             Ok(Box::new(app))
         }),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pipeline::RunEvent;
+
+    fn batch(done: usize, total: usize) -> RunEvent {
+        RunEvent::Train(TrainEvent::Batch {
+            epoch: 0,
+            batch: 0,
+            done,
+            total,
+            loss: 1.0,
+            lr: 0.1,
+            images_per_second: 1.0,
+        })
+    }
+
+    #[test]
+    fn a_comparison_progress_counts_both_arms() {
+        let mut p = Progress::new(2);
+        p.apply(0, &batch(10, 10));
+        assert!((p.fraction() - 0.5).abs() < 1e-6);
+        // The second arm's first stage: half done, not finished.
+        p.apply(1, &RunEvent::Stage("training (sam)".to_owned()));
+        assert!((p.fraction() - 0.5).abs() < 1e-6, "{}", p.fraction());
+        p.apply(1, &batch(5, 10));
+        assert!((p.fraction() - 0.75).abs() < 1e-6);
+    }
 }
