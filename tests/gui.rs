@@ -265,6 +265,29 @@ fn keyboard_review_moves_and_marks() {
     h.get_by_label("Export to folder").type_text("p");
     h.run_steps(2);
     assert_eq!(h.state().marked(), 1);
+
+    // Far down the gallery by keyboard: the first tiles are scrolled away (the gallery draws
+    // only visible rows).
+    h.state_mut().inspect_mut().export_dir.clear();
+    h.run_steps(1);
+    h.key_press(Key::Escape);
+    h.run_steps(1);
+    for _ in 0..12 {
+        h.key_press(Key::ArrowDown);
+        h.run_steps(1);
+    }
+    h.run_steps(2);
+    assert!(
+        h.query_by_label_contains("#1 ").is_none(),
+        "the gallery scrolled down with the selection"
+    );
+    // A second run opens at #1, with nothing selected or marked.
+    h.get_by_label("Start").click();
+    h.step();
+    wait_for(&mut h, "the second results", |app| !app.busy());
+    h.get_by_label_contains("#1 ");
+    assert_eq!(h.state().selected(), None);
+    assert_eq!(h.state().marked(), 0);
 }
 
 /// A run whose model cannot learn (learning rate far too small) shows the near-chance warning

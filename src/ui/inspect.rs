@@ -869,6 +869,8 @@ impl Inspect {
             )
             .x_axis_label(x_title)
             .y_axis_label(y_title)
+            // Room at the sides, so the legend (bottom right) sits beside the points.
+            .set_margin_fraction(egui::vec2(0.22, 0.05))
             .data_aspect(1.0)
             .allow_boxed_zoom(true)
             .show(ui, |plot| {
