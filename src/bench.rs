@@ -6,7 +6,7 @@ use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
 use clap::Subcommand;
-use poisonscope::config::{InputNormalization, OptimizerKind, Schedule, TrainConfig};
+use poisonscope::config::{DeviceKind, InputNormalization, OptimizerKind, Schedule, TrainConfig};
 use poisonscope::data::{self, LoadOptions};
 use poisonscope::train::{self, TrainData, TrainEvent};
 
@@ -22,6 +22,9 @@ pub enum What {
         warmup: usize,
         #[arg(long, default_value_t = 128)]
         batch_size: usize,
+        /// Where to train: cpu, cuda (a build with `--features cuda`), auto.
+        #[arg(long, value_enum, default_value_t = Device::Cpu)]
+        device: Device,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -37,8 +40,36 @@ pub enum What {
     },
 }
 
+/// `--device` (clap's names for [`DeviceKind`]).
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum Device {
+    Cpu,
+    Cuda,
+    Auto,
+}
+
+impl From<Device> for DeviceKind {
+    fn from(device: Device) -> Self {
+        match device {
+            Device::Cpu => Self::Cpu,
+            Device::Cuda => Self::Cuda,
+            Device::Auto => Self::Auto,
+        }
+    }
+}
+
+/// The build profile this binary was compiled with (speed figures are meaningless without it).
+fn profile() -> &'static str {
+    if cfg!(debug_assertions) {
+        "debug/test profile (opt-level 1, numeric crates at 3)"
+    } else {
+        "release"
+    }
+}
+
 /// Images/s of `optimizer` over the timed batches.
 fn measure(
+    device: DeviceKind,
     optimizer: OptimizerKind,
     batches: usize,
     warmup: usize,
@@ -56,6 +87,7 @@ fn measure(
         normalize: InputNormalization::Unit,
         schedule: Schedule::Constant,
         rho: 0.05,
+        device,
         ..TrainConfig::default()
     };
     let mut timed_from = None::<Instant>;
@@ -89,13 +121,14 @@ fn measure(
 }
 
 pub fn run(what: What) -> anyhow::Result<()> {
-    let (batches, warmup, batch_size, json) = match what {
+    let (batches, warmup, batch_size, device, json) = match what {
         What::Train {
             batches,
             warmup,
             batch_size,
+            device,
             json,
-        } => (batches, warmup, batch_size, json),
+        } => (batches, warmup, batch_size, DeviceKind::from(device), json),
         What::Ui { points, frames } => return ui_frames(points, frames),
     };
     let data = data::load("embedded:mnist", &LoadOptions::default())?;
@@ -105,22 +138,48 @@ pub fn run(what: What) -> anyhow::Result<()> {
         .and_then(|v| v.parse::<usize>().ok())
         .filter(|&n| n > 0)
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-    let sgd = measure(OptimizerKind::Sgd, batches, warmup, batch_size, &data)?;
-    let sam = measure(OptimizerKind::Sam, batches, warmup, batch_size, &data)?;
+    let config = TrainConfig {
+        device,
+        ..TrainConfig::default()
+    };
+    config.validate()?;
+    let device = train::device::resolve(device);
+    let sgd = measure(
+        device,
+        OptimizerKind::Sgd,
+        batches,
+        warmup,
+        batch_size,
+        &data,
+    )?;
+    let sam = measure(
+        device,
+        OptimizerKind::Sam,
+        batches,
+        warmup,
+        batch_size,
+        &data,
+    )?;
     let step_ratio = sgd / sam;
     if json {
         println!(
             "{}",
             serde_json::json!({
                 "model": "cnn", "dataset": "embedded:mnist", "batch_size": batch_size,
-                "batches": batches, "threads": threads,
+                "batches": batches, "threads": threads, "device": device.name(),
+                "profile": profile(),
                 "sgd_images_per_second": sgd, "sam_images_per_second": sam,
                 "sam_step_over_sgd_step": step_ratio,
             })
         );
     } else {
         println!(
-            "small CNN, embedded MNIST, batch {batch_size}, {batches} timed batches, {threads} threads (flex CPU)"
+            "small CNN, embedded MNIST, batch {batch_size}, {batches} timed batches, {}, {} build",
+            match device {
+                DeviceKind::Cuda => "CUDA GPU 0".to_owned(),
+                _ => format!("{threads} threads (flex CPU)"),
+            },
+            profile()
         );
         println!("  SGD  {sgd:8.1} images/s");
         println!("  SAM  {sam:8.1} images/s");

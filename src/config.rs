@@ -277,6 +277,20 @@ pub enum DeviceKind {
     #[default]
     Cpu,
     Cuda,
+    /// CUDA where it works (a build with the `cuda` feature, a GPU, NVRTC and the headers), else
+    /// the CPU.
+    Auto,
+}
+
+impl DeviceKind {
+    /// The name used in configs and reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Cpu => "cpu",
+            Self::Cuda => "cuda",
+            Self::Auto => "auto",
+        }
+    }
 }
 
 /// Input normalisation.
@@ -664,7 +678,14 @@ impl TrainConfig {
             false,
             1.0,
             true,
-        )
+        )?;
+        // Asked for explicitly, CUDA must work here (`auto` falls back to the CPU instead).
+        if self.device == DeviceKind::Cuda
+            && let Some(why) = crate::train::cuda_unavailable()
+        {
+            return invalid(&format!("train.device = \"cuda\": {why}"));
+        }
+        Ok(())
     }
 }
 

@@ -48,6 +48,14 @@ pub struct TrainingInfo {
     pub seconds: f64,
     pub images_per_second: f64,
     pub final_train_loss: Option<f64>,
+    /// Where it trained (`cpu`, `cuda`): `train.device = "auto"` resolved. Reports written
+    /// before this field read as `cpu`.
+    #[serde(default = "cpu")]
+    pub device: String,
+}
+
+fn cpu() -> String {
+    "cpu".to_owned()
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -267,6 +275,9 @@ pub fn build(
             seconds: trained.seconds,
             images_per_second: trained.images_per_second,
             final_train_loss: trained.history.last().map(|h| h.train_loss),
+            device: crate::train::device::resolve(config.train.device)
+                .name()
+                .to_owned(),
         },
         backdoor_effect,
         feature_scaling: detection.scaling.clone(),

@@ -8,6 +8,7 @@
 //! updated only by the first pass. The reported training loss is the first pass's.
 
 pub mod checkpoint;
+pub mod device;
 pub mod eval;
 pub mod job;
 pub mod sam;
@@ -27,7 +28,7 @@ use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use crate::config::{DeviceKind, InputNormalization, OptimizerKind, Schedule, TrainConfig};
+use crate::config::{InputNormalization, OptimizerKind, Schedule, TrainConfig};
 use crate::data::{Augment, Batcher, Dataset, Normalization};
 use crate::model::Net;
 use sam::Ascent;
@@ -125,18 +126,7 @@ pub fn learning_rate(schedule: Schedule, lr0: f64, t: usize, total: usize) -> f6
     }
 }
 
-/// The Burn device for a config, or why it is not available in this build.
-pub fn device_for(kind: DeviceKind) -> Result<Device, TrainError> {
-    match kind {
-        DeviceKind::Cpu => Ok(Device::flex()),
-        #[cfg(feature = "cuda")]
-        DeviceKind::Cuda => Ok(Device::cuda(0)),
-        #[cfg(not(feature = "cuda"))]
-        DeviceKind::Cuda => Err(TrainError::Invalid(
-            "train.device = \"cuda\" needs a build with `--features cuda`".into(),
-        )),
-    }
-}
+pub use device::{cuda_unavailable, device_for};
 
 /// Burn's CPU random generator is process-wide, so seeding and initialising a model must not
 /// interleave with another thread doing the same.

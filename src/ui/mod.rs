@@ -920,15 +920,26 @@ impl App {
                 ui.end_row();
                 ui.label("Device");
                 ui.horizontal(|ui| {
-                    ui.radio_value(&mut t.device, crate::config::DeviceKind::Cpu, "CPU");
-                    let cuda = cfg!(feature = "cuda");
-                    ui.add_enabled(
-                        cuda,
-                        egui::RadioButton::new(t.device == crate::config::DeviceKind::Cuda, "CUDA"),
-                    )
-                    .on_disabled_hover_text(
-                        "this build has no CUDA backend (build with --features cuda)",
-                    );
+                    use crate::config::DeviceKind;
+                    ui.radio_value(&mut t.device, DeviceKind::Cpu, "CPU")
+                        .on_hover_text("Burn's CPU backend on every core");
+                    let missing = crate::train::cuda_unavailable();
+                    if ui
+                        .add_enabled(
+                            missing.is_none(),
+                            egui::RadioButton::new(t.device == DeviceKind::Cuda, "CUDA"),
+                        )
+                        .on_hover_text("an NVIDIA GPU through Burn's CUDA backend")
+                        .on_disabled_hover_text(missing.clone().unwrap_or_default())
+                        .clicked()
+                    {
+                        t.device = DeviceKind::Cuda;
+                    }
+                    let here = crate::train::device::resolve(DeviceKind::Auto).name();
+                    ui.radio_value(&mut t.device, DeviceKind::Auto, "auto")
+                        .on_hover_text(format!(
+                            "CUDA where it works, else the CPU (here: {here}); the report says which trained"
+                        ));
                 });
                 ui.end_row();
             });
