@@ -190,24 +190,18 @@ pub fn expected_ratio(config: &Experiment) -> Option<f64> {
     })
 }
 
-/// Dataset → attack → train → detect → report. With `dir`, the checkpoint is saved there.
+/// Dataset → attack → train → detect → report (saved by [`save_arms`]).
 pub fn run(
     config: &Experiment,
     prepared: &Prepared,
-    dir: Option<&Path>,
     cancel: &AtomicBool,
     on_event: &mut dyn FnMut(RunEvent),
 ) -> anyhow::Result<Outcome> {
     let optimizer = config.train.optimizer.name();
     on_event(RunEvent::Stage(format!("training ({optimizer})")));
-    let trained = match dir {
-        Some(dir) => train_and_save(&config.train, prepared, dir, cancel, &mut |e| {
-            on_event(RunEvent::Train(e))
-        })?,
-        None => train::train(&config.train, prepared.train_data(), cancel, &mut |e| {
-            on_event(RunEvent::Train(e))
-        })?,
-    };
+    let trained = train::train(&config.train, prepared.train_data(), cancel, &mut |e| {
+        on_event(RunEvent::Train(e))
+    })?;
     detect_and_report(config, prepared, trained, cancel, on_event)
 }
 
@@ -422,7 +416,7 @@ pub fn run_arms(
         .into_iter()
         .enumerate()
         .map(|(i, arm)| {
-            let outcome = run(&arm, prepared, None, cancel, &mut |e| on_event(i, e))?;
+            let outcome = run(&arm, prepared, cancel, &mut |e| on_event(i, e))?;
             Ok(ArmRun {
                 name: arm.train.optimizer.name(),
                 config: arm,

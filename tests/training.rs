@@ -356,7 +356,7 @@ fn a_model_that_cannot_fit_is_flagged_as_near_chance() {
     let mut config = badnets_experiment("sgd", 1, 800);
     config.train.lr = 1e-6;
     let prepared = Prepared::load(&config).unwrap();
-    let outcome = pipeline::run(&config, &prepared, None, &never(), &mut |_| {}).unwrap();
+    let outcome = pipeline::run(&config, &prepared, &never(), &mut |_| {}).unwrap();
     let kinds: Vec<_> = outcome.report.warnings.iter().map(|w| w.kind).collect();
     assert!(
         kinds.contains(&poisonscope::diagnostics::WarningKind::NearChance),
@@ -372,7 +372,7 @@ fn a_model_that_cannot_fit_is_flagged_as_near_chance() {
     let mut config = badnets_experiment("sgd", 3, 800);
     config.attack = None;
     let prepared = Prepared::load(&config).unwrap();
-    let outcome = pipeline::run(&config, &prepared, None, &never(), &mut |_| {}).unwrap();
+    let outcome = pipeline::run(&config, &prepared, &never(), &mut |_| {}).unwrap();
     let fit = outcome.report.fit.as_ref().unwrap();
     assert!(
         !outcome.report.warnings.iter().any(|w| matches!(
