@@ -222,7 +222,7 @@ pub fn train(
         epochs: config.epochs,
         batches_per_epoch,
         train_samples: n,
-        device: format!("{:?}", config.device).to_lowercase(),
+        device: device::resolve(config.device).name().to_owned(),
     });
     let mut order: Vec<usize> = (0..n).collect();
     let mut order_rng = ChaCha8Rng::seed_from_u64(config.seed);
