@@ -363,6 +363,10 @@ pub enum DetectorKind {
     Beatrix,
     /// Cross-entropy under the given label (label disagreement).
     Loss,
+    /// STRIP: entropy of the predictions on superimposed images (input-level).
+    Strip,
+    /// SCALE-UP: prediction consistency under amplified pixel values (input-level).
+    ScaleUp,
 }
 
 impl DetectorKind {
@@ -375,6 +379,8 @@ impl DetectorKind {
             Self::Scan => "scan",
             Self::Beatrix => "beatrix",
             Self::Loss => "loss",
+            Self::Strip => "strip",
+            Self::ScaleUp => "scale-up",
         }
     }
 }

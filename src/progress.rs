@@ -67,6 +67,15 @@ impl Progress {
                     }
                 }
             }
+            DetectEvent::Probing { name, done, total } => {
+                if self.terminal {
+                    let _ = write!(
+                        err,
+                        "\r{}: {name}: model passes {done}/{total}  ",
+                        self.label
+                    );
+                }
+            }
             DetectEvent::Running(name) => {
                 if self.terminal {
                     let _ = write!(err, "{}: {name}…", self.label);

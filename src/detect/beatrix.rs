@@ -252,6 +252,7 @@ mod tests {
             predicted: &labels,
             conv: Some((&train, &reference)),
             logits: None,
+            probes: None,
             expected_ratio: None,
             seed: 0,
         };

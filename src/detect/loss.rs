@@ -135,6 +135,7 @@ mod tests {
             predicted: &truth,
             conv: None,
             logits: Some((train.view(), refs.view())),
+            probes: None,
             expected_ratio: None,
             seed: 0,
         };

@@ -12,10 +12,13 @@ pub mod decision;
 pub mod features;
 pub mod linalg;
 pub mod loss;
+pub mod probe;
+pub mod scale_up;
 pub mod scaling;
 pub mod scan;
 pub mod spectre;
 pub mod ss;
+pub mod strip;
 #[cfg(test)]
 pub mod testing;
 mod types;
@@ -26,7 +29,7 @@ use std::time::Instant;
 use burn::tensor::Device;
 use ndarray::Array2;
 
-pub use types::{ConvActivations, DetectError, DetectInput, Detection, Detector};
+pub use types::{ConvActivations, DetectError, DetectInput, Detection, Detector, Probes};
 
 use decision::Decision;
 
@@ -50,6 +53,8 @@ pub fn detector_for(kind: DetectorKind, config: &DetectConfig) -> Box<dyn Detect
         }),
         DetectorKind::Beatrix => Box::new(beatrix::Beatrix::default()),
         DetectorKind::Loss => Box::new(loss::LossDetector),
+        DetectorKind::Strip => Box::new(strip::Strip),
+        DetectorKind::ScaleUp => Box::new(scale_up::ScaleUp),
     }
 }
 
@@ -60,6 +65,12 @@ pub enum DetectEvent {
     Extracting { done: usize, total: usize },
     /// A detector started.
     Running(&'static str),
+    /// An input-level detector ran the model on `done` of `total` transformed images.
+    Probing {
+        name: &'static str,
+        done: usize,
+        total: usize,
+    },
     /// A detector finished.
     Finished {
         name: &'static str,
@@ -196,6 +207,21 @@ pub fn run(
     } else {
         (extracted.features.clone(), reference.features.clone(), None)
     };
+    let probes = probe_inputs(
+        &probe::Prober {
+            model,
+            normalization,
+            device,
+            cancel,
+        },
+        train,
+        &reference_set,
+        &extracted.predicted,
+        &reference.predicted,
+        &config.methods,
+        seed,
+        on_event,
+    )?;
     let input = DetectInput {
         features: detector_features.view(),
         labels: &train.labels,
@@ -205,6 +231,7 @@ pub fn run(
         predicted: &extracted.predicted,
         conv: Some((&extracted.conv, &reference.conv)),
         logits: Some((extracted.logits.view(), reference.logits.view())),
+        probes: Some(&probes),
         expected_ratio,
         seed,
     };
@@ -224,7 +251,9 @@ pub fn run(
             }
             Err(message) => (Detection::new(train.len()), Some(message)),
         };
-        let seconds = start.elapsed().as_secs_f64();
+        // Input-level detectors: the model passes they needed count as theirs.
+        let seconds =
+            start.elapsed().as_secs_f64() + probes.seconds.get(name).copied().unwrap_or(0.0);
         on_event(DetectEvent::Finished {
             name,
             flagged: detection.flagged(),
@@ -296,6 +325,79 @@ pub fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
 
 /// Applies the configured decision to a detector's verdict. The published rule's flag count is
 /// kept in the details either way.
+/// The input-level probes the configured detectors read (STRIP's entropies, SCALE-UP's
+/// consistencies), for the training set and the references; nothing when none is configured.
+#[allow(clippy::too_many_arguments)]
+fn probe_inputs(
+    prober: &probe::Prober,
+    train: &Dataset,
+    references: &Dataset,
+    train_predicted: &[u16],
+    reference_predicted: &[u16],
+    methods: &[DetectorKind],
+    seed: u64,
+    on_event: &mut dyn FnMut(DetectEvent),
+) -> Result<Probes, RunError> {
+    let mut probes = Probes::default();
+    let cancelled = |_| RunError::Cancelled;
+    if methods.contains(&DetectorKind::Strip) {
+        let start = Instant::now();
+        let (n, m) = (train.len(), references.len());
+        let total = (n + m) * strip::OVERLAYS;
+        let train_entropy =
+            strip::entropies(prober, train, references, false, seed, &mut |d, _| {
+                on_event(DetectEvent::Probing {
+                    name: "strip",
+                    done: d,
+                    total,
+                })
+            })
+            .map_err(cancelled)?;
+        let offset = n * strip::OVERLAYS;
+        let reference_entropy =
+            strip::entropies(prober, references, references, true, seed, &mut |d, _| {
+                on_event(DetectEvent::Probing {
+                    name: "strip",
+                    done: offset + d,
+                    total,
+                })
+            })
+            .map_err(cancelled)?;
+        probes.strip = Some((train_entropy, reference_entropy));
+        probes
+            .seconds
+            .insert("strip", start.elapsed().as_secs_f64());
+    }
+    if methods.contains(&DetectorKind::ScaleUp) {
+        let start = Instant::now();
+        let k = scale_up::SCALES.len();
+        let total = (train.len() + references.len()) * k;
+        let train_spc = scale_up::consistency(prober, train, train_predicted, &mut |d, _| {
+            on_event(DetectEvent::Probing {
+                name: "scale-up",
+                done: d,
+                total,
+            })
+        })
+        .map_err(cancelled)?;
+        let offset = train.len() * k;
+        let reference_spc =
+            scale_up::consistency(prober, references, reference_predicted, &mut |d, _| {
+                on_event(DetectEvent::Probing {
+                    name: "scale-up",
+                    done: offset + d,
+                    total,
+                })
+            })
+            .map_err(cancelled)?;
+        probes.scale_up = Some((train_spc, reference_spc));
+        probes
+            .seconds
+            .insert("scale-up", start.elapsed().as_secs_f64());
+    }
+    Ok(probes)
+}
+
 fn decide(detection: &mut Detection, config: &DetectConfig) {
     let paper = detection.flagged();
     detection.note("paper_rule_flagged", paper);

@@ -93,6 +93,7 @@ impl Planted {
             predicted: &self.labels,
             conv: None,
             logits: None,
+            probes: None,
             expected_ratio,
             seed: 0,
         }

@@ -42,9 +42,23 @@ pub struct DetectInput<'a> {
     /// Logits of the training set and of the references (`n × classes`), for detectors that read
     /// the model's outputs (`loss`).
     pub logits: Option<(ArrayView2<'a, f32>, ArrayView2<'a, f32>)>,
+    /// Scores of the input-level probes (STRIP, SCALE-UP), when a detector asked for them.
+    pub probes: Option<&'a Probes>,
     /// The defender's guess of the poisoning ratio, when there is one.
     pub expected_ratio: Option<f64>,
     pub seed: u64,
+}
+
+/// Per-sample scores from running the model on transformed inputs (`detect::probe`), for the
+/// training set and for the references: computed once before the detectors that read them.
+#[derive(Clone, Debug, Default)]
+pub struct Probes {
+    /// STRIP: mean entropy over the superimpositions (training set, references).
+    pub strip: Option<(Vec<f64>, Vec<f64>)>,
+    /// SCALE-UP: scaled prediction consistency (training set, references).
+    pub scale_up: Option<(Vec<f64>, Vec<f64>)>,
+    /// Seconds the probing took, per detector name.
+    pub seconds: std::collections::BTreeMap<&'static str, f64>,
 }
 
 impl DetectInput<'_> {

@@ -141,6 +141,9 @@ impl Progress {
             RunEvent::Detect(crate::detect::DetectEvent::Extracting { done, total }) => {
                 self.stage = format!("extracting features {done}/{total}");
             }
+            RunEvent::Detect(crate::detect::DetectEvent::Probing { name, done, total }) => {
+                self.stage = format!("{name}: model passes {done}/{total}");
+            }
             RunEvent::Detect(crate::detect::DetectEvent::Running(name)) => {
                 self.stage = format!("running {name}");
             }
@@ -234,6 +237,12 @@ fn detector_help(kind: DetectorKind) -> &'static str {
         }
         DetectorKind::Loss => {
             "Loss: each sample's loss under its given label; high when the model refused to fit the label (SAM often refuses a few relabelled poisons)"
+        }
+        DetectorKind::Strip => {
+            "STRIP: blends each image with 20 clean references; a trigger keeps the prediction fixed (low entropy). 20 extra model passes per image"
+        }
+        DetectorKind::ScaleUp => {
+            "SCALE-UP: multiplies the pixel values by 3 to 11; a trigger keeps the prediction (high consistency). 5 extra model passes per image"
         }
     }
 }
@@ -1063,6 +1072,8 @@ impl App {
                 DetectorKind::Scan,
                 DetectorKind::Beatrix,
                 DetectorKind::Loss,
+                DetectorKind::Strip,
+                DetectorKind::ScaleUp,
             ] {
                 let mut on = d.methods.contains(&kind);
                 if ui
