@@ -117,6 +117,9 @@ pub enum AttackKind {
     Lc,
     /// BadNets with a user-supplied trigger image.
     Image,
+    /// TaCT (source-specific): poisons from the source classes get the target label, cover
+    /// images of other classes carry the same trigger and keep their label.
+    Tact,
 }
 
 impl AttackKind {
@@ -131,6 +134,7 @@ impl AttackKind {
             Self::AdaptiveBlend => "adaptive-blend",
             Self::Lc => "lc",
             Self::Image => "image",
+            Self::Tact => "tact",
         }
     }
 }
@@ -198,6 +202,10 @@ pub struct AttackConfig {
     /// LC: PGD budget ε (of 255).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub epsilon: Option<f64>,
+    /// TaCT: the classes whose triggered images go to the target (default: class 1, or 0 when
+    /// the target is 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_classes: Option<Vec<u16>>,
 }
 
 impl AttackConfig {
@@ -222,6 +230,7 @@ impl AttackConfig {
             cover_ratio: None,
             strength: None,
             epsilon: None,
+            source_classes: None,
         }
     }
 }
@@ -641,6 +650,17 @@ impl AttackConfig {
         };
         if let Some(p) = self.patch_size {
             count_in("attack.patch_size", p, 1, MAX_SIDE as usize)?;
+        }
+        if let Some(sources) = &self.source_classes {
+            if sources.is_empty() {
+                return invalid("attack.source_classes is empty; name at least one class");
+            }
+            if sources.contains(&self.target) {
+                return invalid(&format!(
+                    "attack.source_classes contains the target class {}; a source-specific attack sends other classes to it",
+                    self.target
+                ));
+            }
         }
         opt("attack.alpha", self.alpha, 0.0, true, 1.0)?;
         opt("attack.alpha_test", self.alpha_test, 0.0, true, 1.0)?;

@@ -484,6 +484,8 @@ const BAD_ATTACK: &[(&str, &str, &[&str])] = &[
     ("wanet", "warp_strength", &["0", "nan", "100", "-1"]),
     ("wanet", "cover_ratio", &["-1", "nan", "100"]),
     ("lf", "strength", &["0", "nan", "1000", "-5"]),
+    // TaCT: no source, the target as a source, a class the demo set does not have.
+    ("tact", "source_classes", &["[]", "[0]", "[99]"]),
     ("badnets", "trigger_image", &["\"\""]),
     ("badnets", "trigger_mask", &["\"\"", "\"/tmp/m.png\""]),
     ("badnets", "kind2", &["1"]),

@@ -217,3 +217,47 @@ fn reference_blend_config_reproduces_the_reference_attack() {
     }
     assert_eq!(p.triggered_test.len(), 2000 - 217);
 }
+
+/// TaCT on the demo digits: poisons are source-class images relabelled to the target, covers are
+/// images of the other classes carrying the very same patch under their own label, and the
+/// attack success rate is measured on triggered source-class test images only.
+#[test]
+fn tact_poisons_the_source_and_covers_the_others_with_the_same_patch() {
+    let config = Experiment::from_file(Path::new("sample_configs/tact.toml"), &[]).unwrap();
+    let attack_config = config.attack.clone().unwrap();
+    let clean = data::load("embedded:mnist", &config.dataset.load_options()).unwrap();
+    let attack = Attack::from_config(&attack_config, clean.train.shape).unwrap();
+    let poisoned = attack::poison(&clean, &attack).unwrap();
+    let plan = &poisoned.plan;
+    assert_eq!(plan.poisoned.len(), 80);
+    assert_eq!(plan.covers.len(), 80);
+    let (h, w) = (clean.train.shape.height, clean.train.shape.width);
+    let corner_is_white =
+        |image: &[u8]| (h - 3..h).all(|r| (w - 3..w).all(|c| image[r * w + c] == 255));
+    for (i, role) in plan.roles.iter().enumerate() {
+        let (original, given) = (plan.original_labels[i], plan.given_labels[i]);
+        let image = poisoned.train.image(i).unwrap();
+        match role {
+            Role::Poison => {
+                assert_eq!((original, given), (1, 0));
+                assert!(corner_is_white(image));
+            }
+            Role::Cover => {
+                assert!(
+                    original >= 2,
+                    "covers come from neither the source nor the target"
+                );
+                assert_eq!(given, original, "covers keep their label");
+                assert!(corner_is_white(image), "covers carry the full patch");
+            }
+            Role::Clean => assert_eq!(given, original),
+        }
+    }
+    let sources: Vec<u16> = poisoned
+        .triggered_test_source
+        .iter()
+        .map(|&i| clean.test.labels[i])
+        .collect();
+    assert!(!sources.is_empty() && sources.iter().all(|&y| y == 1));
+    assert!(poisoned.triggered_test.labels.iter().all(|&y| y == 0));
+}

@@ -122,7 +122,7 @@ impl Attack {
             }
         };
         let trigger = match config.kind {
-            AttackKind::Badnets | AttackKind::Image => {
+            AttackKind::Badnets | AttackKind::Image | AttackKind::Tact => {
                 let patch = match (&config.trigger_image, config.kind) {
                     (Some(path), _) => {
                         let (ph, pw, values) = load_trigger(path, c, None)?;
@@ -201,9 +201,15 @@ impl Attack {
         let clean_label = matches!(config.kind, AttackKind::Sig | AttackKind::Lc);
         let default_cover = match config.kind {
             AttackKind::Wanet => 2.0,
-            AttackKind::AdaptiveBlend => 1.0,
+            AttackKind::AdaptiveBlend | AttackKind::Tact => 1.0,
             _ => 0.0,
         };
+        let sources = (config.kind == AttackKind::Tact).then(|| {
+            config
+                .source_classes
+                .clone()
+                .unwrap_or_else(|| vec![if config.target == 1 { 0 } else { 1 }])
+        });
         Ok(Self {
             kind: config.kind,
             shape,
@@ -214,6 +220,7 @@ impl Attack {
                 mode: config.mode,
                 clean_label,
                 cover_ratio: config.cover_ratio.unwrap_or(default_cover),
+                sources,
                 seed,
             },
         })
@@ -236,6 +243,8 @@ impl Attack {
     }
 
     fn triggered(&self, image: &[u8], stream: u64, cover: bool, test: bool) -> Vec<u8> {
+        // TaCT's covers carry the whole trigger (they differ from poisons only by their label).
+        let cover = cover && self.kind != AttackKind::Tact;
         let (h, w, c) = (self.shape.height, self.shape.width, self.shape.channels);
         let mut out = image.to_vec();
         let mut rng = sample_rng(self.plan.seed, stream);
@@ -339,8 +348,10 @@ pub fn poison(clean: &SplitDataset, attack: &Attack) -> Result<PoisonedData, Att
     let mut triggered_test = Dataset::empty(clean.test.shape, clean.test.class_names.clone());
     let mut triggered_test_source = Vec::new();
     for (i, &y) in clean.test.labels.iter().enumerate() {
+        let source = attack.plan.sources.as_ref().is_none_or(|s| s.contains(&y));
         let intended = match attack.plan.mode {
-            TargetMode::AllToOne if y == target => continue,
+            // The ASR of a source-specific attack is measured on its source classes.
+            TargetMode::AllToOne if y == target || !source => continue,
             TargetMode::AllToOne => target,
             TargetMode::AllToAll => (y + 1) % k as u16,
         };

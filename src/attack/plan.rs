@@ -48,7 +48,7 @@ pub struct PoisonPlan {
 }
 
 /// What the plan needs to know about the attack.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct PlanSpec {
     pub ratio: f64,
     pub target: u16,
@@ -57,6 +57,9 @@ pub struct PlanSpec {
     pub clean_label: bool,
     /// Cover / cross samples per poisoned sample.
     pub cover_ratio: f64,
+    /// Source-specific attacks (TaCT): poisons come only from these classes, covers only from
+    /// the classes that are neither a source nor the target.
+    pub sources: Option<Vec<u16>>,
     pub seed: u64,
 }
 
@@ -94,12 +97,34 @@ impl PoisonPlan {
                 spec.ratio, spec.ratio
             )));
         }
+        if let Some(sources) = &spec.sources {
+            if spec.mode == TargetMode::AllToAll {
+                return Err(AttackError::Invalid(
+                    "a source-specific attack is all-to-one; set attack.mode = \"all-to-one\""
+                        .to_owned(),
+                ));
+            }
+            if let Some(&bad) = sources.iter().find(|&&c| usize::from(c) >= num_classes) {
+                return Err(AttackError::Invalid(format!(
+                    "attack.source_classes names class {bad} but the dataset has {num_classes} classes (0..={})",
+                    num_classes.saturating_sub(1)
+                )));
+            }
+        }
+        let is_source = |y: u16| {
+            spec.sources
+                .as_ref()
+                .is_none_or(|sources| sources.contains(&y))
+        };
         let candidates: Vec<usize> = (0..n)
             .filter(|&i| {
-                let is_target = labels.get(i) == Some(&spec.target);
+                let Some(&y) = labels.get(i) else {
+                    return false;
+                };
+                let is_target = y == spec.target;
                 match (spec.clean_label, spec.mode) {
                     (true, _) => is_target,
-                    (false, TargetMode::AllToOne) => !is_target,
+                    (false, TargetMode::AllToOne) => !is_target && is_source(y),
                     (false, TargetMode::AllToAll) => true,
                 }
             })
@@ -107,6 +132,8 @@ impl PoisonPlan {
         if n_poison > candidates.len() {
             let pool = if spec.clean_label {
                 format!("target class {} has only {}", spec.target, candidates.len())
+            } else if spec.sources.is_some() {
+                format!("the source classes have only {}", candidates.len())
             } else {
                 format!(
                     "only {} samples are outside the target class",
@@ -131,8 +158,16 @@ impl PoisonPlan {
             }
         }
         let n_cover = (spec.cover_ratio * n_poison as f64).round() as usize;
+        // Source-specific covers come from the other classes: they carry the trigger and keep
+        // their label, teaching the model that the trigger alone does not mean the target.
+        let cover_class = |i: usize| {
+            spec.sources.is_none()
+                || labels
+                    .get(i)
+                    .is_some_and(|&y| y != spec.target && !is_source(y))
+        };
         let mut rest: Vec<usize> = (0..n)
-            .filter(|&i| roles.get(i) == Some(&Role::Clean))
+            .filter(|&i| roles.get(i) == Some(&Role::Clean) && cover_class(i))
             .collect();
         if n_cover > rest.len() {
             return Err(AttackError::Invalid(format!(
@@ -184,6 +219,7 @@ mod tests {
             mode: TargetMode::AllToOne,
             clean_label: false,
             cover_ratio: 0.0,
+            sources: None,
             seed,
         }
     }
@@ -253,5 +289,38 @@ mod tests {
         let mut s = spec(0.01, 0);
         s.target = 10;
         assert!(PoisonPlan::draw(&l, 10, &s).is_err());
+    }
+}
+
+#[cfg(test)]
+mod source_specific {
+    use super::*;
+
+    #[test]
+    fn poisons_come_from_the_sources_and_covers_from_the_other_classes() {
+        let labels: Vec<u16> = (0..2000).map(|i| (i % 10) as u16).collect();
+        let spec = PlanSpec {
+            ratio: 0.02,
+            target: 0,
+            mode: TargetMode::AllToOne,
+            clean_label: false,
+            cover_ratio: 1.0,
+            sources: Some(vec![1, 2]),
+            seed: 3,
+        };
+        let p = PoisonPlan::draw(&labels, 10, &spec).unwrap();
+        assert_eq!(p.poisoned.len(), 40);
+        assert_eq!(p.covers.len(), 40);
+        assert!(p.poisoned.iter().all(|&i| matches!(labels[i], 1 | 2)));
+        assert!(p.poisoned.iter().all(|&i| p.given_labels[i] == 0));
+        assert!(p.covers.iter().all(|&i| !matches!(labels[i], 0..=2)));
+        assert!(p.covers.iter().all(|&i| p.given_labels[i] == labels[i]));
+        // More poisons than the sources hold, or a source outside the dataset: refused.
+        let mut greedy = spec.clone();
+        greedy.ratio = 0.25;
+        assert!(PoisonPlan::draw(&labels, 10, &greedy).is_err());
+        let mut outside = spec;
+        outside.sources = Some(vec![12]);
+        assert!(PoisonPlan::draw(&labels, 10, &outside).is_err());
     }
 }

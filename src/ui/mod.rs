@@ -216,6 +216,9 @@ fn attack_help(kind: AttackKind) -> &'static str {
         AttackKind::Lc => {
             "Label-consistent: adversarially perturbed target-class images with the trigger"
         }
+        AttackKind::Tact => {
+            "TaCT: the patch sends only the source class to the target; cover images of other classes carry it and keep their label, so poisons and covers look alike to feature-space detectors"
+        }
     }
 }
 
@@ -705,6 +708,7 @@ impl App {
                             AttackKind::Wanet,
                             AttackKind::Lf,
                             AttackKind::AdaptiveBlend,
+                            AttackKind::Tact,
                         ] {
                             ui.selectable_value(&mut a.kind, kind, kind.name())
                                 .on_hover_text(attack_help(kind));
@@ -756,7 +760,7 @@ impl App {
                     ui.end_row();
                 };
                 match a.kind {
-                    AttackKind::Badnets | AttackKind::Image => {
+                    AttackKind::Badnets | AttackKind::Image | AttackKind::Tact => {
                         let label = ui.label("Patch size");
                         let mut side = a.patch_size.unwrap_or(3);
                         if ui
@@ -774,6 +778,24 @@ impl App {
                     AttackKind::Wanet => optional(ui, "Warp strength", &mut a.warp_strength, 0.5),
                     AttackKind::Lf => optional(ui, "Strength (of 255)", &mut a.strength, 51.0),
                     AttackKind::Lc => optional(ui, "PGD ε (of 255)", &mut a.epsilon, 16.0),
+                }
+                if a.kind == AttackKind::Tact {
+                    let label = ui.label("Source class");
+                    let default = if a.target == 1 { 0 } else { 1 };
+                    let mut source = a
+                        .source_classes
+                        .as_ref()
+                        .and_then(|s| s.first().copied())
+                        .unwrap_or(default);
+                    if ui
+                        .add(egui::DragValue::new(&mut source).range(0..=999))
+                        .labelled_by(label.id)
+                        .on_hover_text("triggered images of this class go to the target; a config can name several (attack.source_classes)")
+                        .changed()
+                    {
+                        a.source_classes = Some(vec![source]);
+                    }
+                    ui.end_row();
                 }
             });
         if matches!(
