@@ -601,10 +601,7 @@ pub fn build_with(dir: &Path, top: usize, prepared: Option<&Prepared>) -> anyhow
             .map(|arm| Prepared::load(&arm.config))
             .transpose(),
     };
-    let prepared = match &loaded {
-        Ok(loaded) => Ok(prepared.or(loaded.as_ref())),
-        Err(e) => Err(e),
-    };
+    let prepared = loaded.as_ref().map(|loaded| prepared.or(loaded.as_ref()));
     match prepared {
         Ok(Some(prepared)) => {
             html.push_str("<h2>Feature space</h2>");

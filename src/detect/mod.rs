@@ -339,63 +339,73 @@ fn probe_inputs(
     on_event: &mut dyn FnMut(DetectEvent),
 ) -> Result<Probes, RunError> {
     let mut probes = Probes::default();
-    let cancelled = |_| RunError::Cancelled;
     if methods.contains(&DetectorKind::Strip) {
-        let start = Instant::now();
-        let (n, m) = (train.len(), references.len());
-        let total = (n + m) * strip::OVERLAYS;
-        let train_entropy =
-            strip::entropies(prober, train, references, false, seed, &mut |d, _| {
-                on_event(DetectEvent::Probing {
-                    name: "strip",
-                    done: d,
-                    total,
-                })
-            })
-            .map_err(cancelled)?;
-        let offset = n * strip::OVERLAYS;
-        let reference_entropy =
-            strip::entropies(prober, references, references, true, seed, &mut |d, _| {
-                on_event(DetectEvent::Probing {
-                    name: "strip",
-                    done: offset + d,
-                    total,
-                })
-            })
-            .map_err(cancelled)?;
-        probes.strip = Some((train_entropy, reference_entropy));
-        probes
-            .seconds
-            .insert("strip", start.elapsed().as_secs_f64());
+        probes.strip = Some(probe_both(
+            "strip",
+            strip::OVERLAYS,
+            train,
+            references,
+            &mut probes.seconds,
+            on_event,
+            &mut |data, is_reference, progress| {
+                strip::entropies(prober, data, references, is_reference, seed, progress)
+            },
+        )?);
     }
     if methods.contains(&DetectorKind::ScaleUp) {
-        let start = Instant::now();
-        let k = scale_up::SCALES.len();
-        let total = (train.len() + references.len()) * k;
-        let train_spc = scale_up::consistency(prober, train, train_predicted, &mut |d, _| {
+        probes.scale_up = Some(probe_both(
+            "scale-up",
+            scale_up::SCALES.len(),
+            train,
+            references,
+            &mut probes.seconds,
+            on_event,
+            &mut |data, is_reference, progress| {
+                let predicted = if is_reference {
+                    reference_predicted
+                } else {
+                    train_predicted
+                };
+                scale_up::consistency(prober, data, predicted, progress)
+            },
+        )?);
+    }
+    Ok(probes)
+}
+
+/// `score(data, is_reference, progress)`: one probe score per image of `data`.
+type ProbeScore<'a> = dyn FnMut(&Dataset, bool, &mut dyn FnMut(usize, usize)) -> Result<Vec<f64>, features::Cancelled>
+    + 'a;
+
+/// A per-image probe score of the training set, then of the references (`score(data,
+/// is_reference, progress)`), with one progress count over both (`per_image` model passes per
+/// image) and the seconds recorded under `name`.
+#[allow(clippy::too_many_arguments)]
+fn probe_both(
+    name: &'static str,
+    per_image: usize,
+    train: &Dataset,
+    references: &Dataset,
+    seconds: &mut std::collections::BTreeMap<&'static str, f64>,
+    on_event: &mut dyn FnMut(DetectEvent),
+    score: &mut ProbeScore,
+) -> Result<(Vec<f64>, Vec<f64>), RunError> {
+    let start = Instant::now();
+    let total = (train.len() + references.len()) * per_image;
+    let mut run = |data: &Dataset, is_reference: bool, offset: usize| {
+        score(data, is_reference, &mut |done, _| {
             on_event(DetectEvent::Probing {
-                name: "scale-up",
-                done: d,
+                name,
+                done: offset + done,
                 total,
             })
         })
-        .map_err(cancelled)?;
-        let offset = train.len() * k;
-        let reference_spc =
-            scale_up::consistency(prober, references, reference_predicted, &mut |d, _| {
-                on_event(DetectEvent::Probing {
-                    name: "scale-up",
-                    done: offset + d,
-                    total,
-                })
-            })
-            .map_err(cancelled)?;
-        probes.scale_up = Some((train_spc, reference_spc));
-        probes
-            .seconds
-            .insert("scale-up", start.elapsed().as_secs_f64());
-    }
-    Ok(probes)
+        .map_err(|_| RunError::Cancelled)
+    };
+    let on_train = run(train, false, 0)?;
+    let on_references = run(references, true, train.len() * per_image)?;
+    seconds.insert(name, start.elapsed().as_secs_f64());
+    Ok((on_train, on_references))
 }
 
 fn decide(detection: &mut Detection, config: &DetectConfig) {

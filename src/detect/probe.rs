@@ -11,6 +11,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 use super::features::Cancelled;
+use super::{DetectError, DetectInput};
 use crate::data::{Batcher, Dataset, Normalization, Shape};
 use crate::model::Net;
 use crate::train::eval::EVAL_BATCH;
@@ -80,4 +81,32 @@ pub fn argmax_rows(probs: &Array2<f32>) -> Vec<usize> {
                 .0
         })
         .collect()
+}
+
+/// The probe scores (training set, references) an input-level detector reads, checked: present,
+/// one per sample and per reference, finite. `what` names the detector in the errors.
+pub fn scores<'a>(
+    input: &DetectInput,
+    pair: Option<&'a (Vec<f64>, Vec<f64>)>,
+    what: &str,
+) -> Result<(&'a [f64], &'a [f64]), DetectError> {
+    input.validate()?;
+    let Some((train, reference)) = pair else {
+        return Err(DetectError::Invalid(format!(
+            "{what} needs its model probes (computed by the detection run)"
+        )));
+    };
+    if train.len() != input.len() || reference.len() != input.reference_labels.len() {
+        return Err(DetectError::Invalid(format!(
+            "{what}: {} scores for {} samples, {} for {} references",
+            train.len(),
+            input.len(),
+            reference.len(),
+            input.reference_labels.len()
+        )));
+    }
+    if train.iter().chain(reference).any(|v| !v.is_finite()) {
+        return Err(DetectError::Numeric(format!("{what}: non-finite scores")));
+    }
+    Ok((train, reference))
 }

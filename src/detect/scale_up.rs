@@ -12,8 +12,7 @@
 //! rises with them.
 
 use super::features::Cancelled;
-use super::probe::{Prober, argmax_rows};
-use super::strip::probe_scores;
+use super::probe::{self, Prober, argmax_rows};
 use super::{DetectError, DetectInput, Detection, Detector};
 use crate::data::Dataset;
 
@@ -69,16 +68,14 @@ impl Detector for ScaleUp {
     }
 
     fn detect(&self, input: &DetectInput) -> Result<Detection, DetectError> {
-        input.validate()?;
-        let Some((train, reference)) = input.probes.and_then(|p| p.scale_up.as_ref()) else {
-            return Err(DetectError::Invalid(
-                "SCALE-UP needs the scaled predictions (computed by the detection run)".into(),
-            ));
-        };
-        probe_scores(input, train, reference, "SCALE-UP")?;
+        let (train, reference) = probe::scores(
+            input,
+            input.probes.and_then(|p| p.scale_up.as_ref()),
+            "SCALE-UP",
+        )?;
         let mut out = Detection::new(input.len());
-        out.scores.clone_from(train);
-        out.reference_scores.clone_from(reference);
+        out.scores = train.to_vec();
+        out.reference_scores = reference.to_vec();
         out.flags = train.iter().map(|&s| s > PAPER_THRESHOLD).collect();
         out.note("scales", SCALES.len());
         Ok(out)

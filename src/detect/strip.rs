@@ -16,7 +16,7 @@ use rand_chacha::ChaCha8Rng;
 
 use super::decision::{flags_above, reference_threshold};
 use super::features::Cancelled;
-use super::probe::Prober;
+use super::probe::{self, Prober};
 use super::{DetectError, DetectInput, Detection, Detector};
 use crate::data::Dataset;
 
@@ -94,13 +94,8 @@ impl Detector for Strip {
     }
 
     fn detect(&self, input: &DetectInput) -> Result<Detection, DetectError> {
-        input.validate()?;
-        let Some((train, reference)) = input.probes.and_then(|p| p.strip.as_ref()) else {
-            return Err(DetectError::Invalid(
-                "STRIP needs the superimposition entropies (computed by the detection run)".into(),
-            ));
-        };
-        probe_scores(input, train, reference, "STRIP")?;
+        let (train, reference) =
+            probe::scores(input, input.probes.and_then(|p| p.strip.as_ref()), "STRIP")?;
         let mut out = Detection::new(input.len());
         out.scores = train.iter().map(|e| -e).collect();
         out.reference_scores = reference.iter().map(|e| -e).collect();
@@ -117,28 +112,6 @@ impl Detector for Strip {
         out.note("overlays", OVERLAYS);
         Ok(out)
     }
-}
-
-/// Checks that probe scores cover the training set and the references and are finite.
-pub(super) fn probe_scores(
-    input: &DetectInput,
-    train: &[f64],
-    reference: &[f64],
-    what: &str,
-) -> Result<(), DetectError> {
-    if train.len() != input.len() || reference.len() != input.reference_labels.len() {
-        return Err(DetectError::Invalid(format!(
-            "{what}: {} scores for {} samples, {} for {} references",
-            train.len(),
-            input.len(),
-            reference.len(),
-            input.reference_labels.len()
-        )));
-    }
-    if train.iter().chain(reference).any(|v| !v.is_finite()) {
-        return Err(DetectError::Numeric(format!("{what}: non-finite scores")));
-    }
-    Ok(())
 }
 
 #[cfg(test)]
