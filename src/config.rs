@@ -376,9 +376,24 @@ pub enum DetectorKind {
     Strip,
     /// SCALE-UP: prediction consistency under amplified pixel values (input-level).
     ScaleUp,
+    /// IBD-PSC: prediction consistency under amplified BatchNorm parameters (input-level).
+    IbdPsc,
 }
 
 impl DetectorKind {
+    /// Every detector, in the order the window and the reports list them.
+    pub const ALL: [Self; 9] = [
+        Self::Ac,
+        Self::Ss,
+        Self::Spectre,
+        Self::Scan,
+        Self::Beatrix,
+        Self::Loss,
+        Self::Strip,
+        Self::ScaleUp,
+        Self::IbdPsc,
+    ];
+
     /// The name used in configs and reports.
     pub fn name(self) -> &'static str {
         match self {
@@ -390,6 +405,7 @@ impl DetectorKind {
             Self::Loss => "loss",
             Self::Strip => "strip",
             Self::ScaleUp => "scale-up",
+            Self::IbdPsc => "ibd-psc",
         }
     }
 }

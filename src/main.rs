@@ -12,7 +12,7 @@ use std::sync::atomic::AtomicBool;
 use anyhow::{Context as _, bail};
 use clap::{Parser, Subcommand};
 use poisonscope::artifacts::{self, Staged};
-use poisonscope::attack::{self, Attack, export};
+use poisonscope::attack::export;
 use poisonscope::config::Experiment;
 use poisonscope::data::{self, LoadOptions, Summary};
 use poisonscope::pipeline::{self, Prepared};
@@ -162,13 +162,13 @@ fn load_config(path: &Path, overrides: &[String]) -> anyhow::Result<Experiment> 
 }
 
 fn poison(config: &Experiment, out: &Path, force: bool) -> anyhow::Result<()> {
-    let Some(attack_config) = &config.attack else {
+    if config.attack.is_none() {
         bail!("the config has no [attack] table; `poison` needs one");
-    };
+    }
     export::check_not_in_source(out, &config.dataset.source)?;
     let clean = data::load(&config.dataset.source, &config.dataset.load_options())?;
-    let attack = Attack::from_config(attack_config, clean.train.shape)?;
-    let poisoned = attack::poison(&clean, &attack)?;
+    let poisoned = pipeline::poison(config, &clean, &AtomicBool::new(false), &mut |_| {})?
+        .context("the config has no [attack] table")?;
     let written = export::write_image_folder(out, &clean.train, &poisoned, force)?;
     println!(
         "wrote {} training images ({} poisoned, {} cover), {} and {} to {}",
@@ -251,10 +251,10 @@ fn stage_out(out: &Path, force: bool) -> anyhow::Result<Staged> {
 fn run_experiment(config: &Experiment, out: &Path, force: bool) -> anyhow::Result<()> {
     config.validate()?;
     check_out(out, config, force)?;
-    let prepared = Prepared::load(config)?;
-    let staged = stage_out(out, force)?;
     let mut bar = progress::Progress::new("run");
     let cancel = AtomicBool::new(false);
+    let prepared = Prepared::load_with(config, &cancel, &mut |e| bar.run_event(&e))?;
+    let staged = stage_out(out, force)?;
     let arms = pipeline::run_arms(config, &prepared, false, &cancel, &mut |_, e| {
         bar.run_event(&e)
     })?;

@@ -45,6 +45,9 @@ impl Progress {
                         .trim_start_matches("training (")
                         .trim_end_matches(')')
                         .to_owned();
+                } else if stage.starts_with("lc:") {
+                    // The attack's own preparation (LC's clean model and PGD).
+                    let _ = writeln!(std::io::stderr(), "{stage}");
                 }
             }
             RunEvent::Train(e) => self.event(e),

@@ -484,6 +484,9 @@ const BAD_ATTACK: &[(&str, &str, &[&str])] = &[
     ("wanet", "warp_strength", &["0", "nan", "100", "-1"]),
     ("wanet", "cover_ratio", &["-1", "nan", "100"]),
     ("lf", "strength", &["0", "nan", "1000", "-5"]),
+    // LC: a PGD budget outside the pixel range; a ratio beyond the target class's share.
+    ("lc", "epsilon", &["-1", "nan", "300", "inf"]),
+    ("lc", "ratio", &["0.5"]),
     // TaCT: no source, the target as a source, a class the demo set does not have.
     ("tact", "source_classes", &["[]", "[0]", "[99]"]),
     ("badnets", "trigger_image", &["\"\""]),

@@ -261,3 +261,76 @@ fn tact_poisons_the_source_and_covers_the_others_with_the_same_patch() {
     assert!(!sources.is_empty() && sources.iter().all(|&y| y == 1));
     assert!(poisoned.triggered_test.labels.iter().all(|&y| y == 0));
 }
+
+/// LC on a small slice of the demo digits: the poisons are target-class images that keep their
+/// label, carry the checkerboard in all four corners, and differ from the clean image elsewhere
+/// by PGD noise within ε (and by some noise: the clean model was really attacked). The triggered
+/// test images carry only the checkerboards.
+#[test]
+fn lc_hardens_target_images_within_epsilon_and_stamps_the_corners() {
+    let config = Experiment::from_file(
+        Path::new("sample_configs/lc.toml"),
+        &[
+            "dataset.limit=600".to_owned(),
+            "train.epochs=1".to_owned(),
+            "attack.epsilon=8".to_owned(),
+        ],
+    )
+    .unwrap();
+    let clean = data::load("embedded:mnist", &config.dataset.load_options()).unwrap();
+    let cancel = std::sync::atomic::AtomicBool::new(false);
+    let poisoned = poisonscope::pipeline::poison(&config, &clean, &cancel, &mut |_| {})
+        .unwrap()
+        .unwrap();
+    let plan = &poisoned.plan;
+    assert_eq!(plan.poisoned.len(), 30);
+    let (h, w) = (clean.train.shape.height, clean.train.shape.width);
+    let in_corner = |r: usize, c: usize| (r < 3 || r >= h - 3) && (c < 3 || c >= w - 3);
+    let mut noisy = 0;
+    for &i in &plan.poisoned {
+        assert_eq!((plan.original_labels[i], plan.given_labels[i]), (0, 0));
+        let (before, after) = (
+            clean.train.image(i).unwrap(),
+            poisoned.train.image(i).unwrap(),
+        );
+        for r in 0..h {
+            for c in 0..w {
+                let (x, y) = (before[r * w + c], after[r * w + c]);
+                if in_corner(r, c) {
+                    let (dr, dc) = (r.min(h - 1 - r), c.min(w - 1 - c));
+                    let want = if (dr + dc) % 2 == 0 { 255 } else { 0 };
+                    assert_eq!(y, want, "sample {i} corner pixel ({r},{c})");
+                } else {
+                    assert!(x.abs_diff(y) <= 8, "sample {i} pixel ({r},{c}): {x} → {y}");
+                    noisy += usize::from(x != y);
+                }
+            }
+        }
+    }
+    assert!(
+        noisy > 30 * 100,
+        "PGD changed only {noisy} pixels of 30 images"
+    );
+    // Everything else is the clean set.
+    for (i, role) in plan.roles.iter().enumerate() {
+        if *role == Role::Clean {
+            assert_eq!(poisoned.train.image(i), clean.train.image(i));
+        }
+    }
+    let i = poisoned.triggered_test_source[0];
+    let (x, t) = (
+        clean.test.image(i).unwrap(),
+        poisoned.triggered_test.image(0).unwrap(),
+    );
+    for r in 0..h {
+        for c in 0..w {
+            if !in_corner(r, c) {
+                assert_eq!(
+                    x[r * w + c],
+                    t[r * w + c],
+                    "the test trigger adds no PGD noise"
+                );
+            }
+        }
+    }
+}

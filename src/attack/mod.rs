@@ -8,6 +8,7 @@ pub mod adaptive_blend;
 pub mod badnets;
 pub mod blended;
 pub mod export;
+pub mod lc;
 pub mod lf;
 pub mod plan;
 pub mod preview;
@@ -49,6 +50,8 @@ pub enum Trigger {
     Warp { field: wanet::WarpField },
     /// LF: additive smooth pattern (one value per pixel).
     LowFrequency { pattern: Vec<f64> },
+    /// LC: a checkerboard in each corner.
+    Corners { patch: badnets::Patch },
     /// Adaptive-Blend: pieces of a blend pattern.
     AdaptiveBlend {
         pattern: Vec<u8>,
@@ -193,9 +196,20 @@ impl Attack {
                 alpha_test: check_unit("alpha_test", config.alpha_test.unwrap_or(0.2))?,
             },
             AttackKind::Lc => {
-                return Err(AttackError::Invalid(
-                    "attack.kind = \"lc\" is not implemented yet: its PGD step needs a model trained on clean data (training engine issue)".to_owned(),
-                ));
+                if h < 2 * lc::SIDE || w < 2 * lc::SIDE {
+                    return Err(AttackError::Invalid(format!(
+                        "the LC trigger (3×3 in each corner) needs images of at least 6×6, got {h}×{w}"
+                    )));
+                }
+                let epsilon = config.epsilon.unwrap_or(lc::EPSILON);
+                if !(0.0..=255.0).contains(&epsilon) {
+                    return Err(AttackError::Invalid(format!(
+                        "attack.epsilon must be in [0, 255] (pixel units), got {epsilon}"
+                    )));
+                }
+                Trigger::Corners {
+                    patch: lc::checkerboard(c),
+                }
             }
         };
         let clean_label = matches!(config.kind, AttackKind::Sig | AttackKind::Lc);
@@ -259,6 +273,7 @@ impl Attack {
                 sig::apply(&mut out, w, c, *delta, *frequency)
             }
             Trigger::LowFrequency { pattern } if !cover => lf::apply(&mut out, c, pattern),
+            Trigger::Corners { patch } if !cover => lc::apply(&mut out, h, w, c, patch),
             Trigger::Warp { field } => {
                 out = field.apply(image, c, cover.then_some(&mut rng as &mut dyn rand::Rng));
             }
@@ -299,6 +314,17 @@ pub struct PoisonedData {
 
 /// Applies `attack` to a clean dataset.
 pub fn poison(clean: &SplitDataset, attack: &Attack) -> Result<PoisonedData, AttackError> {
+    poison_with(clean, attack, &[])
+}
+
+/// Applies `attack` to a clean dataset, starting the poisoned samples from `hardened` images
+/// (one per entry of the plan's `poisoned`, in order; LC's adversarially perturbed ones) instead
+/// of the clean ones when given.
+pub fn poison_with(
+    clean: &SplitDataset,
+    attack: &Attack,
+    hardened: &[Vec<u8>],
+) -> Result<PoisonedData, AttackError> {
     if clean.train.shape != attack.shape {
         return Err(AttackError::Invalid(format!(
             "the attack was built for {:?} images but the dataset has {:?}",
@@ -307,16 +333,29 @@ pub fn poison(clean: &SplitDataset, attack: &Attack) -> Result<PoisonedData, Att
     }
     let k = clean.train.num_classes();
     let plan = PoisonPlan::draw(&clean.train.labels, k, &attack.plan)?;
+    if !hardened.is_empty() && hardened.len() != plan.poisoned.len() {
+        return Err(AttackError::Invalid(format!(
+            "{} hardened images for {} poisoned samples",
+            hardened.len(),
+            plan.poisoned.len()
+        )));
+    }
     let mut train = clean.train.clone();
     train.labels.clone_from(&plan.given_labels);
     let mut changed = 0usize;
     for (i, role) in plan.roles.iter().enumerate() {
         let (new, note) = match role {
             Role::Clean => continue,
-            Role::Poison => (
-                clean.train.image(i).map(|x| attack.poison_image(x, i)),
-                "poisoned",
-            ),
+            Role::Poison => {
+                let base = plan
+                    .poisoned
+                    .binary_search(&i)
+                    .ok()
+                    .and_then(|k| hardened.get(k))
+                    .map(Vec::as_slice)
+                    .or_else(|| clean.train.image(i));
+                (base.map(|x| attack.poison_image(x, i)), "poisoned")
+            }
             Role::Cover => (
                 clean.train.image(i).map(|x| attack.cover_image(x, i)),
                 "cover",

@@ -10,6 +10,7 @@ pub mod beatrix;
 pub mod consensus;
 pub mod decision;
 pub mod features;
+pub mod ibd_psc;
 pub mod linalg;
 pub mod loss;
 pub mod probe;
@@ -23,6 +24,7 @@ pub mod strip;
 pub mod testing;
 mod types;
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
@@ -55,6 +57,7 @@ pub fn detector_for(kind: DetectorKind, config: &DetectConfig) -> Box<dyn Detect
         DetectorKind::Loss => Box::new(loss::LossDetector),
         DetectorKind::Strip => Box::new(strip::Strip),
         DetectorKind::ScaleUp => Box::new(scale_up::ScaleUp),
+        DetectorKind::IbdPsc => Box::new(ibd_psc::IbdPsc),
     }
 }
 
@@ -214,10 +217,12 @@ pub fn run(
             device,
             cancel,
         },
-        train,
-        &reference_set,
-        &extracted.predicted,
-        &reference.predicted,
+        ProbeSets {
+            train,
+            references: &reference_set,
+            train_predicted: &extracted.predicted,
+            reference_predicted: &reference.predicted,
+        },
         &config.methods,
         seed,
         on_event,
@@ -323,17 +328,29 @@ pub fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
         .unwrap_or_else(|| "unknown panic".to_owned())
 }
 
-/// Applies the configured decision to a detector's verdict. The published rule's flag count is
-/// kept in the details either way.
-/// The input-level probes the configured detectors read (STRIP's entropies, SCALE-UP's
-/// consistencies), for the training set and the references; nothing when none is configured.
-#[allow(clippy::too_many_arguments)]
+/// The images the input-level probes score: the training set and the references, with the
+/// model's predictions on each.
+#[derive(Clone, Copy)]
+struct ProbeSets<'a> {
+    train: &'a Dataset,
+    references: &'a Dataset,
+    train_predicted: &'a [u16],
+    reference_predicted: &'a [u16],
+}
+
+/// One of the two [`ProbeSets`].
+struct Side<'a> {
+    data: &'a Dataset,
+    predicted: &'a [u16],
+    is_reference: bool,
+}
+
+/// The input-level probes the configured detectors read (STRIP's entropies, SCALE-UP's and
+/// IBD-PSC's consistencies), for the training set and the references; nothing when none is
+/// configured.
 fn probe_inputs(
     prober: &probe::Prober,
-    train: &Dataset,
-    references: &Dataset,
-    train_predicted: &[u16],
-    reference_predicted: &[u16],
+    sets: ProbeSets,
     methods: &[DetectorKind],
     seed: u64,
     on_event: &mut dyn FnMut(DetectEvent),
@@ -343,12 +360,12 @@ fn probe_inputs(
         probes.strip = Some(probe_both(
             "strip",
             strip::OVERLAYS,
-            train,
-            references,
+            sets,
             &mut probes.seconds,
             on_event,
-            &mut |data, is_reference, progress| {
-                strip::entropies(prober, data, references, is_reference, seed, progress)
+            &mut |side, progress| {
+                let pool = sets.references;
+                strip::entropies(prober, side.data, pool, side.is_reference, seed, progress)
             },
         )?);
     }
@@ -356,44 +373,75 @@ fn probe_inputs(
         probes.scale_up = Some(probe_both(
             "scale-up",
             scale_up::SCALES.len(),
-            train,
-            references,
+            sets,
             &mut probes.seconds,
             on_event,
-            &mut |data, is_reference, progress| {
-                let predicted = if is_reference {
-                    reference_predicted
-                } else {
-                    train_predicted
-                };
-                scale_up::consistency(prober, data, predicted, progress)
+            &mut |side, progress| {
+                scale_up::consistency(prober, side.data, side.predicted, progress)
             },
         )?);
+    }
+    if methods.contains(&DetectorKind::IbdPsc) {
+        probes.ibd_psc = Some(probe_ibd_psc(prober, sets, &mut probes.seconds, on_event)?);
     }
     Ok(probes)
 }
 
-/// `score(data, is_reference, progress)`: one probe score per image of `data`.
-type ProbeScore<'a> = dyn FnMut(&Dataset, bool, &mut dyn FnMut(usize, usize)) -> Result<Vec<f64>, features::Cancelled>
-    + 'a;
+/// IBD-PSC's adaptive selection on the references, then the consistency of the training set
+/// and the references under the selected amplifications.
+fn probe_ibd_psc(
+    prober: &probe::Prober,
+    sets: ProbeSets,
+    seconds: &mut BTreeMap<&'static str, f64>,
+    on_event: &mut dyn FnMut(DetectEvent),
+) -> Result<ibd_psc::Probe, RunError> {
+    let start = Instant::now();
+    let ladder = ibd_psc::ladder(prober.model.batch_norm_count());
+    let selection = ibd_psc::select(prober, sets.references, &ladder, &mut |done, total| {
+        on_event(DetectEvent::Probing {
+            name: "ibd-psc selection",
+            done,
+            total,
+        })
+    })
+    .map_err(|_| RunError::Cancelled)?;
+    let models = selection.models.clone();
+    let scores = if models.is_empty() {
+        None
+    } else {
+        Some(probe_both(
+            "ibd-psc",
+            models.len(),
+            sets,
+            &mut BTreeMap::new(),
+            on_event,
+            &mut |side, progress| {
+                ibd_psc::consistency(prober, &models, side.data, side.predicted, progress)
+            },
+        )?)
+    };
+    seconds.insert("ibd-psc", start.elapsed().as_secs_f64());
+    Ok(ibd_psc::Probe { selection, scores })
+}
 
-/// A per-image probe score of the training set, then of the references (`score(data,
-/// is_reference, progress)`), with one progress count over both (`per_image` model passes per
-/// image) and the seconds recorded under `name`.
-#[allow(clippy::too_many_arguments)]
+/// `score(side, progress)`: one probe score per image of `side.data`.
+type ProbeScore<'a> =
+    dyn FnMut(&Side, &mut dyn FnMut(usize, usize)) -> Result<Vec<f64>, features::Cancelled> + 'a;
+
+/// A per-image probe score of the training set, then of the references, with one progress
+/// count over both (`per_image` model passes per image) and the seconds recorded under `name`.
 fn probe_both(
     name: &'static str,
     per_image: usize,
-    train: &Dataset,
-    references: &Dataset,
-    seconds: &mut std::collections::BTreeMap<&'static str, f64>,
+    sets: ProbeSets,
+    seconds: &mut BTreeMap<&'static str, f64>,
     on_event: &mut dyn FnMut(DetectEvent),
     score: &mut ProbeScore,
 ) -> Result<(Vec<f64>, Vec<f64>), RunError> {
     let start = Instant::now();
-    let total = (train.len() + references.len()) * per_image;
-    let mut run = |data: &Dataset, is_reference: bool, offset: usize| {
-        score(data, is_reference, &mut |done, _| {
+    let total = (sets.train.len() + sets.references.len()) * per_image;
+    let mut run = |side: Side, offset: usize| {
+        score(&side, &mut |done, _| {
             on_event(DetectEvent::Probing {
                 name,
                 done: offset + done,
@@ -402,12 +450,28 @@ fn probe_both(
         })
         .map_err(|_| RunError::Cancelled)
     };
-    let on_train = run(train, false, 0)?;
-    let on_references = run(references, true, train.len() * per_image)?;
+    let on_train = run(
+        Side {
+            data: sets.train,
+            predicted: sets.train_predicted,
+            is_reference: false,
+        },
+        0,
+    )?;
+    let on_references = run(
+        Side {
+            data: sets.references,
+            predicted: sets.reference_predicted,
+            is_reference: true,
+        },
+        sets.train.len() * per_image,
+    )?;
     seconds.insert(name, start.elapsed().as_secs_f64());
     Ok((on_train, on_references))
 }
 
+/// Applies the configured decision to a detector's verdict. The published rule's flag count is
+/// kept in the details either way.
 fn decide(detection: &mut Detection, config: &DetectConfig) {
     let paper = detection.flagged();
     detection.note("paper_rule_flagged", paper);

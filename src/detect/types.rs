@@ -57,6 +57,8 @@ pub struct Probes {
     pub strip: Option<(Vec<f64>, Vec<f64>)>,
     /// SCALE-UP: scaled prediction consistency (training set, references).
     pub scale_up: Option<(Vec<f64>, Vec<f64>)>,
+    /// IBD-PSC: the amplifications chosen and the consistency under them.
+    pub ibd_psc: Option<super::ibd_psc::Probe>,
     /// Seconds the probing took, per detector name.
     pub seconds: std::collections::BTreeMap<&'static str, f64>,
 }

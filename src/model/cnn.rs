@@ -116,6 +116,11 @@ impl SmallCnn {
         self.head.forward(features)
     }
 
+    /// The BatchNorm layers, deepest first.
+    pub fn batch_norms_deepest_first(&mut self) -> Vec<&mut BatchNorm> {
+        vec![&mut self.bn2, &mut self.bn1]
+    }
+
     /// Sets the running-statistics momentum of both BatchNorms (0 freezes them).
     pub fn set_bn_momentum(&mut self, momentum: f64) {
         self.bn1.momentum = momentum;

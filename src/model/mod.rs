@@ -5,6 +5,7 @@ pub mod cnn;
 pub mod resnet;
 
 use burn::module::Module;
+use burn::nn::BatchNorm;
 use burn::tensor::{Device, Tensor};
 
 pub use cnn::{SmallCnn, SmallCnnConfig};
@@ -150,6 +151,30 @@ impl Net {
         match self {
             Self::Cnn(m) => m.named_features(images, layer),
             Self::PreActResNet18(m) => m.named_features(images, layer),
+        }
+    }
+
+    /// Number of BatchNorm layers.
+    pub fn batch_norm_count(&self) -> usize {
+        self.clone().batch_norms_deepest_first().len()
+    }
+
+    /// A copy whose `layers` deepest BatchNorm layers have their scale and shift (γ, β, not the
+    /// running statistics) multiplied by `factor`: IBD-PSC's parameter amplification. `layers`
+    /// beyond the model's count amplify them all.
+    pub fn amplified(&self, layers: usize, factor: f32) -> Net {
+        let mut copy = self.clone();
+        for bn in copy.batch_norms_deepest_first().into_iter().take(layers) {
+            bn.gamma = bn.gamma.clone().map(|t| t * factor);
+            bn.beta = bn.beta.clone().map(|t| t * factor);
+        }
+        copy
+    }
+
+    fn batch_norms_deepest_first(&mut self) -> Vec<&mut BatchNorm> {
+        match self {
+            Self::Cnn(m) => m.batch_norms_deepest_first(),
+            Self::PreActResNet18(m) => m.batch_norms_deepest_first(),
         }
     }
 

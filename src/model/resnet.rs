@@ -152,6 +152,18 @@ impl PreActResNet18 {
         self.head.forward(features)
     }
 
+    /// The BatchNorm layers, deepest first (the final one, then each block's second and first,
+    /// last block first).
+    pub fn batch_norms_deepest_first(&mut self) -> Vec<&mut BatchNorm> {
+        let mut out = vec![&mut self.bn];
+        for block in self.blocks.iter_mut().rev() {
+            let [bn1, bn2] = block.batch_norms();
+            out.push(bn2);
+            out.push(bn1);
+        }
+        out
+    }
+
     /// Sets the running-statistics momentum of every BatchNorm (0 freezes them).
     pub fn set_bn_momentum(&mut self, momentum: f64) {
         self.bn.momentum = momentum;

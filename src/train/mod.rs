@@ -7,6 +7,7 @@
 //! the base SGD, and for SAM both passes in train mode with the BatchNorm running statistics
 //! updated only by the first pass. The reported training loss is the first pass's.
 
+pub mod adversarial;
 pub mod checkpoint;
 pub mod device;
 pub mod eval;

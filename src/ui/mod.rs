@@ -214,7 +214,7 @@ fn attack_help(kind: AttackKind) -> &'static str {
             "Adaptive-Blend: a blended trigger cut into pieces, half of them per poison, with cover images that keep their label: made to evade feature-space detectors"
         }
         AttackKind::Lc => {
-            "Label-consistent: adversarially perturbed target-class images with the trigger"
+            "Label-consistent: target-class images keep their label but are first made hard with PGD (ε of 255, against a clean model the run trains first), then get a checkerboard in each corner. The preview shows the trigger only"
         }
         AttackKind::Tact => {
             "TaCT: the patch sends only the source class to the target; cover images of other classes carry it and keep their label, so poisons and covers look alike to feature-space detectors"
@@ -246,6 +246,9 @@ fn detector_help(kind: DetectorKind) -> &'static str {
         }
         DetectorKind::ScaleUp => {
             "SCALE-UP: multiplies the pixel values by 3 to 11; a trigger keeps the prediction (high consistency). 5 extra model passes per image"
+        }
+        DetectorKind::IbdPsc => {
+            "IBD-PSC: amplifies the deepest BatchNorm layers until clean references break; a trigger keeps the prediction (high consistency). 5 extra model passes per image. Needs residual connections (preact-resnet18): on the plain CNN amplification changes no prediction, and it says so instead of scoring"
         }
     }
 }
@@ -1087,16 +1090,7 @@ impl App {
         let d = &mut self.config.detect;
         ui.label("Detectors");
         ui.horizontal_wrapped(|ui| {
-            for kind in [
-                DetectorKind::Ac,
-                DetectorKind::Ss,
-                DetectorKind::Spectre,
-                DetectorKind::Scan,
-                DetectorKind::Beatrix,
-                DetectorKind::Loss,
-                DetectorKind::Strip,
-                DetectorKind::ScaleUp,
-            ] {
+            for kind in DetectorKind::ALL {
                 let mut on = d.methods.contains(&kind);
                 if ui
                     .checkbox(&mut on, kind.name())
