@@ -1,0 +1,327 @@
+//! The inspection view: the results table (one run, or SGD vs SAM with deltas), the ranked
+//! gallery of suspicious training images (virtualised), the feature-space scatter linked to it,
+//! the enlarged sample with manual marks, and the exports.
+
+use std::collections::{BTreeMap, HashMap};
+
+use eframe::egui;
+use egui_plot::{Legend, MarkerShape, Plot, PlotPoint, Points};
+
+mod export;
+mod gallery;
+mod scatter;
+mod table;
+
+use super::worker::{Arm, Finished, Layout};
+use crate::data::Dataset;
+use crate::report;
+pub use export::{CONFIRM_SHARE, Export, decisions_csv};
+use table::{results_table, warnings_banner};
+
+/// Gallery tile side, in points.
+const TILE: f32 = 64.0;
+/// Height of a gallery cell (image and three lines of text).
+const CELL_HEIGHT: f32 = TILE + 56.0;
+/// Width of a gallery tile (image plus room for its captions).
+const TILE_WIDTH: f32 = TILE + 8.0;
+/// Caption size of the gallery tiles (egui's "small" is 9 px: too small to read).
+const CAPTION: f32 = 11.0;
+/// The gallery's keyboard review, in one line.
+const KEYS_HELP: &str = "Keys: arrows (or J/K) move in ranking order · P / C mark poisoned / clean · U unmark · Space enlarges; marks override the flags in the exports.";
+/// Side of the enlarged sample (Space), in points.
+const ENLARGED: f32 = 320.0;
+/// Pointer distance (points) within which a scatter point counts as hovered.
+const HOVER_RADIUS: f32 = 8.0;
+/// Textures kept before the cache is emptied (the gallery makes them again on demand).
+const MAX_TEXTURES: usize = 4000;
+
+/// Textures of dataset images, made on first use.
+#[derive(Default)]
+pub struct TextureCache {
+    textures: HashMap<(&'static str, usize), egui::TextureHandle>,
+}
+
+impl TextureCache {
+    pub fn clear(&mut self) {
+        self.textures.clear();
+    }
+
+    /// The texture of sample `index` of `data` (`set` names the dataset).
+    pub fn get(
+        &mut self,
+        ctx: &egui::Context,
+        set: &'static str,
+        data: &Dataset,
+        index: usize,
+    ) -> Option<egui::TextureHandle> {
+        if self.textures.len() > MAX_TEXTURES {
+            self.textures.clear();
+        }
+        if let Some(t) = self.textures.get(&(set, index)) {
+            return Some(t.clone());
+        }
+        let image = super::color_image(data, index)?;
+        let texture = ctx.load_texture(
+            format!("{set}-{index}"),
+            image,
+            egui::TextureOptions::NEAREST,
+        );
+        self.textures.insert((set, index), texture.clone());
+        Some(texture)
+    }
+}
+
+/// How scatter points are coloured.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ColorBy {
+    #[default]
+    Class,
+    Flagged,
+    GroundTruth,
+}
+
+/// Which 2-d layout the scatter shows.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum LayoutKind {
+    #[default]
+    Pca,
+    Tsne,
+}
+
+/// A reviewer's decision on one sample.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mark {
+    Poisoned,
+    Clean,
+}
+
+/// A cached ranking: its key (arm, detector or consensus), the order, the scores.
+/// Flags of the top K: keyed by (arm, ranking, K).
+type TopFlags = ((usize, Option<usize>, usize), Vec<bool>);
+type Ranking = ((usize, Option<usize>), Vec<usize>, Vec<f64>);
+
+/// State of the inspection view.
+#[derive(Default)]
+pub struct Inspect {
+    /// Which arm (0 = the run, or SGD; 1 = SAM in a comparison).
+    pub arm: usize,
+    /// Which ranking: a detector's index, or `None` for the consensus.
+    pub ranking: Option<usize>,
+    pub selected: Option<usize>,
+    pub marks: BTreeMap<usize, Mark>,
+    color_by: ColorBy,
+    layout: LayoutKind,
+    /// t-SNE layouts per arm, once computed (or why they failed).
+    tsne: HashMap<usize, Result<Vec<[f64; 2]>, String>>,
+    tsne_job: Option<Layout>,
+    scroll_to_selected: bool,
+    order: Option<Ranking>,
+    /// Which result this view shows (scroll areas and plots are keyed by it, so a new result
+    /// opens at the top, scrolled left, with the scatter fitted).
+    pub generation: u64,
+    /// The folder typed for the exports (the fallback when no file dialog can open).
+    pub export_dir: String,
+    /// The export removes more than [`CONFIRM_SHARE`] and waits for a second click.
+    confirm_export: bool,
+    /// The analyst's decision: the detector's (or the consensus's) own flags, or (`use_top`) the
+    /// `top_k` most suspicious samples of the current ranking.
+    pub use_top: bool,
+    pub top_k: usize,
+    /// The top-K flags of the current ranking, keyed by (arm, ranking, K).
+    top_flags: Option<TopFlags>,
+    /// The selected sample is shown large (Space toggles).
+    pub enlarged: bool,
+    /// The gallery's scroll offset and visible height in the last frame (keyboard moves scroll
+    /// only as far as needed to show the selection).
+    gallery_view: (f32, f32),
+}
+
+impl Inspect {
+    /// A fresh view for the next result: selections, marks, layouts and scroll positions reset;
+    /// the export folder kept.
+    pub fn for_new_result(&mut self) -> Self {
+        Self {
+            generation: self.generation + 1,
+            export_dir: std::mem::take(&mut self.export_dir),
+            ..Self::default()
+        }
+    }
+}
+
+fn pct(v: Option<f64>) -> String {
+    v.map_or("—".to_owned(), |v| format!("{:.1} %", v * 100.0))
+}
+
+fn num(v: Option<f64>) -> String {
+    v.map_or("—".to_owned(), |v| format!("{v:.3}"))
+}
+
+/// A colour per class, evenly spread in hue.
+fn class_color(class: usize, classes: usize) -> egui::Color32 {
+    let h = class as f32 / classes.max(1) as f32;
+    egui::ecolor::Hsva::new(h, 0.75, 0.85, 1.0).into()
+}
+
+impl Inspect {
+    /// Brings the cached ranking up to date with the chosen arm and ranking.
+    fn update_ranking(&mut self, arm: &Arm) {
+        let key = (self.arm, self.ranking);
+        if self.order.as_ref().is_none_or(|(k, _, _)| *k != key) {
+            let n = arm.predicted.len();
+            let scores = match self.ranking.and_then(|i| arm.detectors.get(i)) {
+                Some((_, scores, _)) => scores.clone(),
+                None if arm.consensus.scores.len() == n => arm.consensus.scores.clone(),
+                None => vec![0.0; n],
+            };
+            let mut order: Vec<usize> = (0..scores.len()).collect();
+            order.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]));
+            self.order = Some((key, order, scores));
+        }
+        let top_key = (self.arm, self.ranking, self.top_k);
+        if self.use_top && self.top_flags.as_ref().is_none_or(|(k, _)| *k != top_key) {
+            let mut flags = vec![false; arm.predicted.len()];
+            if let Some((_, order, _)) = &self.order {
+                for &i in order.iter().take(self.top_k) {
+                    if let Some(f) = flags.get_mut(i) {
+                        *f = true;
+                    }
+                }
+            }
+            self.top_flags = Some((top_key, flags));
+        }
+    }
+
+    /// Whether the current ranking flags sample `i` (consensus: enough detectors agree).
+    fn flagged(&self, arm: &Arm, i: usize) -> bool {
+        if self.use_top
+            && let Some((_, flags)) = &self.top_flags
+        {
+            return flags.get(i).copied().unwrap_or(false);
+        }
+        match self.ranking.and_then(|r| arm.detectors.get(r)) {
+            Some((_, _, flags)) => flags.get(i).copied().unwrap_or(false),
+            None => arm.consensus.flags.get(i).copied().unwrap_or(false),
+        }
+    }
+
+    pub fn ui(
+        &mut self,
+        ui: &mut egui::Ui,
+        finished: &Finished,
+        textures: &mut TextureCache,
+        exporting: bool,
+    ) -> Option<Export> {
+        let arm = finished
+            .arms
+            .get(self.arm.min(finished.arms.len().saturating_sub(1)))?;
+        let mut export = None;
+        let truth = finished.truth.as_deref();
+        let train = finished.prepared.train_data().train;
+        egui::Panel::top("inspect_top").show(ui, |ui| {
+            warnings_banner(ui, finished);
+            egui::ScrollArea::horizontal()
+                .id_salt(("results_scroll", self.generation))
+                .show(ui, |ui| results_table(ui, finished));
+            ui.separator();
+            self.update_ranking(arm);
+            export = self.controls(ui, finished, arm, exporting, truth, train);
+        });
+        let width = ui.available_width();
+        egui::Panel::right("inspect_side")
+            .resizable(true)
+            .default_size(width * 0.5)
+            .show(ui, |ui| {
+                self.details(ui, arm, train, truth, textures);
+                ui.separator();
+                self.scatter(ui, arm, train, truth, textures);
+            });
+        egui::CentralPanel::default().show(ui, |ui| {
+            self.gallery(ui, arm, train, truth, textures);
+        });
+        export
+    }
+
+    fn controls(
+        &mut self,
+        ui: &mut egui::Ui,
+        finished: &Finished,
+        arm: &Arm,
+        exporting: bool,
+        truth: Option<&[bool]>,
+        train: &Dataset,
+    ) -> Option<Export> {
+        ui.horizontal_wrapped(|ui| {
+            if finished.arms.len() > 1 {
+                ui.label("Model");
+                for (i, a) in finished.arms.iter().enumerate() {
+                    let hover = if a.name == crate::ui::worker::FUSED {
+                        "both models together: rank percentiles averaged, flagged where either model flags (SGD finds learned backdoors, SAM the poisons it refused to fit)"
+                    } else {
+                        "this model's detectors"
+                    };
+                    if ui
+                        .selectable_label(self.arm == i, a.name.to_uppercase())
+                        .on_hover_text(hover)
+                        .clicked()
+                    {
+                        self.arm = i;
+                    }
+                }
+                ui.separator();
+            }
+            let label = ui.label("Rank by");
+            let current = self
+                .ranking
+                .and_then(|i| arm.detectors.get(i))
+                .map_or("consensus", |(n, _, _)| n.as_str())
+                .to_owned();
+            egui::ComboBox::from_id_salt("ranking")
+                .selected_text(current)
+                .show_ui(ui, |ui| {
+                    ui.selectable_value(&mut self.ranking, None, "consensus");
+                    for (i, (name, _, _)) in arm.detectors.iter().enumerate() {
+                        ui.selectable_value(&mut self.ranking, Some(i), name);
+                    }
+                })
+                .response
+                .labelled_by(label.id);
+            ui.separator();
+            ui.label("Flag");
+            if ui
+                .radio(!self.use_top, "its decision")
+                .on_hover_text("the detector's threshold (the consensus: enough detectors agree)")
+                .clicked()
+            {
+                self.use_top = false;
+            }
+            if ui
+                .radio(self.use_top, "the top")
+                .on_hover_text("the K most suspicious samples of this ranking; the gallery, the scatter and the export follow")
+                .clicked()
+                && !self.use_top
+            {
+                // Start from what the decision flags, so the switch changes nothing at first.
+                let n = arm.predicted.len();
+                let flagged = (0..n).filter(|&i| self.flagged(arm, i)).count();
+                self.top_k = flagged.clamp(1, n.max(1));
+                self.use_top = true;
+            }
+            let n = arm.predicted.len().max(1);
+            ui.add_enabled(
+                self.use_top,
+                egui::DragValue::new(&mut self.top_k).range(1..=n),
+            )
+            .on_hover_text("how many of the most suspicious samples to flag");
+            ui.separator();
+            ui.label("Colour by");
+            ui.selectable_value(&mut self.color_by, ColorBy::Class, "class");
+            ui.selectable_value(&mut self.color_by, ColorBy::Flagged, "flagged");
+            if truth.is_some() {
+                ui.selectable_value(&mut self.color_by, ColorBy::GroundTruth, "ground truth");
+            }
+            ui.separator();
+            ui.label(format!("{} marked", self.marks.len()));
+        });
+        self.export_ui(ui, finished, arm, train, truth, exporting)
+    }
+}

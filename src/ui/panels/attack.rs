@@ -1,0 +1,229 @@
+//! Step 2: the attack settings and the before/after preview.
+
+use eframe::egui;
+
+use super::super::*;
+
+/// One line on what an attack does (hover help).
+fn attack_help(kind: AttackKind) -> &'static str {
+    match kind {
+        AttackKind::Badnets => {
+            "BadNets: a small visible patch in a corner, relabelled to the target"
+        }
+        AttackKind::Image => "BadNets with your own trigger image",
+        AttackKind::Blended => "Blended: a whole-image pattern mixed in at opacity α",
+        AttackKind::Sig => {
+            "SIG: a faint sinusoidal stripe added to target-class images only (clean label)"
+        }
+        AttackKind::Wanet => "WaNet: an invisible smooth warp of the image",
+        AttackKind::Lf => "LF: a smooth low-frequency pattern added to the image, hard to see",
+        AttackKind::AdaptiveBlend => {
+            "Adaptive-Blend: a blended trigger cut into pieces, half of them per poison, with cover images that keep their label: made to evade feature-space detectors"
+        }
+        AttackKind::Lc => {
+            "Label-consistent: target-class images keep their label but are first made hard with PGD (ε of 255, against a clean model the run trains first), then get a checkerboard in each corner. The preview shows the trigger only"
+        }
+        AttackKind::Tact => {
+            "TaCT: the patch sends only the source class to the target; cover images of other classes carry it and keep their label, so poisons and covers look alike to feature-space detectors"
+        }
+    }
+}
+
+impl App {
+    pub(in crate::ui) fn attack_step(&mut self, ui: &mut egui::Ui) {
+        ui.checkbox(&mut self.attack_on, "Plant an attack")
+            .on_hover_text("for teaching and evaluation: poison a share of the training set with a known trigger, so the detectors' hits can be scored against the truth");
+        if !self.attack_on {
+            ui.label("No attack — this is a real untrusted dataset.");
+            return;
+        }
+        let a = &mut self.attack;
+        egui::Grid::new("attack_grid")
+            .num_columns(2)
+            .show(ui, |ui| {
+                let label = ui.label("Kind");
+                egui::ComboBox::from_id_salt("attack_kind")
+                    .selected_text(a.kind.name())
+                    .show_ui(ui, |ui| {
+                        for kind in [
+                            AttackKind::Badnets,
+                            AttackKind::Blended,
+                            AttackKind::Sig,
+                            AttackKind::Wanet,
+                            AttackKind::Lf,
+                            AttackKind::AdaptiveBlend,
+                            AttackKind::Tact,
+                        ] {
+                            ui.selectable_value(&mut a.kind, kind, kind.name())
+                                .on_hover_text(attack_help(kind));
+                        }
+                    })
+                    .response
+                    .labelled_by(label.id)
+                    .on_hover_text(attack_help(a.kind));
+                ui.end_row();
+                let label = ui.label("Poisoning ratio");
+                ui.add(
+                    egui::Slider::new(&mut a.ratio, 0.001..=0.2)
+                        .logarithmic(true)
+                        .custom_formatter(|v, _| format!("{:.1} %", v * 100.0))
+                        .custom_parser(|t| {
+                            t.trim_end_matches('%')
+                                .trim()
+                                .parse::<f64>()
+                                .ok()
+                                .map(|v| v / 100.0)
+                        }),
+                )
+                .labelled_by(label.id)
+                .on_hover_text("share of the training images that get the trigger (and, for most attacks, the target label); weak attacks are below 1 %");
+                ui.end_row();
+                let label = ui.label("Target class");
+                ui.add(egui::DragValue::new(&mut a.target).range(0..=999))
+                    .labelled_by(label.id)
+                    .on_hover_text("the class the backdoor sends triggered images to (its index)");
+                ui.end_row();
+                ui.label("Mode");
+                ui.horizontal(|ui| {
+                    ui.radio_value(&mut a.mode, TargetMode::AllToOne, "all-to-one")
+                        .on_hover_text("every triggered image goes to the target class");
+                    ui.radio_value(&mut a.mode, TargetMode::AllToAll, "all-to-all")
+                        .on_hover_text("a triggered image of class c goes to class c + 1");
+                });
+                ui.end_row();
+                let optional = |ui: &mut egui::Ui, label: &str, v: &mut Option<f64>, d: f64| {
+                    let name = ui.label(label);
+                    let mut value = v.unwrap_or(d);
+                    if ui
+                        .add(egui::DragValue::new(&mut value).speed(0.01))
+                        .labelled_by(name.id)
+                        .changed()
+                    {
+                        *v = Some(value);
+                    }
+                    ui.end_row();
+                };
+                match a.kind {
+                    AttackKind::Badnets | AttackKind::Image | AttackKind::Tact => {
+                        let label = ui.label("Patch size");
+                        let mut side = a.patch_size.unwrap_or(3);
+                        if ui
+                            .add(egui::DragValue::new(&mut side).range(1..=32))
+                            .labelled_by(label.id)
+                            .changed()
+                        {
+                            a.patch_size = Some(side);
+                        }
+                        ui.end_row();
+                    }
+                    AttackKind::Blended => optional(ui, "Blend α", &mut a.alpha, 0.2),
+                    AttackKind::AdaptiveBlend => optional(ui, "Blend α", &mut a.alpha, 0.15),
+                    AttackKind::Sig => optional(ui, "Amplitude δ", &mut a.delta, 40.0),
+                    AttackKind::Wanet => optional(ui, "Warp strength", &mut a.warp_strength, 0.5),
+                    AttackKind::Lf => optional(ui, "Strength (of 255)", &mut a.strength, 51.0),
+                    AttackKind::Lc => optional(ui, "PGD ε (of 255)", &mut a.epsilon, 16.0),
+                }
+                if a.kind == AttackKind::Tact {
+                    let label = ui.label("Source class");
+                    let default = if a.target == 1 { 0 } else { 1 };
+                    let mut source = a
+                        .source_classes
+                        .as_ref()
+                        .and_then(|s| s.first().copied())
+                        .unwrap_or(default);
+                    if ui
+                        .add(egui::DragValue::new(&mut source).range(0..=999))
+                        .labelled_by(label.id)
+                        .on_hover_text("triggered images of this class go to the target; a config can name several (attack.source_classes)")
+                        .changed()
+                    {
+                        a.source_classes = Some(vec![source]);
+                    }
+                    ui.end_row();
+                }
+            });
+        if matches!(
+            a.kind,
+            AttackKind::Badnets | AttackKind::Image | AttackKind::Blended
+        ) {
+            ui.horizontal(|ui| {
+                let name = a
+                    .trigger_image
+                    .as_ref()
+                    .map_or("built-in".to_owned(), |p| p.display().to_string());
+                ui.label(format!("Trigger: {name}"));
+                if ui
+                    .add_enabled(file_dialogs_available(), egui::Button::new("Pick image…"))
+                    .on_disabled_hover_text(no_dialog("set attack.trigger_image in a config"))
+                    .clicked()
+                    && let Some(path) = rfd::FileDialog::new()
+                        .add_filter("image", &["png", "jpg", "jpeg", "bmp"])
+                        .pick_file()
+                {
+                    a.trigger_image = Some(path);
+                }
+                if a.trigger_image.is_some() && ui.button("Clear").clicked() {
+                    a.trigger_image = None;
+                }
+            });
+        }
+        self.preview_ui(ui);
+    }
+
+    /// Before/after of the attack on a few training images, redrawn when a setting changes.
+    pub(in crate::ui) fn preview_ui(&mut self, ui: &mut egui::Ui) {
+        let Ok(loaded) = &self.dataset else {
+            return;
+        };
+        let stale = self.preview.as_ref().is_none_or(|(a, _)| *a != self.attack);
+        if stale {
+            let train = &loaded.data.train;
+            let tiles = Attack::from_config(&self.attack, train.shape)
+                .map_err(|e| e.to_string())
+                .map(|attack| {
+                    let target = self.attack.target;
+                    let picks = train
+                        .labels
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, l)| **l != target)
+                        .map(|(i, _)| i)
+                        .take(PREVIEW_SAMPLES);
+                    picks
+                        .filter_map(|i| {
+                            let before = color_image(train, i)?;
+                            let after = image_of(train, &attack.poison_image(train.image(i)?, i))?;
+                            let tex = |name: String, img| {
+                                ui.ctx()
+                                    .load_texture(name, img, egui::TextureOptions::NEAREST)
+                            };
+                            Some([
+                                tex(format!("before-{i}"), before),
+                                tex(format!("after-{i}"), after),
+                            ])
+                        })
+                        .collect()
+                });
+            self.preview = Some((self.attack.clone(), tiles));
+        }
+        let Some((_, tiles)) = &self.preview else {
+            return;
+        };
+        match tiles {
+            Ok(tiles) => {
+                ui.label("Preview (top: clean, bottom: poisoned)");
+                let side = egui::vec2(56.0, 56.0);
+                for row in 0..2 {
+                    ui.horizontal(|ui| {
+                        for pair in tiles {
+                            ui.add(egui::Image::new(&pair[row]).fit_to_exact_size(side));
+                        }
+                    });
+                }
+            }
+            Err(e) => {
+                ui.colored_label(ui.visuals().error_fg_color, e.as_str());
+            }
+        }
+    }
+}
