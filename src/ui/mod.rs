@@ -48,6 +48,25 @@ pub enum View {
     Inspection,
 }
 
+/// What a panel asks the window to do. Panels push commands while drawing; [`App::root_ui`]
+/// applies them after the frame (the egui demo's and rerun's habit), so jobs, file I/O and state
+/// swaps start from one place and never in the middle of a panel.
+#[derive(Debug)]
+pub enum Command {
+    /// Load this dataset source.
+    Load(String),
+    /// Start a run (`compare`: SGD and SAM).
+    Run {
+        compare: bool,
+    },
+    Cancel,
+    /// A dropped file or folder: a `.toml` opens as the config, anything else as the dataset.
+    Open(PathBuf),
+    OpenConfig(PathBuf),
+    SaveConfig(PathBuf),
+    Export(Export),
+}
+
 /// Before/after textures of the attack preview, or why the attack cannot be built.
 type Preview = Result<Vec<[egui::TextureHandle; 2]>, String>;
 
@@ -77,6 +96,8 @@ pub struct App {
     thumbnails: inspect::TextureCache,
     preview: Option<(AttackConfig, Preview)>,
     inspect: Inspect,
+    /// Commands the panels pushed this frame.
+    commands: Vec<Command>,
 }
 
 /// The image of sample `index` as an egui image.
@@ -125,6 +146,7 @@ impl App {
             thumbnails: inspect::TextureCache::default(),
             preview: None,
             inspect: Inspect::default(),
+            commands: Vec::new(),
         };
         let source = app.config.dataset.source.clone();
         app.load(source, None);
@@ -343,8 +365,21 @@ impl App {
                 .map(|f| f.path().to_path_buf())
                 .collect()
         });
-        if let Some(path) = dropped.first() {
-            self.open_path(path, ctx);
+        if let Some(path) = dropped.into_iter().next() {
+            self.commands.push(Command::Open(path));
+        }
+    }
+
+    /// Carries out what a panel asked for.
+    fn apply(&mut self, command: Command, ctx: &egui::Context) {
+        match command {
+            Command::Load(source) => self.load(source, Some(ctx)),
+            Command::Run { compare } => self.start(ctx, compare),
+            Command::Cancel => self.cancel(),
+            Command::Open(path) => self.open_path(&path, ctx),
+            Command::OpenConfig(path) => self.open_config(&path, ctx),
+            Command::SaveConfig(path) => self.save_config(&path),
+            Command::Export(export) => self.run_export(export, ctx),
         }
     }
 
@@ -400,7 +435,6 @@ impl App {
             .show(ui, |ui| {
                 egui::ScrollArea::vertical().show(ui, |ui| self.steps_ui(ui));
             });
-        let mut exports = None;
         egui::CentralPanel::default().show(ui, |ui| {
             ui.horizontal(|ui| {
                 ui.selectable_value(&mut self.view, View::Dataset, "Dataset");
@@ -418,7 +452,7 @@ impl App {
                             self.inspect
                                 .ui(ui, finished, &mut self.thumbnails, exporting)
                         {
-                            exports = Some(export);
+                            self.commands.push(Command::Export(export));
                         }
                     }
                     None => {
@@ -427,8 +461,8 @@ impl App {
                 },
             }
         });
-        if let Some(export) = exports {
-            self.run_export(export, &ctx);
+        for command in std::mem::take(&mut self.commands) {
+            self.apply(command, &ctx);
         }
         if self.busy() || self.task.is_some() {
             ctx.request_repaint_after(std::time::Duration::from_millis(200));
@@ -448,7 +482,7 @@ impl App {
                     .add_filter("TOML", &["toml"])
                     .pick_file()
             {
-                self.open_config(&path, ui.ctx());
+                self.commands.push(Command::OpenConfig(path));
             }
             if ui
                 .add_enabled(dialogs, egui::Button::new("Save config…"))
@@ -459,7 +493,7 @@ impl App {
                     .set_file_name("experiment.toml")
                     .save_file()
             {
-                self.save_config(&path);
+                self.commands.push(Command::SaveConfig(path));
             }
             if let Some(status) = &self.status {
                 ui.separator();

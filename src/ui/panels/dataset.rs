@@ -14,7 +14,8 @@ impl App {
         });
         ui.horizontal(|ui| {
             if ui.button("Load").clicked() {
-                self.load(self.config.dataset.source.clone(), Some(ui.ctx()));
+                self.commands
+                    .push(Command::Load(self.config.dataset.source.clone()));
             }
             if ui
                 .add_enabled(file_dialogs_available(), egui::Button::new("Open folder…"))
@@ -23,11 +24,12 @@ impl App {
                 && let Some(folder) = rfd::FileDialog::new().pick_folder()
             {
                 self.config.dataset.source = folder.display().to_string();
-                self.load(self.config.dataset.source.clone(), Some(ui.ctx()));
+                self.commands
+                    .push(Command::Load(self.config.dataset.source.clone()));
             }
             if ui.button("Demo digits").clicked() {
                 self.config.dataset.source = EMBEDDED_MNIST.to_owned();
-                self.load(EMBEDDED_MNIST.to_owned(), Some(ui.ctx()));
+                self.commands.push(Command::Load(EMBEDDED_MNIST.to_owned()));
             }
         });
         ui.label("…or drop a dataset folder onto the window.");

@@ -113,21 +113,21 @@ impl App {
                 .on_disabled_hover_text(&why)
                 .clicked()
             {
-                self.start(ui.ctx(), false);
+                self.commands.push(Command::Run { compare: false });
             }
             if ui
                 .add_enabled(ready, egui::Button::new("Compare SGD vs SAM"))
                 .on_disabled_hover_text(&why)
                 .clicked()
             {
-                self.start(ui.ctx(), true);
+                self.commands.push(Command::Run { compare: true });
             }
             let cancellable = self.job.as_ref().is_some_and(|j| !j.worker.is_cancelling());
             if ui
                 .add_enabled(cancellable, egui::Button::new("Cancel"))
                 .clicked()
             {
-                self.cancel();
+                self.commands.push(Command::Cancel);
             }
         });
         if self.job.is_some() {
