@@ -1,0 +1,232 @@
+//! What the window does in response to commands and worker events: loading, runs, exports,
+//! config files, polling the workers.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use eframe::egui;
+
+use super::*;
+
+impl App {
+    /// Runs an export the inspection view asked for on a worker; its outcome lands in the top bar.
+    pub(super) fn run_export(&mut self, export: Export, ctx: &egui::Context) {
+        let Some(finished) = &self.finished else {
+            return;
+        };
+        let wake = {
+            let ctx = ctx.clone();
+            move || ctx.request_repaint()
+        };
+        let source = finished.config.dataset.source.clone();
+        let prepared = Arc::clone(&finished.prepared);
+        let spawned = match export {
+            Export::Decisions { path, text } => {
+                Task::spawn(format!("writing {}", path.display()), wake, move || {
+                    if let Some(dir) = path.parent() {
+                        crate::attack::export::check_not_in_source(dir, &source)?;
+                        std::fs::create_dir_all(dir).map_err(|e| {
+                            anyhow::anyhow!("{}: cannot create the folder: {e}", dir.display())
+                        })?;
+                    }
+                    crate::artifacts::write_file(&path, text.as_bytes())
+                        .map_err(|e| anyhow::anyhow!("{}: cannot write: {e}", path.display()))?;
+                    Ok(format!("saved {}", path.display()))
+                })
+            }
+            Export::Cleaned { dir, keep } => Task::spawn(
+                format!("writing {} kept images to {}", keep.len(), dir.display()),
+                wake,
+                move || {
+                    let train = prepared.train_data().train;
+                    let n = crate::report::write_kept_folder(&dir, train, &keep, &source)?;
+                    Ok(format!("saved {n} kept images to {}", dir.display()))
+                },
+            ),
+            Export::Run { dir } => {
+                let runs = Arc::clone(&finished.runs);
+                Task::spawn(
+                    format!("saving the run and its report to {}", dir.display()),
+                    wake,
+                    move || worker::save_run(&dir, &prepared, &runs, &source, REPORT_TOP),
+                )
+            }
+        };
+        match spawned {
+            Ok(task) => {
+                self.say(true, format!("{}…", task.what));
+                self.task = Some(task);
+            }
+            Err(e) => self.say(false, format!("cannot start the export: {e}")),
+        }
+    }
+
+    pub(super) fn load(&mut self, source: String, ctx: Option<&egui::Context>) {
+        let wake = {
+            let ctx = ctx.cloned();
+            move || {
+                if let Some(ctx) = &ctx {
+                    ctx.request_repaint();
+                }
+            }
+        };
+        self.finished = None;
+        self.preview = None;
+        self.thumbnails.clear();
+        self.dataset = Err(format!("loading {source}…"));
+        match Loading::spawn(source, &self.config, wake) {
+            Ok(loading) => self.loading = Some(loading),
+            Err(e) => self.dataset = Err(format!("cannot start loading: {e}")),
+        }
+    }
+
+    /// Starts a run (or the SGD-vs-SAM comparison) of the current config.
+    pub fn start(&mut self, ctx: &egui::Context, compare: bool) {
+        let config = self.experiment();
+        if let Err(e) = config.validate() {
+            self.say(false, format!("config: {e}"));
+            return;
+        }
+        let ctx = ctx.clone();
+        match Job::spawn(config, compare, move || ctx.request_repaint()) {
+            Ok(job) => {
+                self.progress = Progress::new(job.arms);
+                self.status = None;
+                self.job = Some(job);
+            }
+            Err(e) => self.say(false, format!("cannot start the worker: {e}")),
+        }
+    }
+
+    /// Asks the running job to stop.
+    pub fn cancel(&mut self) {
+        if let Some(job) = &self.job {
+            job.worker.cancel();
+        }
+    }
+
+    pub(super) fn poll(&mut self, ctx: &egui::Context) {
+        if let Some(loading) = &self.loading {
+            use std::sync::mpsc::TryRecvError;
+            let result = match loading.result.try_recv() {
+                Ok(result) => Some(result),
+                Err(TryRecvError::Empty) => None,
+                // The loading thread ended without an answer (it panicked).
+                Err(TryRecvError::Disconnected) => Some(Err(format!(
+                    "loading {} stopped unexpectedly (internal error); try again or report it",
+                    loading.source
+                ))),
+            };
+            if let Some(result) = result {
+                if let Err(e) = &result {
+                    // Shown in the top bar and on the Dataset tab, which comes to the front.
+                    self.say(false, e.clone());
+                    self.view = View::Dataset;
+                }
+                self.dataset = result.map(|data| Loaded {
+                    summary: Summary::of(&data),
+                    data,
+                });
+                self.loading = None;
+            }
+        }
+        let mut ended = None;
+        if let Some(job) = &self.job {
+            while let Ok(event) = job.worker.events.try_recv() {
+                match event {
+                    WorkerEvent::Run(arm, event) => self.progress.apply(arm, &event),
+                    WorkerEvent::Finished(finished) => ended = Some(Ok(finished)),
+                    WorkerEvent::Failed(e) => ended = Some(Err(e)),
+                    WorkerEvent::Cancelled => ended = Some(Err("cancelled".to_owned())),
+                }
+            }
+            // Every event of an ended worker has been drained above: one that ended without
+            // saying how must not leave the window "running" forever.
+            if ended.is_none() && job.worker.is_finished() {
+                ended = Some(Err(
+                    "the run stopped unexpectedly (internal error); the window is ready again"
+                        .to_owned(),
+                ));
+            }
+        }
+        if let Some(end) = ended {
+            self.job = None;
+            match end {
+                Ok(finished) => self.show_results(*finished),
+                Err(e) => self.say(false, e),
+            }
+        }
+        if let Some(outcome) = self.task.as_ref().and_then(Task::poll) {
+            self.task = None;
+            match outcome {
+                Ok(message) => self.say(true, message),
+                Err(e) => self.say(false, e),
+            }
+        }
+        // Drag and drop: a folder (or a file inside one) becomes the dataset; a .toml the config.
+        let dropped: Vec<PathBuf> = ctx.input(|i| {
+            i.raw
+                .dropped_files
+                .iter()
+                .map(|f| f.path().to_path_buf())
+                .collect()
+        });
+        if let Some(path) = dropped.into_iter().next() {
+            self.commands.push(Command::Open(path));
+        }
+    }
+
+    /// Carries out what a panel asked for.
+    pub(super) fn apply(&mut self, command: Command, ctx: &egui::Context) {
+        match command {
+            Command::Load(source) => self.load(source, Some(ctx)),
+            Command::Run { compare } => self.start(ctx, compare),
+            Command::Cancel => self.cancel(),
+            Command::Open(path) => self.open_path(&path, ctx),
+            Command::OpenConfig(path) => self.open_config(&path, ctx),
+            Command::SaveConfig(path) => self.save_config(&path),
+            Command::Export(export) => self.run_export(export, ctx),
+        }
+    }
+
+    pub(super) fn open_path(&mut self, path: &Path, ctx: &egui::Context) {
+        if path.extension().is_some_and(|e| e == "toml") {
+            self.open_config(path, ctx);
+        } else if !self.busy() {
+            let folder = if path.is_dir() {
+                path
+            } else {
+                path.parent().unwrap_or(path)
+            };
+            self.config.dataset.source = folder.display().to_string();
+            self.load(self.config.dataset.source.clone(), Some(ctx));
+        }
+    }
+
+    pub(super) fn open_config(&mut self, path: &Path, ctx: &egui::Context) {
+        match Experiment::from_file(path, &[]) {
+            Ok(config) => {
+                let inspect_ctx = ctx.clone();
+                *self = Self::with_config(config);
+                self.say(true, format!("opened {}", path.display()));
+                inspect_ctx.request_repaint();
+            }
+            Err(e) => self.say(false, e.to_string()),
+        }
+    }
+
+    pub(super) fn save_config(&mut self, path: &Path) {
+        let result = self
+            .experiment()
+            .to_toml()
+            .map_err(|e| e.to_string())
+            .and_then(|text| {
+                crate::report::write_atomic(path, &text)
+                    .map_err(|e| format!("{}: cannot write: {e}", path.display()))
+            });
+        match result {
+            Ok(()) => self.say(true, format!("saved {}", path.display())),
+            Err(e) => self.say(false, e),
+        }
+    }
+}
