@@ -7,10 +7,6 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::data::{EMBEDDED_MNIST, LoadOptions};
-use crate::detect::decision::Decision;
-use crate::detect::scaling::ReferenceCovariance;
-use crate::detect::scaling::ScalingSettings;
-use crate::detect::ss::SsRule;
 
 /// Why a configuration could not be read.
 #[derive(Debug, thiserror::Error)]
@@ -249,6 +245,37 @@ pub enum ModelKind {
     PreActResNet18,
 }
 
+impl ModelKind {
+    /// Checks that images of `shape` suit the model `kind`: large enough for its pooling, small
+    /// enough that its weights fit in memory, 1 or 3 channels.
+    pub fn check_input(self, shape: crate::data::Shape) -> Result<(), String> {
+        let (min, max, name) = match self {
+            // Two 2×2 max-pools; the flattened 64·H/4·W/4 features feed a dense layer.
+            Self::Cnn => (4, 256, "cnn"),
+            // Three stride-2 stages before global pooling.
+            Self::PreActResNet18 => (8, 512, "preact-resnet18"),
+        };
+        let (h, w) = (shape.height, shape.width);
+        if h < min || w < min {
+            return Err(format!(
+                "images are {h}×{w}; the {name} model needs at least {min}×{min} (set dataset.resize = [H, W])"
+            ));
+        }
+        if h > max || w > max {
+            return Err(format!(
+                "images are {h}×{w}; the {name} model takes at most {max}×{max} (set dataset.resize = [H, W])"
+            ));
+        }
+        if !matches!(shape.channels, 1 | 3) {
+            return Err(format!(
+                "images have {} channels; the models take 1 or 3",
+                shape.channels
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// The optimiser.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -410,6 +437,50 @@ impl DetectorKind {
     }
 }
 
+/// Which rule turns scores into flags.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Decision {
+    /// Threshold at a high quantile of the clean references' scores.
+    #[default]
+    Calibrated,
+    /// Each detector's published rule (the seed paper's setting).
+    Paper,
+}
+
+impl Decision {
+    /// The name used in configs and reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Calibrated => "calibrated",
+            Self::Paper => "paper",
+        }
+    }
+}
+
+/// How many samples of a class are flagged.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SsRule {
+    /// backdoor-toolbox: the `min(1.5·ε·N, n_c/2)` highest scores of every class.
+    #[default]
+    Tb,
+    /// BackdoorBench: scores above the class's 85th percentile.
+    Bb,
+}
+
+/// Which covariance of the clean references whitens the features.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ReferenceCovariance {
+    /// All references around their common mean (between-class spread included).
+    #[default]
+    Pooled,
+    /// Each reference around its own class mean: only the within-class spread is whitened, so
+    /// the directions that separate classes (where mislabelled poisons differ) are kept.
+    WithinClass,
+}
+
 /// `[detect]`: which detectors run on which features.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -454,7 +525,6 @@ pub struct DetectConfig {
 
 impl Default for DetectConfig {
     fn default() -> Self {
-        let scaling = ScalingSettings::default();
         Self {
             methods: vec![
                 DetectorKind::Ac,
@@ -473,25 +543,12 @@ impl Default for DetectConfig {
             outlier_floor: 3.5,
             consensus_agreement: 2,
             ss_rule: SsRule::default(),
-            pca_rank: scaling.rank,
-            pca_variance: scaling.variance,
-            pca_max_rank: scaling.max_rank,
-            shrinkage: scaling.shrinkage,
-            whitening: scaling.covariance,
+            pca_rank: 0,
+            pca_variance: 0.99,
+            pca_max_rank: 64,
+            shrinkage: 0.1,
+            whitening: ReferenceCovariance::Pooled,
             tac_top_k: 30,
-        }
-    }
-}
-
-impl DetectConfig {
-    /// The feature-scaling settings these keys stand for.
-    pub fn scaling_settings(&self) -> ScalingSettings {
-        ScalingSettings {
-            rank: self.pca_rank,
-            variance: self.pca_variance,
-            max_rank: self.pca_max_rank,
-            shrinkage: self.shrinkage,
-            covariance: self.whitening,
         }
     }
 }
@@ -607,7 +664,7 @@ impl Experiment {
                 width: w as usize,
                 channels: 1,
             };
-            crate::model::check_input(self.train.model, shape).map_err(|why| {
+            self.train.model.check_input(shape).map_err(|why| {
                 ConfigError::Invalid(format!("dataset.resize = [{h}, {w}]: {why}"))
             })?;
         }
@@ -723,7 +780,7 @@ impl TrainConfig {
         )?;
         // Asked for explicitly, CUDA must work here (`auto` falls back to the CPU instead).
         if self.device == DeviceKind::Cuda
-            && let Some(why) = crate::train::cuda_unavailable()
+            && let Some(why) = crate::cuda::cuda_unavailable()
         {
             return invalid(&format!("train.device = \"cuda\": {why}"));
         }

@@ -20,7 +20,7 @@ use base64::Engine as _;
 use crate::config::Experiment;
 use crate::data::Dataset;
 use crate::detect::{consensus, features, linalg};
-use crate::pipeline::Prepared;
+use crate::prepare::Prepared;
 use crate::report::{DetectorReport, Report};
 use crate::train::{self, EpochStats, checkpoint};
 

@@ -7,6 +7,7 @@
 pub mod artifacts;
 pub mod attack;
 pub mod config;
+pub mod cuda;
 pub mod data;
 pub mod detect;
 pub mod diagnostics;
@@ -14,6 +15,7 @@ pub mod html_report;
 pub mod metrics;
 pub mod model;
 pub mod pipeline;
+pub mod prepare;
 pub mod report;
 pub mod sweep;
 pub mod train;

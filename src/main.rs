@@ -253,7 +253,9 @@ fn run_experiment(config: &Experiment, out: &Path, force: bool) -> anyhow::Resul
     check_out(out, config, force)?;
     let mut bar = progress::Progress::new("run");
     let cancel = AtomicBool::new(false);
-    let prepared = Prepared::load_with(config, &cancel, &mut |e| bar.run_event(&e))?;
+    let prepared = Prepared::load_with(config, &cancel, &mut |s| {
+        bar.run_event(&pipeline::RunEvent::Stage(s))
+    })?;
     let staged = stage_out(out, force)?;
     let arms = pipeline::run_arms(config, &prepared, false, &cancel, &mut |_, e| {
         bar.run_event(&e)

@@ -13,7 +13,7 @@ use crate::detect::DetectionRun;
 use crate::detect::scaling::ScalingRecord;
 use crate::diagnostics::{Fit, Warning};
 use crate::metrics::{self, Confusion};
-use crate::pipeline::Prepared;
+use crate::prepare::Prepared;
 use crate::train::Trained;
 
 /// Format version of `report.json`.
@@ -175,7 +175,7 @@ pub fn detector_report(
     }
 }
 
-/// Where the ε handed to the detectors comes from (see [`crate::pipeline::expected_ratio`]).
+/// Where the ε handed to the detectors comes from (see `pipeline::expected_ratio`).
 pub fn expected_ratio_source(config: &Experiment) -> &'static str {
     if config.detect.expected_ratio.is_some() {
         "config"

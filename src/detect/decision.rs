@@ -12,30 +12,9 @@
 //! samples better than unseen ones), in every class, whether one class or all of them are
 //! poisoned, and no ε is needed.
 
-use serde::{Deserialize, Serialize};
-
 use super::linalg::{median, quantile};
 
-/// Which rule turns scores into flags.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Decision {
-    /// Threshold at a high quantile of the clean references' scores.
-    #[default]
-    Calibrated,
-    /// Each detector's published rule (the seed paper's setting).
-    Paper,
-}
-
-impl Decision {
-    /// The name used in configs and reports.
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Calibrated => "calibrated",
-            Self::Paper => "paper",
-        }
-    }
-}
+pub use crate::config::Decision;
 
 /// A suspicious group (AC's small cluster, SCAn's suspicious side) is flagged only when the
 /// class's clean references avoid it: at most this fraction of the group's share of the class

@@ -199,7 +199,7 @@ pub fn run(
             extracted.features.view(),
             reference.features.view(),
             &reference_set.labels,
-            &config.scaling_settings(),
+            &scaling::ScalingSettings::from_config(config),
         )
         .map_err(RunError::Scaling)?;
         (

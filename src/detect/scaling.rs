@@ -8,17 +8,7 @@ use serde::{Deserialize, Serialize};
 use super::DetectError;
 use super::linalg::{covariance, mean, sym_apply, sym_eig};
 
-/// Which covariance of the clean references whitens the features.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum ReferenceCovariance {
-    /// All references around their common mean (between-class spread included).
-    #[default]
-    Pooled,
-    /// Each reference around its own class mean: only the within-class spread is whitened, so
-    /// the directions that separate classes (where mislabelled poisons differ) are kept.
-    WithinClass,
-}
+pub use crate::config::ReferenceCovariance;
 
 /// How the scaling is fitted.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
@@ -35,12 +25,19 @@ pub struct ScalingSettings {
 
 impl Default for ScalingSettings {
     fn default() -> Self {
+        Self::from_config(&crate::config::DetectConfig::default())
+    }
+}
+
+impl ScalingSettings {
+    /// The settings the `[detect]` keys stand for.
+    pub fn from_config(config: &crate::config::DetectConfig) -> Self {
         Self {
-            rank: 0,
-            variance: 0.99,
-            max_rank: 64,
-            shrinkage: 0.1,
-            covariance: ReferenceCovariance::Pooled,
+            rank: config.pca_rank,
+            variance: config.pca_variance,
+            max_rank: config.pca_max_rank,
+            shrinkage: config.shrinkage,
+            covariance: config.whitening,
         }
     }
 }

@@ -4,7 +4,6 @@
 use ndarray::Axis;
 
 use super::decision::robust_z_by_class;
-use serde::{Deserialize, Serialize};
 
 use super::linalg::{indices_by_class, mean, quantile, top_k, top_right_singular_vector};
 use super::{DetectError, DetectInput, Detection, Detector};
@@ -12,16 +11,7 @@ use super::{DetectError, DetectInput, Detection, Detector};
 /// Expected poisoning ratio when the defender gives none.
 pub const DEFAULT_RATIO: f64 = 0.05;
 
-/// How many samples of a class are flagged.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum SsRule {
-    /// backdoor-toolbox: the `min(1.5·ε·N, n_c/2)` highest scores of every class.
-    #[default]
-    Tb,
-    /// BackdoorBench: scores above the class's 85th percentile.
-    Bb,
-}
+pub use crate::config::SsRule;
 
 /// Spectral Signatures.
 #[derive(Clone, Debug, Default)]

@@ -35,33 +35,9 @@ pub enum Net {
     PreActResNet18(PreActResNet18),
 }
 
-/// Checks that images of `shape` suit the model `kind`: large enough for its pooling, small
-/// enough that its weights fit in memory, 1 or 3 channels.
+/// Checks that images of `shape` suit the model `kind` (see [`ModelKind::check_input`]).
 pub fn check_input(kind: ModelKind, shape: Shape) -> Result<(), String> {
-    let (min, max, name) = match kind {
-        // Two 2×2 max-pools; the flattened 64·H/4·W/4 features feed a dense layer.
-        ModelKind::Cnn => (4, 256, "cnn"),
-        // Three stride-2 stages before global pooling.
-        ModelKind::PreActResNet18 => (8, 512, "preact-resnet18"),
-    };
-    let (h, w) = (shape.height, shape.width);
-    if h < min || w < min {
-        return Err(format!(
-            "images are {h}×{w}; the {name} model needs at least {min}×{min} (set dataset.resize = [H, W])"
-        ));
-    }
-    if h > max || w > max {
-        return Err(format!(
-            "images are {h}×{w}; the {name} model takes at most {max}×{max} (set dataset.resize = [H, W])"
-        ));
-    }
-    if !matches!(shape.channels, 1 | 3) {
-        return Err(format!(
-            "images have {} channels; the models take 1 or 3",
-            shape.channels
-        ));
-    }
-    Ok(())
+    kind.check_input(shape)
 }
 
 impl Net {

@@ -107,7 +107,9 @@ fn work(
         reporter.send(WorkerEvent::Run(arm, event), droppable);
     };
     send(0, RunEvent::Stage("loading the dataset".to_owned()));
-    let prepared = Arc::new(Prepared::load_with(config, cancel, &mut |e| send(0, e))?);
+    let prepared = Arc::new(Prepared::load_with(config, cancel, &mut |s| {
+        send(0, RunEvent::Stage(s))
+    })?);
     let runs = pipeline::run_arms(config, &prepared, compare, cancel, &mut |i, e| send(i, e))?;
     let mut arms: Vec<Arm> = runs
         .iter()

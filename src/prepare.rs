@@ -1,0 +1,130 @@
+//! The data of an experiment before training: the dataset loaded and checked for the run, and
+//! the planted attack applied (LC's PGD step included). Shared by `run`, `compare`, `poison`,
+//! the sweep, the reports and the window.
+
+use std::sync::atomic::AtomicBool;
+
+use anyhow::Context as _;
+
+use crate::attack::{self, Attack, PoisonedData};
+use crate::config::{AttackKind, Experiment, OptimizerKind, TrainConfig};
+use crate::data::{self, SplitDataset};
+use crate::train::{self, TrainData, TrainEvent};
+
+/// The data of an experiment: the clean split and, with an `[attack]`, its poisoned version.
+#[derive(Clone, Debug)]
+pub struct Prepared {
+    pub clean: SplitDataset,
+    pub poisoned: Option<PoisonedData>,
+}
+
+impl Prepared {
+    /// Loads the dataset, checks that it suits the run (image size for the model, a test split
+    /// to draw clean references from), and applies the attack the config asks for.
+    pub fn load(config: &Experiment) -> anyhow::Result<Self> {
+        Self::load_with(config, &AtomicBool::new(false), &mut |_| {})
+    }
+
+    /// [`Prepared::load`] with progress (`on_stage`: an LC attack trains a clean model first)
+    /// and cancellation.
+    pub fn load_with(
+        config: &Experiment,
+        cancel: &AtomicBool,
+        on_stage: &mut dyn FnMut(String),
+    ) -> anyhow::Result<Self> {
+        let clean = data::load(&config.dataset.source, &config.dataset.load_options())?;
+        check_ready(config, &clean)?;
+        let poisoned = poison(config, &clean, cancel, on_stage)?;
+        Ok(Self { clean, poisoned })
+    }
+
+    /// What the model trains on: the poisoned training set when there is an attack.
+    pub fn train_data(&self) -> TrainData<'_> {
+        TrainData {
+            train: self
+                .poisoned
+                .as_ref()
+                .map_or(&self.clean.train, |p| &p.train),
+            test: &self.clean.test,
+            triggered: self.poisoned.as_ref().map(|p| &p.triggered_test),
+        }
+    }
+}
+
+/// The poisoned data `config`'s `[attack]` makes of `clean` (`None` without one).
+///
+/// LC (label-consistent) first trains a model of the run's architecture on the *clean* training
+/// set (the run's recipe with plain SGD: the attacker's own model) and perturbs the chosen
+/// target-class images with PGD against it before the trigger is stamped.
+pub fn poison(
+    config: &Experiment,
+    clean: &SplitDataset,
+    cancel: &AtomicBool,
+    on_stage: &mut dyn FnMut(String),
+) -> anyhow::Result<Option<PoisonedData>> {
+    let Some(attack_config) = &config.attack else {
+        return Ok(None);
+    };
+    let attack = Attack::from_config(attack_config, clean.train.shape)?;
+    if attack.kind != AttackKind::Lc {
+        return Ok(Some(attack::poison(clean, &attack)?));
+    }
+    let plan =
+        attack::PoisonPlan::draw(&clean.train.labels, clean.train.num_classes(), &attack.plan)?;
+    on_stage("lc: training a clean model for PGD".to_owned());
+    let surrogate = TrainConfig {
+        optimizer: OptimizerKind::Sgd,
+        ..config.train.clone()
+    };
+    let data = TrainData {
+        train: &clean.train,
+        test: &clean.test,
+        triggered: None,
+    };
+    // Reported as stages: the run's own training curves and progress stay the victim's.
+    let epochs = surrogate.epochs;
+    let trained = train::train(&surrogate, data, cancel, &mut |e| {
+        if let TrainEvent::Epoch(stats) = e {
+            on_stage(format!(
+                "lc: clean model epoch {}/{epochs}, test accuracy {:.1} %",
+                stats.epoch,
+                100.0 * stats.test_accuracy
+            ));
+        }
+    })
+    .context("LC: training the clean model for PGD")?;
+    on_stage(format!(
+        "lc: PGD on {} target-class images",
+        plan.poisoned.len()
+    ));
+    let device = train::device_for(surrogate.device)?;
+    let pgd = train::adversarial::Pgd {
+        epsilon: attack_config.epsilon.unwrap_or(attack::lc::EPSILON),
+        steps: attack::lc::STEPS,
+    };
+    let hardened = train::adversarial::perturb(
+        &trained,
+        &device,
+        &clean.train,
+        &plan.poisoned,
+        pgd,
+        cancel,
+        &mut |_, _| {},
+    )?;
+    Ok(Some(attack::poison_with(clean, &attack, &hardened)?))
+}
+
+/// What a run needs of its data, checked before any training: images the model can take and
+/// a test split for the clean references (and the clean accuracy).
+pub fn check_ready(config: &Experiment, clean: &SplitDataset) -> anyhow::Result<()> {
+    let source = &config.dataset.source;
+    crate::model::check_input(config.train.model, clean.train.shape)
+        .map_err(|why| anyhow::anyhow!("{source}: {why}"))?;
+    let test_classes = clean.test.class_counts().iter().filter(|&&n| n > 0).count();
+    anyhow::ensure!(
+        clean.test.len() >= 2 && test_classes >= 2,
+        "{source}: the test split holds {} samples of {test_classes} classes; detection draws its clean references from it and needs samples of at least two classes (raise dataset.test_fraction, or add images)",
+        clean.test.len()
+    );
+    Ok(())
+}
