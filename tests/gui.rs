@@ -426,3 +426,40 @@ fn a_comparison_offers_the_fused_models() {
     h.run_steps(3);
     h.get_by_label_contains(&format!("600 images, {union} flagged"));
 }
+
+/// An LC run from the window: the preview says PGD comes at run time, IBD-PSC is offered with the
+/// other detectors and, on the plain CNN, its row says why it could not score while the other
+/// detectors report; the attack's own training shows as a stage, not as the run's curves.
+#[test]
+fn an_lc_run_with_ibd_psc_reports_why_ibd_psc_cannot_score_a_plain_cnn() {
+    let mut h = loaded_demo();
+    {
+        let app = h.state_mut();
+        short_run(app, 0.05);
+        app.attack_on = true;
+        app.attack = poisonscope::config::AttackConfig::of(poisonscope::config::AttackKind::Lc);
+        app.attack.ratio = 0.05;
+    }
+    h.run();
+    h.get_by_label_contains("PGD noise is added when the run starts");
+    h.get_by_label("ibd-psc").click();
+    h.run();
+    assert!(
+        h.state()
+            .config
+            .detect
+            .methods
+            .contains(&poisonscope::config::DetectorKind::IbdPsc)
+    );
+    h.get_by_label("Start").click();
+    h.run();
+    wait_for(&mut h, "the LC run", |app| !app.busy());
+    let finished = h.state().finished.as_ref().expect("the run finished");
+    let report = &finished.arms[0].report;
+    let ibd = &report.detectors["ibd-psc"];
+    let why = ibd.error.as_deref().unwrap_or_default();
+    assert!(why.contains("residual connections"), "{why}");
+    assert!(report.detectors["ss"].error.is_none());
+    assert_eq!(report.attack.as_ref().map(|a| a.n_poisoned), Some(30));
+    h.get_by_label_contains("IBD-PSC: amplifying the BatchNorm layers");
+}

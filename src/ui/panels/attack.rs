@@ -3,6 +3,7 @@
 use eframe::egui;
 
 use super::super::*;
+use crate::attack::PoisonPlan;
 
 /// One line on what an attack does (hover help).
 fn attack_help(kind: AttackKind) -> &'static str {
@@ -180,16 +181,18 @@ impl App {
             let train = &loaded.data.train;
             let tiles = Attack::from_config(&self.attack, train.shape)
                 .map_err(|e| e.to_string())
-                .map(|attack| {
-                    let target = self.attack.target;
-                    let picks = train
-                        .labels
+                .and_then(|attack| {
+                    // The samples the run would poison (target-class ones for clean-label
+                    // attacks, source-class ones for TaCT), in the plan's order.
+                    let plan = PoisonPlan::draw(&train.labels, train.num_classes(), &attack.plan)
+                        .map_err(|e| e.to_string())?;
+                    Ok((attack, plan))
+                })
+                .map(|(attack, plan)| {
+                    plan.poisoned
                         .iter()
-                        .enumerate()
-                        .filter(|(_, l)| **l != target)
-                        .map(|(i, _)| i)
-                        .take(PREVIEW_SAMPLES);
-                    picks
+                        .copied()
+                        .take(PREVIEW_SAMPLES)
                         .filter_map(|i| {
                             let before = color_image(train, i)?;
                             let after = image_of(train, &attack.poison_image(train.image(i)?, i))?;
@@ -212,6 +215,11 @@ impl App {
         match tiles {
             Ok(tiles) => {
                 ui.label("Preview (top: clean, bottom: poisoned)");
+                if self.attack.kind == AttackKind::Lc {
+                    ui.weak(
+                        "PGD noise is added when the run starts (after a clean model is trained)",
+                    );
+                }
                 let side = egui::vec2(56.0, 56.0);
                 for row in 0..2 {
                     ui.horizontal(|ui| {
