@@ -41,8 +41,10 @@ pub fn train_and_save(
 /// Progress of a whole run.
 #[derive(Clone, Debug)]
 pub enum RunEvent {
-    /// A new stage started (`"training sam"`, `"detection"`...).
+    /// A new stage started (`"detection"`, `"lc: clean model epoch 1/10"`...).
     Stage(String),
+    /// An arm's training started, with this optimiser (`"sgd"`, `"sam"`, `"asam"`).
+    Training(&'static str),
     Train(TrainEvent),
     Detect(DetectEvent),
 }
@@ -146,7 +148,7 @@ pub fn run(
     on_event: &mut dyn FnMut(RunEvent),
 ) -> anyhow::Result<Outcome> {
     let optimizer = config.train.optimizer.name();
-    on_event(RunEvent::Stage(format!("training ({optimizer})")));
+    on_event(RunEvent::Training(optimizer));
     let trained = train::train(&config.train, prepared.train_data(), cancel, &mut |e| {
         on_event(RunEvent::Train(e))
     })?;

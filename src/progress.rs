@@ -39,13 +39,9 @@ impl Progress {
     /// Renders one event of a whole run (training, then detection).
     pub fn run_event(&mut self, event: &RunEvent) {
         match event {
+            RunEvent::Training(optimizer) => self.label = (*optimizer).to_owned(),
             RunEvent::Stage(stage) => {
-                if stage.starts_with("training") {
-                    self.label = stage
-                        .trim_start_matches("training (")
-                        .trim_end_matches(')')
-                        .to_owned();
-                } else if stage.starts_with("lc:") {
+                if stage.starts_with("lc:") {
                     // The attack's own preparation (LC's clean model and PGD).
                     let _ = writeln!(std::io::stderr(), "{stage}");
                 }

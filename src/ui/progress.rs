@@ -64,6 +64,7 @@ impl Progress {
         self.arm = arm;
         match event {
             RunEvent::Stage(stage) => self.stage = stage.clone(),
+            RunEvent::Training(optimizer) => self.stage = format!("training ({optimizer})"),
             RunEvent::Train(TrainEvent::Started {
                 batches_per_epoch, ..
             }) => {
@@ -132,7 +133,7 @@ mod tests {
         p.apply(0, &batch(10, 10));
         assert!((p.fraction() - 0.5).abs() < 1e-6);
         // The second arm's first stage: half done, not finished.
-        p.apply(1, &RunEvent::Stage("training (sam)".to_owned()));
+        p.apply(1, &RunEvent::Training("sam"));
         assert!((p.fraction() - 0.5).abs() < 1e-6, "{}", p.fraction());
         p.apply(1, &batch(5, 10));
         assert!((p.fraction() - 0.75).abs() < 1e-6);
