@@ -89,3 +89,23 @@ fn the_shipped_grid_is_valid() {
     assert_eq!(grid.cells().len(), 27);
     assert_eq!(grid.variant.len(), 3);
 }
+
+/// The detectors grid (the README's six-attacks table): six attacks × one seed, every cell a
+/// config that validates, all nine detectors configured.
+#[test]
+fn the_detectors_grid_is_valid() {
+    let grid = poisonscope::sweep::Grid::from_file(std::path::Path::new(
+        "sample_configs/grids/detectors_5pct.toml",
+    ))
+    .unwrap();
+    let cells = grid.cells();
+    assert_eq!(cells.len(), 6);
+    for cell in &cells {
+        let config = grid.experiment(cell).unwrap();
+        config.validate().unwrap();
+        assert_eq!(
+            config.detect.methods,
+            poisonscope::config::DetectorKind::ALL.to_vec()
+        );
+    }
+}
