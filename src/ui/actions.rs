@@ -107,16 +107,7 @@ impl App {
 
     pub(super) fn poll(&mut self, ctx: &egui::Context) {
         if let Some(loading) = &self.loading {
-            use std::sync::mpsc::TryRecvError;
-            let result = match loading.result.try_recv() {
-                Ok(result) => Some(result),
-                Err(TryRecvError::Empty) => None,
-                // The loading thread ended without an answer (it panicked).
-                Err(TryRecvError::Disconnected) => Some(Err(format!(
-                    "loading {} stopped unexpectedly (internal error); try again or report it",
-                    loading.source
-                ))),
-            };
+            let result = loading.poll();
             if let Some(result) = result {
                 if let Err(e) = &result {
                     // Shown in the top bar and on the Dataset tab, which comes to the front.

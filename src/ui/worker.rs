@@ -4,7 +4,6 @@
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::sync::mpsc::{Receiver, sync_channel};
 
 use crate::config::Experiment;
 use crate::data::{self, SplitDataset};
@@ -193,11 +192,68 @@ pub fn project(features: &ndarray::Array2<f64>) -> Vec<[f64; 2]> {
     linalg::principal_plane(features.view())
 }
 
+/// A one-answer computation on a [`Worker`] thread: loading a dataset, a t-SNE layout, an
+/// export. A panic becomes an error message; a thread that ends without answering is reported.
+pub struct Pending<T: Send + 'static> {
+    /// Always `Some` until dropped.
+    worker: Option<Worker<Result<T, String>>>,
+}
+
+impl<T: Send + 'static> Drop for Pending<T> {
+    /// A computation still running when its answer is no longer wanted (a new dataset asked
+    /// for, a new result shown) cannot be interrupted; it is joined on a thread of its own so the
+    /// window never waits for it.
+    fn drop(&mut self) {
+        if let Some(worker) = self.worker.take()
+            && !worker.is_finished()
+        {
+            let _ = std::thread::Builder::new()
+                .name("poisonscope-join".into())
+                .spawn(move || drop(worker));
+        }
+    }
+}
+
+impl<T: Send + 'static> Pending<T> {
+    /// Runs `work` on a thread called `name`; `wake` repaints the window when it answers.
+    pub fn spawn(
+        name: &str,
+        wake: impl Fn() + Send + 'static,
+        work: impl FnOnce() -> Result<T, String> + Send + 'static,
+    ) -> std::io::Result<Self> {
+        let worker = Worker::spawn(name, wake, move |reporter| {
+            let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(work))
+                .unwrap_or_else(|panic| {
+                    Err(format!(
+                        "internal error: {}",
+                        crate::detect::panic_message(panic.as_ref())
+                    ))
+                });
+            reporter.send(outcome, false);
+        })?;
+        Ok(Self {
+            worker: Some(worker),
+        })
+    }
+
+    /// The answer once there is one; `what` names the work if its thread died without one.
+    pub fn poll(&self, what: &str) -> Option<Result<T, String>> {
+        let worker = self.worker.as_ref()?;
+        match worker.events.try_recv() {
+            Ok(outcome) => Some(outcome),
+            Err(_) if worker.is_finished() => Some(Err(format!(
+                "{what} stopped unexpectedly (internal error); try again or report it"
+            ))),
+            Err(_) => None,
+        }
+    }
+}
+
 /// A background task of the window (an export): what it does, for the status line, and its
 /// outcome, a message for the status line or an error.
 pub struct Task {
     pub what: String,
-    worker: Worker<Result<String, String>>,
+    pending: Pending<String>,
 }
 
 impl Task {
@@ -207,34 +263,18 @@ impl Task {
         wake: impl Fn() + Send + 'static,
         work: impl FnOnce() -> anyhow::Result<String> + Send + 'static,
     ) -> std::io::Result<Self> {
-        let worker = Worker::spawn("poisonscope-task", wake, move |reporter| {
-            let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(work));
-            let message = match outcome {
-                Ok(Ok(message)) => Ok(message),
-                Ok(Err(e)) => Err(format!("{e:#}")),
-                Err(panic) => Err(format!(
-                    "internal error: {}",
-                    crate::detect::panic_message(panic.as_ref())
-                )),
-            };
-            reporter.send(message, false);
+        let pending = Pending::spawn("poisonscope-task", wake, move || {
+            work().map_err(|e| format!("{e:#}"))
         })?;
         Ok(Self {
             what: what.into(),
-            worker,
+            pending,
         })
     }
 
     /// The outcome, once the task has ended.
     pub fn poll(&self) -> Option<Result<String, String>> {
-        match self.worker.events.try_recv() {
-            Ok(outcome) => Some(outcome),
-            Err(_) if self.worker.is_finished() => Some(Err(format!(
-                "{} stopped unexpectedly (internal error)",
-                self.what
-            ))),
-            Err(_) => None,
-        }
+        self.pending.poll(&self.what)
     }
 }
 
@@ -290,7 +330,7 @@ pub fn tsne(features: &ndarray::Array2<f64>) -> Result<Vec<[f64; 2]>, String> {
 /// A t-SNE layout being computed on a worker thread.
 pub struct Layout {
     pub arm: usize,
-    pub result: Receiver<Result<Vec<[f64; 2]>, String>>,
+    pending: Pending<Vec<[f64; 2]>>,
 }
 
 impl Layout {
@@ -300,21 +340,20 @@ impl Layout {
         features: Arc<ndarray::Array2<f64>>,
         wake: impl Fn() + Send + 'static,
     ) -> std::io::Result<Self> {
-        let (sender, result) = sync_channel(1);
-        std::thread::Builder::new()
-            .name("poisonscope-tsne".into())
-            .spawn(move || {
-                let _ = sender.send(tsne(&features));
-                wake();
-            })?;
-        Ok(Self { arm, result })
+        let pending = Pending::spawn("poisonscope-tsne", wake, move || tsne(&features))?;
+        Ok(Self { arm, pending })
+    }
+
+    /// The layout (or why there is none), once computed.
+    pub fn poll(&self) -> Option<Result<Vec<[f64; 2]>, String>> {
+        self.pending.poll("t-SNE")
     }
 }
 
 /// A dataset being loaded on a worker thread.
 pub struct Loading {
     pub source: String,
-    pub result: Receiver<Result<SplitDataset, String>>,
+    pending: Pending<SplitDataset>,
 }
 
 impl Loading {
@@ -324,25 +363,17 @@ impl Loading {
         config: &Experiment,
         wake: impl Fn() + Send + 'static,
     ) -> std::io::Result<Self> {
-        let (sender, result) = sync_channel(1);
         let mut dataset = config.dataset.clone();
         dataset.source.clone_from(&source);
-        std::thread::Builder::new()
-            .name("poisonscope-load".into())
-            .spawn(move || {
-                let loaded = std::panic::catch_unwind(|| {
-                    data::load(&dataset.source, &dataset.load_options()).map_err(|e| e.to_string())
-                })
-                .unwrap_or_else(|panic| {
-                    Err(format!(
-                        "internal error while loading: {}",
-                        crate::detect::panic_message(panic.as_ref())
-                    ))
-                });
-                let _ = sender.send(loaded);
-                wake();
-            })?;
-        Ok(Self { source, result })
+        let pending = Pending::spawn("poisonscope-load", wake, move || {
+            data::load(&dataset.source, &dataset.load_options()).map_err(|e| e.to_string())
+        })?;
+        Ok(Self { source, pending })
+    }
+
+    /// The dataset (or why it could not be loaded), once done.
+    pub fn poll(&self) -> Option<Result<SplitDataset, String>> {
+        self.pending.poll(&format!("loading {}", self.source))
     }
 }
 

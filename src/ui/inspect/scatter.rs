@@ -14,7 +14,7 @@ impl Inspect {
         textures: &mut TextureCache,
     ) {
         if let Some(job) = &self.tsne_job
-            && let Ok(result) = job.result.try_recv()
+            && let Some(result) = job.poll()
         {
             self.tsne.insert(job.arm, result);
             self.tsne_job = None;
