@@ -30,11 +30,11 @@ fn wait_for(harness: &mut Harness<'static, App>, what: &str, done: impl Fn(&App)
 
 /// A short run on 600 demo digits: one epoch at batch 64 and learning rate `lr`, two detectors.
 fn short_run(app: &mut App, lr: f64) {
-    app.config.dataset.limit = 600;
-    app.config.train.epochs = 1;
-    app.config.train.batch_size = 64;
-    app.config.train.lr = lr;
-    app.config.detect.methods = vec![
+    app.settings.config.dataset.limit = 600;
+    app.settings.config.train.epochs = 1;
+    app.settings.config.train.batch_size = 64;
+    app.settings.config.train.lr = lr;
+    app.settings.config.detect.methods = vec![
         poisonscope::config::DetectorKind::Ss,
         poisonscope::config::DetectorKind::Loss,
     ];
@@ -83,12 +83,12 @@ fn badnets_run_shows_results_table_and_ranked_gallery() {
     h.get_by_label("Patch size"); // the BadNets settings appeared
     {
         let app = h.state_mut();
-        app.attack.ratio = 0.05;
-        app.config.dataset.limit = 600;
-        app.config.train.epochs = 1;
-        app.config.train.batch_size = 64;
-        app.config.train.lr = 0.05;
-        app.config.train.augment = false;
+        app.settings.attack.ratio = 0.05;
+        app.settings.config.dataset.limit = 600;
+        app.settings.config.train.epochs = 1;
+        app.settings.config.train.batch_size = 64;
+        app.settings.config.train.lr = 0.05;
+        app.settings.config.train.augment = false;
     }
     h.step();
     h.get_by_label_contains("Preview (top: clean, bottom: poisoned)");
@@ -316,8 +316,8 @@ fn cancel_stops_a_run() {
     let mut h = loaded_demo();
     {
         let app = h.state_mut();
-        app.config.dataset.limit = 2000;
-        app.config.train.epochs = 50;
+        app.settings.config.dataset.limit = 2000;
+        app.settings.config.train.epochs = 50;
     }
     h.get_by_label("Start").click();
     h.step();
@@ -338,11 +338,11 @@ fn a_failing_run_shows_its_error_and_start_is_enabled_again() {
     let mut h = loaded_demo();
     {
         let app = h.state_mut();
-        app.config.dataset.limit = 600;
-        app.config.train.epochs = 2;
-        app.config.train.batch_size = 64;
-        app.config.train.lr = 10.0;
-        app.config.train.optimizer = poisonscope::config::OptimizerKind::Sgd;
+        app.settings.config.dataset.limit = 600;
+        app.settings.config.train.epochs = 2;
+        app.settings.config.train.batch_size = 64;
+        app.settings.config.train.lr = 10.0;
+        app.settings.config.train.optimizer = poisonscope::config::OptimizerKind::Sgd;
     }
     h.get_by_label("Start").click();
     h.step();
@@ -405,7 +405,7 @@ fn a_comparison_offers_the_fused_models() {
     h.step();
     {
         let app = h.state_mut();
-        app.attack.ratio = 0.05;
+        app.settings.attack.ratio = 0.05;
         short_run(app, 0.05);
     }
     h.get_by_label("Compare SGD vs SAM").click();
@@ -436,9 +436,10 @@ fn an_lc_run_with_ibd_psc_reports_why_ibd_psc_cannot_score_a_plain_cnn() {
     {
         let app = h.state_mut();
         short_run(app, 0.05);
-        app.attack_on = true;
-        app.attack = poisonscope::config::AttackConfig::of(poisonscope::config::AttackKind::Lc);
-        app.attack.ratio = 0.05;
+        app.settings.attack_on = true;
+        app.settings.attack =
+            poisonscope::config::AttackConfig::of(poisonscope::config::AttackKind::Lc);
+        app.settings.attack.ratio = 0.05;
     }
     h.run();
     h.get_by_label_contains("PGD noise is added when the run starts");
@@ -446,6 +447,7 @@ fn an_lc_run_with_ibd_psc_reports_why_ibd_psc_cannot_score_a_plain_cnn() {
     h.run();
     assert!(
         h.state()
+            .settings
             .config
             .detect
             .methods

@@ -74,7 +74,7 @@ impl App {
         self.preview = None;
         self.thumbnails.clear();
         self.dataset = Err(format!("loading {source}…"));
-        match Loading::spawn(source, &self.config, wake) {
+        match Loading::spawn(source, &self.settings.config, wake) {
             Ok(loading) => self.loading = Some(loading),
             Err(e) => self.dataset = Err(format!("cannot start loading: {e}")),
         }
@@ -189,8 +189,8 @@ impl App {
             } else {
                 path.parent().unwrap_or(path)
             };
-            self.config.dataset.source = folder.display().to_string();
-            self.load(self.config.dataset.source.clone(), Some(ctx));
+            self.settings.config.dataset.source = folder.display().to_string();
+            self.load(self.settings.config.dataset.source.clone(), Some(ctx));
         }
     }
 

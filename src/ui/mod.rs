@@ -70,14 +70,31 @@ pub enum Command {
 /// Before/after textures of the attack preview, or why the attack cannot be built.
 type Preview = Result<Vec<[egui::TextureHandle; 2]>, String>;
 
-/// The application state.
-pub struct App {
-    /// The experiment the panels edit; the same TOML the CLI runs.
+/// What the window remembers between sessions (saved as the experiment's TOML, the file the
+/// CLI runs): the settings the panels edit. Everything else in [`App`] is runtime state.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// The experiment the panels edit.
     pub config: Experiment,
     /// The attack settings, kept while the attack is switched off.
     pub attack: AttackConfig,
     /// Whether an attack is planted ("no attack" is the analysts' default).
     pub attack_on: bool,
+}
+
+impl Settings {
+    /// The experiment these settings describe (the attack only when it is switched on).
+    pub fn experiment(&self) -> Experiment {
+        let mut config = self.config.clone();
+        config.attack = self.attack_on.then(|| self.attack.clone());
+        config
+    }
+}
+
+/// The window: its persisted [`Settings`] and the runtime state (loaded data, workers, results,
+/// caches, the commands of the frame).
+pub struct App {
+    pub settings: Settings,
     /// What was loaded, or why loading failed (shown in the window, not the console).
     dataset: Result<Loaded, String>,
     loading: Option<Loading>,
@@ -130,9 +147,11 @@ impl App {
             .clone()
             .unwrap_or_else(|| AttackConfig::of(AttackKind::Badnets));
         let mut app = Self {
-            config,
-            attack,
-            attack_on,
+            settings: Settings {
+                config,
+                attack,
+                attack_on,
+            },
             dataset: Err("loading…".to_owned()),
             loading: None,
             job: None,
@@ -148,16 +167,14 @@ impl App {
             inspect: Inspect::default(),
             commands: Vec::new(),
         };
-        let source = app.config.dataset.source.clone();
+        let source = app.settings.config.dataset.source.clone();
         app.load(source, None);
         app
     }
 
     /// The config as the CLI would run it (with or without the attack).
     pub fn experiment(&self) -> Experiment {
-        let mut config = self.config.clone();
-        config.attack = self.attack_on.then(|| self.attack.clone());
-        config
+        self.settings.experiment()
     }
 
     /// Whether a dataset load or a run is under way.

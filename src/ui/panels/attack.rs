@@ -32,13 +32,13 @@ fn attack_help(kind: AttackKind) -> &'static str {
 
 impl App {
     pub(in crate::ui) fn attack_step(&mut self, ui: &mut egui::Ui) {
-        ui.checkbox(&mut self.attack_on, "Plant an attack")
+        ui.checkbox(&mut self.settings.attack_on, "Plant an attack")
             .on_hover_text("for teaching and evaluation: poison a share of the training set with a known trigger, so the detectors' hits can be scored against the truth");
-        if !self.attack_on {
+        if !self.settings.attack_on {
             ui.label("No attack — this is a real untrusted dataset.");
             return;
         }
-        let a = &mut self.attack;
+        let a = &mut self.settings.attack;
         egui::Grid::new("attack_grid")
             .num_columns(2)
             .show(ui, |ui| {
@@ -176,10 +176,13 @@ impl App {
         let Ok(loaded) = &self.dataset else {
             return;
         };
-        let stale = self.preview.as_ref().is_none_or(|(a, _)| *a != self.attack);
+        let stale = self
+            .preview
+            .as_ref()
+            .is_none_or(|(a, _)| *a != self.settings.attack);
         if stale {
             let train = &loaded.data.train;
-            let tiles = Attack::from_config(&self.attack, train.shape)
+            let tiles = Attack::from_config(&self.settings.attack, train.shape)
                 .map_err(|e| e.to_string())
                 .and_then(|attack| {
                     // The samples the run would poison (target-class ones for clean-label
@@ -207,7 +210,7 @@ impl App {
                         })
                         .collect()
                 });
-            self.preview = Some((self.attack.clone(), tiles));
+            self.preview = Some((self.settings.attack.clone(), tiles));
         }
         let Some((_, tiles)) = &self.preview else {
             return;
@@ -215,7 +218,7 @@ impl App {
         match tiles {
             Ok(tiles) => {
                 ui.label("Preview (top: clean, bottom: poisoned)");
-                if self.attack.kind == AttackKind::Lc {
+                if self.settings.attack.kind == AttackKind::Lc {
                     ui.weak(
                         "PGD noise is added when the run starts (after a clean model is trained)",
                     );

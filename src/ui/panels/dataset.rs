@@ -8,14 +8,14 @@ impl App {
     pub(in crate::ui) fn dataset_step(&mut self, ui: &mut egui::Ui) {
         ui.horizontal(|ui| {
             let label = ui.label("Source");
-            ui.text_edit_singleline(&mut self.config.dataset.source)
+            ui.text_edit_singleline(&mut self.settings.config.dataset.source)
                 .labelled_by(label.id)
                 .on_hover_text("an image folder (class sub-folders, optionally train/ and test/), MNIST IDX files, a CIFAR-10 binary folder, or embedded:mnist");
         });
         ui.horizontal(|ui| {
             if ui.button("Load").clicked() {
                 self.commands
-                    .push(Command::Load(self.config.dataset.source.clone()));
+                    .push(Command::Load(self.settings.config.dataset.source.clone()));
             }
             if ui
                 .add_enabled(file_dialogs_available(), egui::Button::new("Open folder…"))
@@ -23,21 +23,23 @@ impl App {
                 .clicked()
                 && let Some(folder) = rfd::FileDialog::new().pick_folder()
             {
-                self.config.dataset.source = folder.display().to_string();
+                self.settings.config.dataset.source = folder.display().to_string();
                 self.commands
-                    .push(Command::Load(self.config.dataset.source.clone()));
+                    .push(Command::Load(self.settings.config.dataset.source.clone()));
             }
             if ui.button("Demo digits").clicked() {
-                self.config.dataset.source = EMBEDDED_MNIST.to_owned();
+                self.settings.config.dataset.source = EMBEDDED_MNIST.to_owned();
                 self.commands.push(Command::Load(EMBEDDED_MNIST.to_owned()));
             }
         });
         ui.label("…or drop a dataset folder onto the window.");
         ui.horizontal(|ui| {
             let label = ui.label("Use the first");
-            ui.add(egui::DragValue::new(&mut self.config.dataset.limit).range(0..=1_000_000))
-                .labelled_by(label.id)
-                .on_hover_text("a quick look on a subset; detection results on all images need 0");
+            ui.add(
+                egui::DragValue::new(&mut self.settings.config.dataset.limit).range(0..=1_000_000),
+            )
+            .labelled_by(label.id)
+            .on_hover_text("a quick look on a subset; detection results on all images need 0");
             ui.label("training images (0 = all)");
         });
     }

@@ -37,7 +37,7 @@ fn detector_help(kind: DetectorKind) -> &'static str {
 
 impl App {
     pub(in crate::ui) fn detection_step(&mut self, ui: &mut egui::Ui) {
-        let d = &mut self.config.detect;
+        let d = &mut self.settings.config.detect;
         ui.label("Detectors");
         ui.horizontal_wrapped(|ui| {
             for kind in DetectorKind::ALL {

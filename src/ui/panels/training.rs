@@ -8,7 +8,7 @@ impl App {
     pub(in crate::ui) fn training_step(&mut self, ui: &mut egui::Ui) {
         let idle = !self.busy();
         ui.add_enabled_ui(idle, |ui| {
-            let t = &mut self.config.train;
+            let t = &mut self.settings.config.train;
             egui::Grid::new("train_grid").num_columns(2).show(ui, |ui| {
                 let label = ui.label("Model");
                 egui::ComboBox::from_id_salt("model")
