@@ -6,7 +6,9 @@
 //! threads ([`worker`]); the UI thread only polls their channels.
 
 mod actions;
+mod images;
 pub mod inspect;
+pub mod layout;
 mod panels;
 mod progress;
 pub mod worker;
@@ -19,7 +21,9 @@ use crate::attack::Attack;
 use crate::config::{
     AttackConfig, AttackKind, DetectorKind, Experiment, ModelKind, OptimizerKind, TargetMode,
 };
-use crate::data::{Dataset, EMBEDDED_MNIST, SplitDataset, Summary};
+use crate::data::{EMBEDDED_MNIST, SplitDataset, Summary};
+pub use images::color_image;
+use images::image_of;
 use inspect::{Export, Inspect};
 use progress::Progress;
 use worker::{Finished, Job, Loading, Task, WorkerEvent};
@@ -115,20 +119,6 @@ pub struct App {
     inspect: Inspect,
     /// Commands the panels pushed this frame.
     commands: Vec<Command>,
-}
-
-/// The image of sample `index` as an egui image.
-pub fn color_image(data: &Dataset, index: usize) -> Option<egui::ColorImage> {
-    image_of(data, data.image(index)?)
-}
-
-fn image_of(data: &Dataset, pixels: &[u8]) -> Option<egui::ColorImage> {
-    let s = data.shape;
-    let size = [s.width, s.height];
-    (pixels.len() == s.width * s.height * s.channels).then(|| match s.channels {
-        1 => egui::ColorImage::from_gray(size, pixels),
-        _ => egui::ColorImage::from_rgb(size, pixels),
-    })
 }
 
 impl App {

@@ -12,7 +12,8 @@ mod gallery;
 mod scatter;
 mod table;
 
-use super::worker::{Arm, Finished, Layout};
+use super::layout::Layout;
+use super::worker::{Arm, Finished};
 use crate::data::Dataset;
 use crate::report;
 pub use export::{CONFIRM_SHARE, Export, decisions_csv};
