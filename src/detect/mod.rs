@@ -24,7 +24,6 @@ pub mod strip;
 pub mod testing;
 mod types;
 
-use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
@@ -210,14 +209,14 @@ pub fn run(
     } else {
         (extracted.features.clone(), reference.features.clone(), None)
     };
-    let probes = probe_inputs(
+    let probes = probe::probe_inputs(
         &probe::Prober {
             model,
             normalization,
             device,
             cancel,
         },
-        ProbeSets {
+        probe::ProbeSets {
             train,
             references: &reference_set,
             train_predicted: &extracted.predicted,
@@ -326,148 +325,6 @@ pub fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
         .map(|s| (*s).to_owned())
         .or_else(|| panic.downcast_ref::<String>().cloned())
         .unwrap_or_else(|| "unknown panic".to_owned())
-}
-
-/// The images the input-level probes score: the training set and the references, with the
-/// model's predictions on each.
-#[derive(Clone, Copy)]
-struct ProbeSets<'a> {
-    train: &'a Dataset,
-    references: &'a Dataset,
-    train_predicted: &'a [u16],
-    reference_predicted: &'a [u16],
-}
-
-/// One of the two [`ProbeSets`].
-struct Side<'a> {
-    data: &'a Dataset,
-    predicted: &'a [u16],
-    is_reference: bool,
-}
-
-/// The input-level probes the configured detectors read (STRIP's entropies, SCALE-UP's and
-/// IBD-PSC's consistencies), for the training set and the references; nothing when none is
-/// configured.
-fn probe_inputs(
-    prober: &probe::Prober,
-    sets: ProbeSets,
-    methods: &[DetectorKind],
-    seed: u64,
-    on_event: &mut dyn FnMut(DetectEvent),
-) -> Result<Probes, RunError> {
-    let mut probes = Probes::default();
-    if methods.contains(&DetectorKind::Strip) {
-        probes.strip = Some(probe_both(
-            "strip",
-            strip::OVERLAYS,
-            sets,
-            &mut probes.seconds,
-            on_event,
-            &mut |side, progress| {
-                let pool = sets.references;
-                strip::entropies(prober, side.data, pool, side.is_reference, seed, progress)
-            },
-        )?);
-    }
-    if methods.contains(&DetectorKind::ScaleUp) {
-        probes.scale_up = Some(probe_both(
-            "scale-up",
-            scale_up::SCALES.len(),
-            sets,
-            &mut probes.seconds,
-            on_event,
-            &mut |side, progress| {
-                scale_up::consistency(prober, side.data, side.predicted, progress)
-            },
-        )?);
-    }
-    if methods.contains(&DetectorKind::IbdPsc) {
-        probes.ibd_psc = Some(probe_ibd_psc(prober, sets, &mut probes.seconds, on_event)?);
-    }
-    Ok(probes)
-}
-
-/// IBD-PSC's adaptive selection on the references, then the consistency of the training set
-/// and the references under the selected amplifications.
-fn probe_ibd_psc(
-    prober: &probe::Prober,
-    sets: ProbeSets,
-    seconds: &mut BTreeMap<&'static str, f64>,
-    on_event: &mut dyn FnMut(DetectEvent),
-) -> Result<ibd_psc::Probe, RunError> {
-    let start = Instant::now();
-    let ladder = ibd_psc::ladder(prober.model.batch_norm_count());
-    let selection = ibd_psc::select(prober, sets.references, &ladder, &mut |done, total| {
-        on_event(DetectEvent::Probing {
-            name: "ibd-psc selection",
-            done,
-            total,
-        })
-    })
-    .map_err(|_| RunError::Cancelled)?;
-    let models = selection.models.clone();
-    let scores = if models.is_empty() {
-        None
-    } else {
-        Some(probe_both(
-            "ibd-psc",
-            models.len(),
-            sets,
-            &mut BTreeMap::new(),
-            on_event,
-            &mut |side, progress| {
-                ibd_psc::consistency(prober, &models, side.data, side.predicted, progress)
-            },
-        )?)
-    };
-    seconds.insert("ibd-psc", start.elapsed().as_secs_f64());
-    Ok(ibd_psc::Probe { selection, scores })
-}
-
-/// `score(side, progress)`: one probe score per image of `side.data`.
-type ProbeScore<'a> =
-    dyn FnMut(&Side, &mut dyn FnMut(usize, usize)) -> Result<Vec<f64>, features::Cancelled> + 'a;
-
-/// A per-image probe score of the training set, then of the references, with one progress
-/// count over both (`per_image` model passes per image) and the seconds recorded under `name`.
-fn probe_both(
-    name: &'static str,
-    per_image: usize,
-    sets: ProbeSets,
-    seconds: &mut BTreeMap<&'static str, f64>,
-    on_event: &mut dyn FnMut(DetectEvent),
-    score: &mut ProbeScore,
-) -> Result<(Vec<f64>, Vec<f64>), RunError> {
-    let start = Instant::now();
-    let total = (sets.train.len() + sets.references.len()) * per_image;
-    let mut run = |side: Side, offset: usize| {
-        score(&side, &mut |done, _| {
-            on_event(DetectEvent::Probing {
-                name,
-                done: offset + done,
-                total,
-            })
-        })
-        .map_err(|_| RunError::Cancelled)
-    };
-    let on_train = run(
-        Side {
-            data: sets.train,
-            predicted: sets.train_predicted,
-            is_reference: false,
-        },
-        0,
-    )?;
-    let on_references = run(
-        Side {
-            data: sets.references,
-            predicted: sets.reference_predicted,
-            is_reference: true,
-        },
-        sets.train.len() * per_image,
-    )?;
-    seconds.insert(name, start.elapsed().as_secs_f64());
-    Ok((on_train, on_references))
 }
 
 /// Applies the configured decision to a detector's verdict. The published rule's flag count is

@@ -1,6 +1,8 @@
 //! Input-level probing: the model's softmax outputs on transformed copies of images (STRIP's
-//! superimpositions, SCALE-UP's amplified pixels), computed in evaluation batches before the
-//! detectors run. The detectors themselves only read the per-sample scores made here.
+//! superimpositions, SCALE-UP's amplified pixels) or under amplified copies of the model
+//! (IBD-PSC), computed in evaluation batches before the detectors run, for the training set and
+//! the references with one progress count. The detectors themselves only read the per-sample
+//! scores made here.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -11,7 +13,13 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 use super::features::Cancelled;
-use super::{DetectError, DetectInput};
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use super::{
+    DetectError, DetectEvent, DetectInput, Probes, RunError, features, ibd_psc, scale_up, strip,
+};
+use crate::config::DetectorKind;
 use crate::data::{Batcher, Dataset, Normalization, Shape};
 use crate::model::Net;
 use crate::train::eval::EVAL_BATCH;
@@ -109,4 +117,146 @@ pub fn scores<'a>(
         return Err(DetectError::Numeric(format!("{what}: non-finite scores")));
     }
     Ok((train, reference))
+}
+
+/// The images the input-level probes score: the training set and the references, with the
+/// model's predictions on each.
+#[derive(Clone, Copy)]
+pub(super) struct ProbeSets<'a> {
+    pub(super) train: &'a Dataset,
+    pub(super) references: &'a Dataset,
+    pub(super) train_predicted: &'a [u16],
+    pub(super) reference_predicted: &'a [u16],
+}
+
+/// One of the two [`ProbeSets`].
+struct Side<'a> {
+    data: &'a Dataset,
+    predicted: &'a [u16],
+    is_reference: bool,
+}
+
+/// The input-level probes the configured detectors read (STRIP's entropies, SCALE-UP's and
+/// IBD-PSC's consistencies), for the training set and the references; nothing when none is
+/// configured.
+pub(super) fn probe_inputs(
+    prober: &Prober,
+    sets: ProbeSets,
+    methods: &[DetectorKind],
+    seed: u64,
+    on_event: &mut dyn FnMut(DetectEvent),
+) -> Result<Probes, RunError> {
+    let mut probes = Probes::default();
+    if methods.contains(&DetectorKind::Strip) {
+        probes.strip = Some(probe_both(
+            "strip",
+            strip::OVERLAYS,
+            sets,
+            &mut probes.seconds,
+            on_event,
+            &mut |side, progress| {
+                let pool = sets.references;
+                strip::entropies(prober, side.data, pool, side.is_reference, seed, progress)
+            },
+        )?);
+    }
+    if methods.contains(&DetectorKind::ScaleUp) {
+        probes.scale_up = Some(probe_both(
+            "scale-up",
+            scale_up::SCALES.len(),
+            sets,
+            &mut probes.seconds,
+            on_event,
+            &mut |side, progress| {
+                scale_up::consistency(prober, side.data, side.predicted, progress)
+            },
+        )?);
+    }
+    if methods.contains(&DetectorKind::IbdPsc) {
+        probes.ibd_psc = Some(probe_ibd_psc(prober, sets, &mut probes.seconds, on_event)?);
+    }
+    Ok(probes)
+}
+
+/// IBD-PSC's adaptive selection on the references, then the consistency of the training set
+/// and the references under the selected amplifications.
+fn probe_ibd_psc(
+    prober: &Prober,
+    sets: ProbeSets,
+    seconds: &mut BTreeMap<&'static str, f64>,
+    on_event: &mut dyn FnMut(DetectEvent),
+) -> Result<ibd_psc::Probe, RunError> {
+    let start = Instant::now();
+    let ladder = ibd_psc::ladder(prober.model.batch_norm_count());
+    let selection = ibd_psc::select(prober, sets.references, &ladder, &mut |done, total| {
+        on_event(DetectEvent::Probing {
+            name: "ibd-psc selection",
+            done,
+            total,
+        })
+    })
+    .map_err(|_| RunError::Cancelled)?;
+    let models = selection.models.clone();
+    let scores = if models.is_empty() {
+        None
+    } else {
+        Some(probe_both(
+            "ibd-psc",
+            models.len(),
+            sets,
+            &mut BTreeMap::new(),
+            on_event,
+            &mut |side, progress| {
+                ibd_psc::consistency(prober, &models, side.data, side.predicted, progress)
+            },
+        )?)
+    };
+    seconds.insert("ibd-psc", start.elapsed().as_secs_f64());
+    Ok(ibd_psc::Probe { selection, scores })
+}
+
+/// `score(side, progress)`: one probe score per image of `side.data`.
+type ProbeScore<'a> =
+    dyn FnMut(&Side, &mut dyn FnMut(usize, usize)) -> Result<Vec<f64>, features::Cancelled> + 'a;
+
+/// A per-image probe score of the training set, then of the references, with one progress
+/// count over both (`per_image` model passes per image) and the seconds recorded under `name`.
+fn probe_both(
+    name: &'static str,
+    per_image: usize,
+    sets: ProbeSets,
+    seconds: &mut BTreeMap<&'static str, f64>,
+    on_event: &mut dyn FnMut(DetectEvent),
+    score: &mut ProbeScore,
+) -> Result<(Vec<f64>, Vec<f64>), RunError> {
+    let start = Instant::now();
+    let total = (sets.train.len() + sets.references.len()) * per_image;
+    let mut run = |side: Side, offset: usize| {
+        score(&side, &mut |done, _| {
+            on_event(DetectEvent::Probing {
+                name,
+                done: offset + done,
+                total,
+            })
+        })
+        .map_err(|_| RunError::Cancelled)
+    };
+    let on_train = run(
+        Side {
+            data: sets.train,
+            predicted: sets.train_predicted,
+            is_reference: false,
+        },
+        0,
+    )?;
+    let on_references = run(
+        Side {
+            data: sets.references,
+            predicted: sets.reference_predicted,
+            is_reference: true,
+        },
+        sets.train.len() * per_image,
+    )?;
+    seconds.insert(name, start.elapsed().as_secs_f64());
+    Ok((on_train, on_references))
 }
