@@ -1,0 +1,217 @@
+//! `[detect]`: detectors, feature scaling, references and decisions.
+
+use serde::{Deserialize, Serialize};
+
+use super::{ConfigError, count_in, in_range, invalid};
+
+/// The poisoned sample detectors.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DetectorKind {
+    Ac,
+    Ss,
+    Spectre,
+    Scan,
+    Beatrix,
+    /// Cross-entropy under the given label (label disagreement).
+    Loss,
+    /// STRIP: entropy of the predictions on superimposed images (input-level).
+    Strip,
+    /// SCALE-UP: prediction consistency under amplified pixel values (input-level).
+    ScaleUp,
+    /// IBD-PSC: prediction consistency under amplified BatchNorm parameters (input-level).
+    IbdPsc,
+}
+
+impl DetectorKind {
+    /// Every detector, in the order the window and the reports list them.
+    pub const ALL: [Self; 9] = [
+        Self::Ac,
+        Self::Ss,
+        Self::Spectre,
+        Self::Scan,
+        Self::Beatrix,
+        Self::Loss,
+        Self::Strip,
+        Self::ScaleUp,
+        Self::IbdPsc,
+    ];
+
+    /// The name used in configs and reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Ac => "ac",
+            Self::Ss => "ss",
+            Self::Spectre => "spectre",
+            Self::Scan => "scan",
+            Self::Beatrix => "beatrix",
+            Self::Loss => "loss",
+            Self::Strip => "strip",
+            Self::ScaleUp => "scale-up",
+            Self::IbdPsc => "ibd-psc",
+        }
+    }
+}
+
+/// Which rule turns scores into flags.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Decision {
+    /// Threshold at a high quantile of the clean references' scores.
+    #[default]
+    Calibrated,
+    /// Each detector's published rule (the seed paper's setting).
+    Paper,
+}
+
+impl Decision {
+    /// The name used in configs and reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Calibrated => "calibrated",
+            Self::Paper => "paper",
+        }
+    }
+}
+
+/// How many samples of a class are flagged.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SsRule {
+    /// backdoor-toolbox: the `min(1.5·ε·N, n_c/2)` highest scores of every class.
+    #[default]
+    Tb,
+    /// BackdoorBench: scores above the class's 85th percentile.
+    Bb,
+}
+
+/// Which covariance of the clean references whitens the features.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ReferenceCovariance {
+    /// All references around their common mean (between-class spread included).
+    #[default]
+    Pooled,
+    /// Each reference around its own class mean: only the within-class spread is whitened, so
+    /// the directions that separate classes (where mislabelled poisons differ) are kept.
+    WithinClass,
+}
+
+/// `[detect]`: which detectors run on which features.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DetectConfig {
+    pub methods: Vec<DetectorKind>,
+    /// PCA + whitening with the clean references before the detectors (the paper's scaling).
+    pub feature_scaling: bool,
+    /// Clean reference samples per class, drawn from the test split.
+    pub clean_per_class: usize,
+    /// The defender's guess of the poisoning ratio ε (the budgets of SS's and SPECTRE's
+    /// published rules; the calibrated decision needs none). Unset: each detector's default
+    /// (SS 5 %, SPECTRE 1 %), never the attack's true ratio unless `oracle_ratio` asks for it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expected_ratio: Option<f64>,
+    /// Hand the planted attack's true ratio to the detectors (the reference codes' oracle
+    /// setting, for reproducing papers; a real defender does not know it).
+    pub oracle_ratio: bool,
+    /// How scores become flags: `calibrated` (threshold from the clean references) or `paper`
+    /// (each detector's published rule).
+    pub decision: Decision,
+    /// The calibrated decision's threshold: this quantile of the references' scores.
+    pub reference_quantile: f64,
+    /// The calibrated threshold is at least `median + k·1.4826·MAD` of the training scores
+    /// (Hampel's outlier bound, this k); 0 turns the floor off.
+    pub outlier_floor: f64,
+    /// The consensus flags a sample when at least this many detectors flag it.
+    pub consensus_agreement: usize,
+    /// Spectral Signatures' flag rule: `tb` (min(1.5·ε·N, n_c/2) per class) or `bb` (top 15 %).
+    pub ss_rule: SsRule,
+    /// Feature-scaling PCA rank; 0 = smallest rank explaining `pca_variance`, at most
+    /// `pca_max_rank`.
+    pub pca_rank: usize,
+    pub pca_variance: f64,
+    pub pca_max_rank: usize,
+    /// Shrinkage of the reference covariance toward a scaled identity (0..1).
+    pub shrinkage: f64,
+    /// Which reference covariance whitens: `pooled` (default) or `within-class`.
+    pub whitening: ReferenceCovariance,
+    /// k of the top-k trigger activation change.
+    pub tac_top_k: usize,
+}
+
+impl Default for DetectConfig {
+    fn default() -> Self {
+        Self {
+            methods: vec![
+                DetectorKind::Ac,
+                DetectorKind::Ss,
+                DetectorKind::Spectre,
+                DetectorKind::Scan,
+                DetectorKind::Beatrix,
+                DetectorKind::Loss,
+            ],
+            feature_scaling: true,
+            clean_per_class: 25,
+            expected_ratio: None,
+            oracle_ratio: false,
+            decision: Decision::Calibrated,
+            reference_quantile: 0.99,
+            outlier_floor: 3.5,
+            consensus_agreement: 2,
+            ss_rule: SsRule::default(),
+            pca_rank: 0,
+            pca_variance: 0.99,
+            pca_max_rank: 64,
+            shrinkage: 0.1,
+            whitening: ReferenceCovariance::Pooled,
+            tac_top_k: 30,
+        }
+    }
+}
+
+impl DetectConfig {
+    /// Range checks of the detection settings.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.methods.is_empty() {
+            return invalid("detect.methods is empty; name at least one detector");
+        }
+        if let Some(r) = self.expected_ratio {
+            in_range("detect.expected_ratio", r, 0.0, true, 1.0, true)?;
+        }
+        in_range(
+            "detect.reference_quantile",
+            self.reference_quantile,
+            0.0,
+            true,
+            1.0,
+            false,
+        )?;
+        in_range(
+            "detect.outlier_floor",
+            self.outlier_floor,
+            0.0,
+            false,
+            100.0,
+            false,
+        )?;
+        count_in(
+            "detect.consensus_agreement",
+            self.consensus_agreement,
+            1,
+            16,
+        )?;
+        in_range(
+            "detect.pca_variance",
+            self.pca_variance,
+            0.0,
+            true,
+            1.0,
+            false,
+        )?;
+        in_range("detect.shrinkage", self.shrinkage, 0.0, false, 1.0, false)?;
+        count_in("detect.clean_per_class", self.clean_per_class, 2, 100_000)?;
+        count_in("detect.pca_rank", self.pca_rank, 0, 4096)?;
+        count_in("detect.pca_max_rank", self.pca_max_rank, 1, 4096)?;
+        count_in("detect.tac_top_k", self.tac_top_k, 1, 100_000)
+    }
+}
