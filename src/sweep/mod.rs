@@ -1,0 +1,384 @@
+//! `poisonscope sweep GRID.toml --out DIR`: a grid of attacks × ratios × seeds × arms (SGD,
+//! SAM...), each arm trained once and its saved model detected with every detection variant; the
+//! two arms of a cell are also fused. Resumable: a finished cell leaves `DIR/cells/<cell>.json`
+//! and is skipped next time. Writes `results.json` (every row), `results.csv` and `results.md`
+//! (mean ± std over seeds, the seed paper's Table-1 layout: rows attacks, columns detectors,
+//! SGD → SAM with the paired per-seed delta).
+//!
+//! Grid file:
+//! ```toml
+//! seeds = [0, 1, 2]
+//! arms = ["sgd", "sam"]
+//! [base]                       # an experiment config (its [attack] comes from the grid)
+//! train = { epochs = 10 }
+//! [[attack]]
+//! label = "BadNets"
+//! kind = "badnets"             # any [attack] key
+//! ratios = [0.005, 0.01]
+//! [[variant]]                  # detection settings re-run on the saved models
+//! name = "calibrated"
+//! set = []                     # `detect.KEY=VALUE` overrides
+//! ```
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+
+use anyhow::Context as _;
+use serde::{Deserialize, Serialize};
+
+use crate::config::{Experiment, OptimizerKind};
+use crate::detect::DetectionRun;
+use crate::pipeline::{self, Prepared, RunEvent};
+use crate::report::{self, DetectorReport};
+use crate::train::checkpoint;
+
+mod tables;
+
+use tables::row_of;
+pub use tables::{markdown, tables, write_results};
+
+/// One attack row of the grid: an `[attack]` table without its ratio, and the ratios to run.
+#[derive(Clone, Debug, Deserialize)]
+pub struct GridAttack {
+    /// Row label in the tables (`BadNets`, `Blended α 0.1`...).
+    pub label: String,
+    pub ratios: Vec<f64>,
+    /// The other `[attack]` keys.
+    #[serde(flatten)]
+    pub attack: toml::Table,
+}
+
+/// A detection variant: a name and `detect.*` overrides.
+#[derive(Clone, Debug, Deserialize)]
+pub struct Variant {
+    pub name: String,
+    #[serde(default)]
+    pub set: Vec<String>,
+}
+
+/// The grid file.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Grid {
+    pub seeds: Vec<u64>,
+    #[serde(default = "default_arms")]
+    pub arms: Vec<OptimizerKind>,
+    #[serde(default)]
+    pub base: toml::Table,
+    pub attack: Vec<GridAttack>,
+    #[serde(default = "default_variants")]
+    pub variant: Vec<Variant>,
+}
+
+fn default_arms() -> Vec<OptimizerKind> {
+    vec![OptimizerKind::Sgd, OptimizerKind::Sam]
+}
+
+fn default_variants() -> Vec<Variant> {
+    vec![Variant {
+        name: "default".to_owned(),
+        set: Vec::new(),
+    }]
+}
+
+/// One measured row: a cell (attack, ratio, seed), an arm (or `fused`), a detection variant.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Row {
+    pub attack: String,
+    pub ratio: f64,
+    pub seed: u64,
+    pub arm: String,
+    pub variant: String,
+    pub clean_accuracy: Option<f64>,
+    pub attack_success_rate: Option<f64>,
+    pub train_accuracy: Option<f64>,
+    pub estimated_ratio: Option<f64>,
+    /// Training samples (for the flagged shares).
+    #[serde(default)]
+    pub n_train: usize,
+    pub warnings: Vec<String>,
+    /// Per detector (and `consensus`).
+    pub detectors: BTreeMap<String, DetectorReport>,
+    pub train_seconds: Option<f64>,
+}
+
+impl Grid {
+    /// Reads a grid file; every cell's config is validated before anything runs.
+    pub fn from_file(path: &Path) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("{}: cannot read", path.display()))?;
+        let grid: Self =
+            toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        anyhow::ensure!(!grid.seeds.is_empty(), "{}: no seeds", path.display());
+        anyhow::ensure!(!grid.arms.is_empty(), "{}: no arms", path.display());
+        for cell in grid.cells() {
+            grid.experiment(&cell)
+                .with_context(|| format!("{}: cell {}", path.display(), cell.id()))?;
+        }
+        Ok(grid)
+    }
+
+    /// Every (attack, ratio, seed) cell, seed by seed: a grid stopped part-way has covered every
+    /// attack and ratio with its first seeds.
+    pub fn cells(&self) -> Vec<Cell> {
+        let mut out = Vec::new();
+        for &seed in &self.seeds {
+            for (a, attack) in self.attack.iter().enumerate() {
+                for &ratio in &attack.ratios {
+                    out.push(Cell {
+                        attack: a,
+                        label: attack.label.clone(),
+                        ratio,
+                        seed,
+                    });
+                }
+            }
+        }
+        out
+    }
+
+    /// The experiment of a cell: the base, its attack at its ratio, the seed on attack and
+    /// training.
+    pub fn experiment(&self, cell: &Cell) -> anyhow::Result<Experiment> {
+        let mut table = self.base.clone();
+        let mut attack = self
+            .attack
+            .get(cell.attack)
+            .map(|a| a.attack.clone())
+            .unwrap_or_default();
+        attack.insert("ratio".into(), toml::Value::Float(cell.ratio));
+        attack.insert("seed".into(), toml::Value::Integer(cell.seed as i64));
+        table.insert("attack".into(), toml::Value::Table(attack));
+        let train = table
+            .entry("train")
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        if let Some(t) = train.as_table_mut() {
+            t.insert("seed".into(), toml::Value::Integer(cell.seed as i64));
+        }
+        let text = toml::to_string(&table)?;
+        Ok(Experiment::from_toml(Path::new("grid"), &text, &[])?)
+    }
+}
+
+/// One (attack, ratio, seed) cell.
+#[derive(Clone, Debug)]
+pub struct Cell {
+    pub attack: usize,
+    pub label: String,
+    pub ratio: f64,
+    pub seed: u64,
+}
+
+impl Cell {
+    /// A file-name-safe id.
+    pub fn id(&self) -> String {
+        let label: String = self
+            .label
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() {
+                    c.to_ascii_lowercase()
+                } else {
+                    '-'
+                }
+            })
+            .collect();
+        format!("{}-{}-r{}-s{}", self.attack, label, self.ratio, self.seed)
+    }
+}
+
+/// What the sweep reports while it runs.
+pub enum SweepEvent<'a> {
+    /// Starting cell `index` (0-based) of `total`, arm `arm`.
+    Cell {
+        index: usize,
+        total: usize,
+        id: &'a str,
+        arm: &'a str,
+    },
+    Skipped {
+        id: &'a str,
+    },
+    Run(&'a RunEvent),
+}
+
+/// Runs one cell: every arm trained (model saved under `dir`), every variant detected, the
+/// first two arms fused per variant.
+fn run_cell(
+    grid: &Grid,
+    cell: &Cell,
+    dir: &Path,
+    cancel: &AtomicBool,
+    on_event: &mut dyn FnMut(SweepEvent),
+    index: usize,
+    total: usize,
+) -> anyhow::Result<Vec<Row>> {
+    let id = cell.id();
+    let config = grid.experiment(cell)?;
+    let prepared = Prepared::load(&config)?;
+    let mut rows = Vec::new();
+    // Per variant: the detection runs of the arms (for the fusion).
+    let mut runs: Vec<Vec<DetectionRun>> = vec![Vec::new(); grid.variant.len()];
+    for &optimizer in &grid.arms {
+        let arm = optimizer.name();
+        on_event(SweepEvent::Cell {
+            index,
+            total,
+            id: &id,
+            arm,
+        });
+        let mut arm_config = config.clone();
+        arm_config.train.optimizer = optimizer;
+        let arm_dir = dir.join("models").join(&id).join(arm);
+        std::fs::create_dir_all(&arm_dir)
+            .with_context(|| format!("{}: cannot create the folder", arm_dir.display()))?;
+        // A model this arm saved before (same [train] settings) is reused: detection changes
+        // are re-measured without retraining by deleting `cells/`.
+        let saved = crate::train::device_for(arm_config.train.device)
+            .ok()
+            .and_then(|device| {
+                checkpoint::load_for(&arm_dir, &device, Some(prepared.train_data().train)).ok()
+            })
+            .filter(|loaded| loaded.meta.train == arm_config.train);
+        let (trained, train_seconds) = match saved {
+            Some(loaded) => (loaded.into_trained(Vec::new(), 0.0, 0.0), None),
+            None => {
+                let trained = pipeline::train_and_save(
+                    &arm_config.train,
+                    &prepared,
+                    &arm_dir,
+                    cancel,
+                    &mut |e| on_event(SweepEvent::Run(&RunEvent::Train(e))),
+                )?;
+                let seconds = trained.seconds;
+                (trained, Some(seconds))
+            }
+        };
+        for (v, variant) in grid.variant.iter().enumerate() {
+            let mut variant_config = arm_config.clone();
+            let mut table = toml::Table::try_from(&variant_config.detect)?;
+            for assignment in &variant.set {
+                let key = assignment.trim_start_matches("detect.");
+                crate::config::apply_override(&mut table, key)?;
+            }
+            variant_config.detect = table.try_into().with_context(|| {
+                format!(
+                    "variant {}: bad detect settings {:?}",
+                    variant.name, variant.set
+                )
+            })?;
+            let outcome = pipeline::detect_and_report(
+                &variant_config,
+                &prepared,
+                trained.clone(),
+                cancel,
+                &mut |e| on_event(SweepEvent::Run(&e)),
+            )?;
+            rows.push(row_of(
+                cell,
+                arm,
+                &variant.name,
+                &outcome.report,
+                train_seconds,
+            ));
+            if let Some(list) = runs.get_mut(v) {
+                list.push(outcome.detection);
+            }
+        }
+    }
+    for (variant, list) in grid.variant.iter().zip(&runs) {
+        if let [a, b, ..] = list.as_slice() {
+            let fused = pipeline::fuse(a, b, &prepared);
+            rows.push(Row {
+                attack: cell.label.clone(),
+                ratio: cell.ratio,
+                seed: cell.seed,
+                arm: "fused".to_owned(),
+                variant: variant.name.clone(),
+                clean_accuracy: None,
+                attack_success_rate: None,
+                train_accuracy: None,
+                estimated_ratio: None,
+                n_train: prepared.train_data().train.len(),
+                warnings: Vec::new(),
+                detectors: fused,
+                train_seconds: None,
+            });
+        }
+    }
+    Ok(rows)
+}
+
+/// Runs (or resumes) the grid into `dir` and writes the result files. Returns every row.
+pub fn run(
+    grid: &Grid,
+    dir: &Path,
+    cancel: &AtomicBool,
+    on_event: &mut dyn FnMut(SweepEvent),
+) -> anyhow::Result<Vec<Row>> {
+    let cells_dir = dir.join("cells");
+    std::fs::create_dir_all(&cells_dir)
+        .with_context(|| format!("{}: cannot create the folder", cells_dir.display()))?;
+    let cells = grid.cells();
+    let mut all = Vec::new();
+    for (index, cell) in cells.iter().enumerate() {
+        let id = cell.id();
+        let path = cell_path(dir, cell);
+        if let Some(rows) = finished_rows(&path) {
+            on_event(SweepEvent::Skipped { id: &id });
+            all.extend(rows);
+            continue;
+        }
+        let rows = run_cell(grid, cell, dir, cancel, on_event, index, cells.len())?;
+        report::write_atomic(&path, &serde_json::to_string_pretty(&rows)?)
+            .with_context(|| format!("{}: cannot write", path.display()))?;
+        all.extend(rows);
+        // The tables so far: a long grid shows its finished cells while it runs.
+        write_results(dir, grid, &all)?;
+    }
+    write_results(dir, grid, &all)?;
+    Ok(all)
+}
+
+/// Where a finished cell's rows are kept.
+fn cell_path(dir: &Path, cell: &Cell) -> PathBuf {
+    dir.join("cells").join(format!("{}.json", cell.id()))
+}
+
+/// The rows of a finished cell, if it has finished.
+fn finished_rows(path: &Path) -> Option<Vec<Row>> {
+    let text = std::fs::read_to_string(path).ok()?;
+    serde_json::from_str(&text).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grid_expands_cells_and_configs() {
+        let text = r#"
+seeds = [0, 1]
+[base.train]
+epochs = 2
+[[attack]]
+label = "BadNets"
+kind = "badnets"
+patch_size = 4
+ratios = [0.01, 0.05]
+"#;
+        let grid: Grid = toml::from_str(text).unwrap();
+        let cells = grid.cells();
+        assert_eq!(cells.len(), 4);
+        let e = grid.experiment(&cells[3]).unwrap();
+        let attack = e.attack.unwrap();
+        assert_eq!(
+            (attack.ratio, attack.seed, attack.patch_size),
+            (0.05, 1, Some(4))
+        );
+        assert_eq!((e.train.seed, e.train.epochs), (1, 2));
+        assert_eq!(cells[3].id(), "0-badnets-r0.05-s1");
+        assert_eq!(grid.arms, vec![OptimizerKind::Sgd, OptimizerKind::Sam]);
+    }
+}

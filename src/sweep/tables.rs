@@ -1,0 +1,348 @@
+//! The sweep's tables: `results.csv` (one row per cell, arm and variant), `results.md` (mean ± std
+//! over seeds in the seed paper's Table-1 layout, SGD → SAM with paired deltas, fused arms).
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::Path;
+
+use anyhow::Context as _;
+
+use super::{Cell, Grid, Row, cell_path, finished_rows};
+use crate::report::{self, DetectorReport};
+
+/// Mean and sample standard deviation (0 for one value); `None` when empty.
+pub(super) fn mean_std(values: &[f64]) -> Option<(f64, f64)> {
+    if values.is_empty() {
+        return None;
+    }
+    let n = values.len() as f64;
+    let mean = values.iter().sum::<f64>() / n;
+    let var = if values.len() > 1 {
+        values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0)
+    } else {
+        0.0
+    };
+    Some((mean, var.sqrt()))
+}
+
+fn pct_ms(values: &[f64]) -> String {
+    mean_std(values).map_or("–".to_owned(), |(m, s)| {
+        if values.len() > 1 {
+            format!("{:.1} ± {:.1}", 100.0 * m, 100.0 * s)
+        } else {
+            format!("{:.1}", 100.0 * m)
+        }
+    })
+}
+
+/// The ordered detector names that appear in `rows` (consensus last).
+fn detector_names(rows: &[Row]) -> Vec<String> {
+    let mut names: Vec<String> = Vec::new();
+    for r in rows {
+        for k in r.detectors.keys() {
+            if k != "consensus" && !names.contains(k) {
+                names.push(k.clone());
+            }
+        }
+    }
+    names.push("consensus".to_owned());
+    names
+}
+
+/// Writes `results.json`, `results.csv` and `results.md`.
+pub fn write_results(dir: &Path, grid: &Grid, rows: &[Row]) -> anyhow::Result<()> {
+    let write = |name: &str, text: &str| {
+        let path = dir.join(name);
+        report::write_atomic(&path, text)
+            .with_context(|| format!("{}: cannot write", path.display()))
+    };
+    write("results.json", &serde_json::to_string_pretty(rows)?)?;
+    let names = detector_names(rows);
+    let mut csv = String::from(
+        "attack,ratio,seed,arm,variant,clean_accuracy,attack_success_rate,train_accuracy,estimated_ratio",
+    );
+    for n in &names {
+        let _ = write!(csv, ",{n}_tpr,{n}_fpr,{n}_auroc,{n}_flagged");
+    }
+    csv.push('\n');
+    let opt = |v: Option<f64>| v.map_or(String::new(), |v| format!("{v:.6}"));
+    for r in rows {
+        let _ = write!(
+            csv,
+            "{},{},{},{},{},{},{},{},{}",
+            crate::attack::export::csv_field(&r.attack),
+            r.ratio,
+            r.seed,
+            r.arm,
+            crate::attack::export::csv_field(&r.variant),
+            opt(r.clean_accuracy),
+            opt(r.attack_success_rate),
+            opt(r.train_accuracy),
+            opt(r.estimated_ratio)
+        );
+        for n in &names {
+            match r.detectors.get(n) {
+                Some(d) => {
+                    let _ = write!(
+                        csv,
+                        ",{},{},{},{}",
+                        opt(d.tpr),
+                        opt(d.fpr),
+                        opt(d.auroc),
+                        d.flagged
+                    );
+                }
+                None => csv.push_str(",,,,"),
+            }
+        }
+        csv.push('\n');
+    }
+    write("results.csv", &csv)?;
+    write("results.md", &markdown(grid, rows))?;
+    Ok(())
+}
+
+/// The tables of `results.md`.
+pub fn markdown(grid: &Grid, rows: &[Row]) -> String {
+    let names = detector_names(rows);
+    let arms: Vec<&str> = grid.arms.iter().map(|&o| o.name()).collect();
+    let (first, second) = (arms.first().copied(), arms.get(1).copied());
+    let mut cells: Vec<(String, f64)> = Vec::new();
+    for r in rows {
+        if !cells.iter().any(|(a, x)| *a == r.attack && *x == r.ratio) {
+            cells.push((r.attack.clone(), r.ratio));
+        }
+    }
+    let select = |attack: &str, ratio: f64, arm: &str, variant: &str| -> Vec<&Row> {
+        rows.iter()
+            .filter(|r| {
+                r.attack == attack && r.ratio == ratio && r.arm == arm && r.variant == variant
+            })
+            .collect()
+    };
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "# Sweep results\n\nSeeds {:?}; arms {}; mean ± std over seeds. TPR and FPR are over the \
+         whole training set (%). Δ = paired per-seed difference {} − {} (mean ± std; the \
+         per-seed values in brackets). `fused` = the two arms' rank percentiles averaged, \
+         flagged where either flags.\n",
+        grid.seeds,
+        arms.join(", "),
+        second.unwrap_or("-"),
+        first.unwrap_or("-")
+    );
+    let _ = writeln!(out, "## Training\n");
+    let _ = writeln!(
+        out,
+        "| attack | ratio | seeds done | {} |",
+        arms.iter()
+            .map(|a| format!("{a} clean acc. | {a} ASR | {a} train acc. (given labels)"))
+            .collect::<Vec<_>>()
+            .join(" | ")
+    );
+    let _ = writeln!(out, "|---|---|---|{}", "---|".repeat(3 * arms.len()));
+    let first_variant = grid.variant.first().map_or("default", |v| v.name.as_str());
+    for (attack, ratio) in &cells {
+        let done = first.map_or(0, |a| select(attack, *ratio, a, first_variant).len());
+        let mut line = format!("| {attack} | {:.1} % | {done} |", 100.0 * ratio);
+        for arm in &arms {
+            let rs = select(attack, *ratio, arm, first_variant);
+            let col = |f: &dyn Fn(&Row) -> Option<f64>| -> String {
+                pct_ms(&rs.iter().filter_map(|r| f(r)).collect::<Vec<_>>())
+            };
+            let _ = write!(
+                line,
+                " {} | {} | {} |",
+                col(&|r| r.clean_accuracy),
+                col(&|r| r.attack_success_rate),
+                col(&|r| r.train_accuracy)
+            );
+        }
+        let _ = writeln!(out, "{line}");
+    }
+    for variant in &grid.variant {
+        let _ = writeln!(
+            out,
+            "\n## Detection, variant `{}` {}\n",
+            variant.name,
+            if variant.set.is_empty() {
+                "(the defaults)".to_owned()
+            } else {
+                format!("({})", variant.set.join(", "))
+            }
+        );
+        for (metric, what) in [("tpr", "TPR %"), ("fpr", "FPR %")] {
+            let _ = writeln!(
+                out,
+                "**{what}** ({} → {}, Δ; fused)\n",
+                first.unwrap_or("-"),
+                second.unwrap_or("-")
+            );
+            let _ = writeln!(out, "| attack | ratio | {} |", names.join(" | "));
+            let _ = writeln!(out, "|---|---|{}", "---|".repeat(names.len()));
+            for (attack, ratio) in &cells {
+                let mut line = format!("| {attack} | {:.1} % |", 100.0 * ratio);
+                for name in &names {
+                    let value = |r: &Row| -> Option<f64> {
+                        let d = r.detectors.get(name)?;
+                        if metric == "tpr" { d.tpr } else { d.fpr }
+                    };
+                    let by_seed = |arm: &str| -> BTreeMap<u64, f64> {
+                        select(attack, *ratio, arm, &variant.name)
+                            .into_iter()
+                            .filter_map(|r| Some((r.seed, value(r)?)))
+                            .collect()
+                    };
+                    let a = first.map(by_seed).unwrap_or_default();
+                    let b = second.map(by_seed).unwrap_or_default();
+                    let f = by_seed("fused");
+                    let vals = |m: &BTreeMap<u64, f64>| m.values().copied().collect::<Vec<_>>();
+                    let deltas: Vec<f64> =
+                        a.iter().filter_map(|(s, x)| Some(b.get(s)? - x)).collect();
+                    let delta = mean_std(&deltas).map_or("–".to_owned(), |(m, s)| {
+                        let each: Vec<String> = deltas
+                            .iter()
+                            .map(|d| format!("{:+.0}", 100.0 * d))
+                            .collect();
+                        if deltas.len() > 1 {
+                            format!("{:+.1} ± {:.1} [{}]", 100.0 * m, 100.0 * s, each.join(", "))
+                        } else {
+                            format!("{:+.1}", 100.0 * m)
+                        }
+                    });
+                    let _ = write!(
+                        line,
+                        " {} → {} (Δ {}; fused {}) |",
+                        pct_ms(&vals(&a)),
+                        pct_ms(&vals(&b)),
+                        delta,
+                        pct_ms(&vals(&f))
+                    );
+                }
+                let _ = writeln!(out, "{line}");
+            }
+            out.push('\n');
+        }
+        // Mean over detectors (not the consensus) per arm: the issue's "mean TPR" / "mean FPR".
+        let _ = writeln!(out, "**Mean over detectors** (TPR / FPR %)\n");
+        let _ = writeln!(out, "| attack | ratio | {} | fused |", arms.join(" | "));
+        let _ = writeln!(out, "|---|---|{}---|", "---|".repeat(arms.len()));
+        for (attack, ratio) in &cells {
+            let mut line = format!("| {attack} | {:.1} % |", 100.0 * ratio);
+            for arm in arms.iter().copied().chain(std::iter::once("fused")) {
+                let rs = select(attack, *ratio, arm, &variant.name);
+                let mean_of = |f: &dyn Fn(&DetectorReport) -> Option<f64>| -> Vec<f64> {
+                    rs.iter()
+                        .filter_map(|r| {
+                            let v: Vec<f64> = r
+                                .detectors
+                                .iter()
+                                .filter(|(k, _)| k.as_str() != "consensus")
+                                .filter_map(|(_, d)| f(d))
+                                .collect();
+                            mean_std(&v).map(|(m, _)| m)
+                        })
+                        .collect()
+                };
+                let _ = write!(
+                    line,
+                    " {} / {} |",
+                    pct_ms(&mean_of(&|d| d.tpr)),
+                    pct_ms(&mean_of(&|d| d.fpr))
+                );
+            }
+            let _ = writeln!(out, "{line}");
+        }
+        // The consensus against the defender's own estimate ε̂ (no ground truth): the issue asks
+        // for at most 2·ε̂·N flagged.
+        let _ = writeln!(
+            out,
+            "\n**Consensus flagged vs the estimate ε̂** (% of the training set: ε̂ / consensus \
+             flagged; runs with consensus > 2·ε̂·N)\n"
+        );
+        let _ = writeln!(out, "| attack | ratio | {} |", arms.join(" | "));
+        let _ = writeln!(out, "|---|---|{}", "---|".repeat(arms.len()));
+        for (attack, ratio) in &cells {
+            let mut line = format!("| {attack} | {:.1} % |", 100.0 * ratio);
+            for arm in &arms {
+                let rs = select(attack, *ratio, arm, &variant.name);
+                let share = |r: &Row| -> Option<f64> {
+                    let flagged = r.detectors.get("consensus")?.flagged;
+                    Some(flagged as f64 / r.n_train.max(1) as f64)
+                };
+                let estimates: Vec<f64> = rs.iter().filter_map(|r| r.estimated_ratio).collect();
+                let shares: Vec<f64> = rs.iter().filter_map(|r| share(r)).collect();
+                let over = rs
+                    .iter()
+                    .filter(|r| match (share(r), r.estimated_ratio) {
+                        (Some(s), Some(e)) => s > 2.0 * e,
+                        _ => false,
+                    })
+                    .count();
+                let _ = write!(
+                    line,
+                    " {} / {} ({over} of {}) |",
+                    pct_ms(&estimates),
+                    pct_ms(&shares),
+                    rs.len()
+                );
+            }
+            let _ = writeln!(out, "{line}");
+        }
+    }
+    out
+}
+
+/// Rewrites the result files from the cells finished so far, running nothing.
+pub fn tables(grid: &Grid, dir: &Path) -> anyhow::Result<Vec<Row>> {
+    let rows: Vec<Row> = grid
+        .cells()
+        .iter()
+        .filter_map(|cell| finished_rows(&cell_path(dir, cell)))
+        .flatten()
+        .collect();
+    anyhow::ensure!(!rows.is_empty(), "{}: no finished cells", dir.display());
+    write_results(dir, grid, &rows)?;
+    Ok(rows)
+}
+
+pub(super) fn row_of(
+    cell: &Cell,
+    arm: &str,
+    variant: &str,
+    report: &report::Report,
+    train_seconds: Option<f64>,
+) -> Row {
+    let mut detectors = report.detectors.clone();
+    if let Some(c) = &report.consensus {
+        detectors.insert("consensus".to_owned(), c.clone());
+    }
+    Row {
+        attack: cell.label.clone(),
+        ratio: cell.ratio,
+        seed: cell.seed,
+        arm: arm.to_owned(),
+        variant: variant.to_owned(),
+        clean_accuracy: Some(report.training.clean_accuracy),
+        attack_success_rate: report.training.attack_success_rate,
+        train_accuracy: report.fit.as_ref().map(|f| f.train_accuracy),
+        estimated_ratio: report.estimated_ratio,
+        n_train: report.dataset.n_train,
+        warnings: report.warnings.iter().map(|w| w.message.clone()).collect(),
+        detectors,
+        train_seconds,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mean_std_is_the_sample_deviation() {
+        let (m, s) = mean_std(&[1.0, 2.0, 3.0]).unwrap();
+        assert!((m - 2.0).abs() < 1e-12 && (s - 1.0).abs() < 1e-12);
+        assert_eq!(mean_std(&[]), None);
+    }
+}
