@@ -249,6 +249,57 @@ impl Drop for Staged {
     }
 }
 
+/// Writes `text` to `path` through a hidden temporary file beside it, then renames it.
+pub fn write_text(path: &Path, text: &str) -> std::io::Result<()> {
+    write_file(path, text.as_bytes())
+}
+
+/// Writes `pixels` (`[width, height, channels]`, 1 channel = gray, 3 = RGB, row-major) as the
+/// PNG `file` in `dir/<class>/`, the class folder created when missing and its name checked to
+/// be one plain path component. Returns the path relative to `dir` (`<class>/<file>`). The
+/// folder writers of the poisoned and the cleaned dataset both go through here, inside a
+/// [`Staged`] folder.
+pub fn write_class_png(
+    dir: &Path,
+    class: &str,
+    file: &str,
+    pixels: &[u8],
+    [width, height, channels]: [usize; 3],
+) -> Result<String, ArtifactError> {
+    let folder = child(dir, class)?;
+    std::fs::create_dir_all(&folder)
+        .map_err(|e| ArtifactError::new(&folder, format!("cannot create the folder: {e}")))?;
+    let path = folder.join(file);
+    let color = if channels == 1 {
+        image::ExtendedColorType::L8
+    } else {
+        image::ExtendedColorType::Rgb8
+    };
+    image::save_buffer(&path, pixels, width as u32, height as u32, color)
+        .map_err(|e| ArtifactError::new(&path, format!("cannot write: {e}")))?;
+    Ok(format!("{class}/{file}"))
+}
+
+/// Refuses an output folder inside the `source` dataset folder, or one that contains it (never
+/// write into the user's dataset).
+pub fn check_not_in_source(out: &Path, source: &str) -> Result<(), ArtifactError> {
+    let source_path = Path::new(source);
+    if !source_path.exists() {
+        return Ok(());
+    }
+    let (out_abs, src_abs) = (absolute(out), absolute(source_path));
+    if out_abs.starts_with(&src_abs) || src_abs.starts_with(&out_abs) {
+        return Err(ArtifactError::new(
+            out,
+            format!(
+                "refusing to write here: it overlaps the source dataset {}; choose a folder outside it",
+                source_path.display()
+            ),
+        ));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

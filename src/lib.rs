@@ -11,6 +11,7 @@ pub mod cuda;
 pub mod data;
 pub mod detect;
 pub mod diagnostics;
+pub mod evaluate;
 pub mod html_report;
 pub mod metrics;
 pub mod model;

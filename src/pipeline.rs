@@ -12,6 +12,7 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::config::{Experiment, OptimizerKind, TrainConfig};
 use crate::detect::{self, DetectEvent, DetectionRun, features};
+use crate::evaluate;
 use crate::metrics;
 pub use crate::prepare::{Prepared, check_ready, poison};
 use crate::report::{self, BackdoorEffect, Comparison, Report};
@@ -103,7 +104,7 @@ pub fn backdoor_effect(
         metrics::top_k_mean(change.as_slice()?, k)
     })();
     // Silhouette of clean vs poisoned features inside the classes that hold poison.
-    let truth = report::poison_mask(prepared)?;
+    let truth = evaluate::poison_mask(prepared)?;
     let given = &poisoned.train.labels;
     let mut classes: Vec<u16> = truth
         .iter()
@@ -187,7 +188,7 @@ pub fn detect_and_report(
         config.train.seed,
         cancel,
     );
-    let report = report::build(config, prepared, &trained, &detection, effect);
+    let report = evaluate::build(config, prepared, &trained, &detection, effect);
     Ok(Outcome {
         trained,
         detection,
@@ -238,7 +239,7 @@ pub fn write_outputs(
 ) -> anyhow::Result<()> {
     let write = |name: &str, text: &str| {
         let path = dir.join(name);
-        report::write_atomic(&path, text)
+        crate::artifacts::write_text(&path, text)
             .with_context(|| format!("{}: cannot write", path.display()))
     };
     write("config.toml", &config.to_toml()?)?;
@@ -248,7 +249,7 @@ pub fn write_outputs(
     )?;
     write(
         "scores.csv",
-        &report::scores_csv(prepared, &outcome.detection),
+        &evaluate::scores_csv(prepared, &outcome.detection),
     )?;
     let history = serde_json::json!({ "history": outcome.trained.history });
     write("training.json", &serde_json::to_string_pretty(&history)?)?;
@@ -265,11 +266,11 @@ pub fn fuse(
     prepared: &Prepared,
 ) -> std::collections::BTreeMap<String, report::DetectorReport> {
     let train = prepared.train_data().train;
-    let truth = report::poison_mask(prepared);
+    let truth = evaluate::poison_mask(prepared);
     fused_samples(a, b, train.len())
         .into_iter()
         .map(|(name, scores, flags)| {
-            let report = report::detector_report(
+            let report = evaluate::detector_report(
                 &flags,
                 &scores,
                 truth.as_deref(),
@@ -409,7 +410,7 @@ pub fn save_arms(
                 Comparison::new(sgd.outcome.report.clone(), sam.outcome.report.clone());
             comparison.fused = fuse(&sgd.outcome.detection, &sam.outcome.detection, prepared);
             let path = dir.join("comparison.json");
-            report::write_atomic(&path, &serde_json::to_string_pretty(&comparison)?)
+            crate::artifacts::write_text(&path, &serde_json::to_string_pretty(&comparison)?)
                 .with_context(|| format!("{}: cannot write", path.display()))?;
             Ok(Some(comparison))
         }

@@ -104,7 +104,7 @@ fn check_accuracy_and_backdoor(optimizer: &str) -> report::Report {
         &mut |_| {},
     )
     .unwrap();
-    let report = report::build(&config, &prepared, &trained, &detection, None);
+    let report = poisonscope::evaluate::build(&config, &prepared, &trained, &detection, None);
     for (name, d) in &report.detectors {
         eprintln!(
             "{optimizer} {name}: TPR {:?} FPR {:?} F1 {:?} AUROC {:?} flagged {} ({:.1} s) {:?}",

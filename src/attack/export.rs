@@ -27,14 +27,7 @@ pub struct ExportSummary {
     pub covers: usize,
 }
 
-/// Quotes a CSV field when needed.
-pub fn csv_field(text: &str) -> String {
-    if text.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", text.replace('"', "\"\""))
-    } else {
-        text.to_owned()
-    }
-}
+pub use crate::data::export::csv_field;
 
 fn io_err(path: &Path) -> impl Fn(std::io::Error) -> AttackError + '_ {
     move |e| AttackError::At {
@@ -45,24 +38,10 @@ fn io_err(path: &Path) -> impl Fn(std::io::Error) -> AttackError + '_ {
 
 /// Refuses an output folder inside the source folder, or one that contains it.
 pub fn check_not_in_source(out: &Path, source: &str) -> Result<(), AttackError> {
-    let source_path = Path::new(source);
-    if !source_path.exists() {
-        return Ok(());
-    }
-    let (out_abs, src_abs) = (
-        crate::artifacts::absolute(out),
-        crate::artifacts::absolute(source_path),
-    );
-    if out_abs.starts_with(&src_abs) || src_abs.starts_with(&out_abs) {
-        return Err(AttackError::At {
-            path: out.to_path_buf(),
-            message: format!(
-                "refusing to write here: it overlaps the source dataset {}; choose a folder outside it",
-                source_path.display()
-            ),
-        });
-    }
-    Ok(())
+    crate::artifacts::check_not_in_source(out, source).map_err(|e| AttackError::At {
+        path: e.path,
+        message: e.message,
+    })
 }
 
 /// Writes `data`'s training set to `dir`; `clean` is the training set before the attack (for
@@ -95,20 +74,7 @@ pub fn write_image_folder(
 fn write_into(tmp: &Path, clean: &Dataset, data: &PoisonedData) -> Result<(), AttackError> {
     let train = &data.train;
     let names = &train.class_names;
-    let counts = train.class_counts();
-    for (name, _) in names.iter().zip(&counts).filter(|(_, n)| **n > 0) {
-        let sub = crate::artifacts::child(tmp, name).map_err(|e| AttackError::At {
-            path: e.path,
-            message: e.message,
-        })?;
-        std::fs::create_dir_all(&sub).map_err(io_err(&sub))?;
-    }
     let s = train.shape;
-    let color = if s.channels == 1 {
-        image::ExtendedColorType::L8
-    } else {
-        image::ExtendedColorType::Rgb8
-    };
     let width = (train.len().max(1) as f64).log10().floor() as usize + 1;
     let mut manifest = String::from("index,file,original_label,given_label,poisoned,role\n");
     for i in 0..train.len() {
@@ -123,13 +89,16 @@ fn write_into(tmp: &Path, clean: &Dataset, data: &PoisonedData) -> Result<(), At
         let class = names
             .get(usize::from(given))
             .map_or("unknown", String::as_str);
-        let file = format!("{class}/{i:0width$}.png");
-        let path = tmp.join(&file);
-        image::save_buffer(&path, image, s.width as u32, s.height as u32, color).map_err(|e| {
-            AttackError::At {
-                path: path.clone(),
-                message: e.to_string(),
-            }
+        let file = crate::artifacts::write_class_png(
+            tmp,
+            class,
+            &format!("{i:0width$}.png"),
+            image,
+            [s.width, s.height, s.channels],
+        )
+        .map_err(|e| AttackError::At {
+            path: e.path,
+            message: e.message,
         })?;
         let original_name = names
             .get(usize::from(original))

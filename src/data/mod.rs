@@ -8,6 +8,7 @@ mod batcher;
 pub mod cifar;
 mod embedded;
 mod error;
+pub mod export;
 pub mod idx;
 pub mod image_folder;
 mod split;

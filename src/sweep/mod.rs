@@ -30,7 +30,7 @@ use serde::{Deserialize, Serialize};
 use crate::config::{Experiment, OptimizerKind};
 use crate::detect::DetectionRun;
 use crate::pipeline::{self, Prepared, RunEvent};
-use crate::report::{self, DetectorReport};
+use crate::report::DetectorReport;
 use crate::train::checkpoint;
 
 mod tables;
@@ -331,7 +331,7 @@ pub fn run(
             continue;
         }
         let rows = run_cell(grid, cell, dir, cancel, on_event, index, cells.len())?;
-        report::write_atomic(&path, &serde_json::to_string_pretty(&rows)?)
+        crate::artifacts::write_text(&path, &serde_json::to_string_pretty(&rows)?)
             .with_context(|| format!("{}: cannot write", path.display()))?;
         all.extend(rows);
         // The tables so far: a long grid shows its finished cells while it runs.

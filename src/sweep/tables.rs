@@ -53,7 +53,7 @@ fn detector_names(rows: &[Row]) -> Vec<String> {
 pub fn write_results(dir: &Path, grid: &Grid, rows: &[Row]) -> anyhow::Result<()> {
     let write = |name: &str, text: &str| {
         let path = dir.join(name);
-        report::write_atomic(&path, text)
+        crate::artifacts::write_text(&path, text)
             .with_context(|| format!("{}: cannot write", path.display()))
     };
     write("results.json", &serde_json::to_string_pretty(rows)?)?;

@@ -39,7 +39,7 @@ impl App {
                 wake,
                 move || {
                     let train = prepared.train_data().train;
-                    let n = crate::report::write_kept_folder(&dir, train, &keep, &source)?;
+                    let n = crate::data::export::write_kept_folder(&dir, train, &keep, &source)?;
                     Ok(format!("saved {n} kept images to {}", dir.display()))
                 },
             ),
@@ -212,7 +212,7 @@ impl App {
             .to_toml()
             .map_err(|e| e.to_string())
             .and_then(|text| {
-                crate::report::write_atomic(path, &text)
+                crate::artifacts::write_text(path, &text)
                     .map_err(|e| format!("{}: cannot write: {e}", path.display()))
             });
         match result {

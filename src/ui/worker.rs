@@ -147,7 +147,7 @@ fn work(
         arms.push(fused);
     }
     Ok(Finished {
-        truth: crate::report::poison_mask(&prepared),
+        truth: crate::evaluate::poison_mask(&prepared),
         prepared,
         arms,
         comparison,
