@@ -12,6 +12,14 @@ use crate::diagnostics::Fit;
 use crate::metrics::{self, Confusion};
 use crate::prepare::Prepared;
 use crate::report::*;
+use std::sync::atomic::AtomicBool;
+
+use burn::tensor::Device;
+use rand::SeedableRng;
+use rand::seq::SliceRandom;
+use rand_chacha::ChaCha8Rng;
+
+use crate::detect::features;
 use crate::train::Trained;
 
 /// The ground truth of a planted attack: which training samples are poisoned.
@@ -217,6 +225,78 @@ pub fn scores_csv(prepared: &Prepared, detection: &DetectionRun) -> String {
         out.push('\n');
     }
     out
+}
+
+/// Triggered test images compared with their clean originals for TAC (at most this many).
+const TAC_SAMPLES: usize = 1000;
+/// Samples used for the silhouette (at most this many, seeded).
+const SILHOUETTE_SAMPLES: usize = 2000;
+
+/// TAC and silhouette: how strongly the backdoor shows in the model (needs ground truth).
+pub fn backdoor_effect(
+    trained: &Trained,
+    device: &Device,
+    prepared: &Prepared,
+    detection: &DetectionRun,
+    k: usize,
+    seed: u64,
+    cancel: &AtomicBool,
+) -> Option<BackdoorEffect> {
+    let poisoned = prepared.poisoned.as_ref()?;
+    let (model, normalization) = (&trained.model, &trained.normalization);
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x7ac);
+    // TAC on triggered test images vs their clean versions.
+    let mut pick: Vec<usize> = (0..poisoned.triggered_test.len()).collect();
+    pick.shuffle(&mut rng);
+    pick.truncate(TAC_SAMPLES);
+    pick.sort_unstable();
+    let triggered = poisoned.triggered_test.select(&pick);
+    let sources: Vec<usize> = pick
+        .iter()
+        .filter_map(|&i| poisoned.triggered_test_source.get(i).copied())
+        .collect();
+    let clean = prepared.clean.test.select(&sources);
+    let tac = (|| {
+        let a = features::extract(
+            model,
+            &triggered,
+            normalization,
+            device,
+            cancel,
+            &mut |_, _| {},
+        )
+        .ok()?;
+        let b =
+            features::extract(model, &clean, normalization, device, cancel, &mut |_, _| {}).ok()?;
+        let change = (&a.channel_means - &b.channel_means)
+            .mapv(f64::abs)
+            .mean_axis(ndarray::Axis(0))?;
+        metrics::top_k_mean(change.as_slice()?, k)
+    })();
+    // Silhouette of clean vs poisoned features inside the classes that hold poison.
+    let truth = poison_mask(prepared)?;
+    let given = &poisoned.train.labels;
+    let mut classes: Vec<u16> = truth
+        .iter()
+        .zip(given)
+        .filter(|(t, _)| **t)
+        .map(|(_, l)| *l)
+        .collect();
+    classes.sort_unstable();
+    classes.dedup();
+    let mut rows: Vec<usize> = (0..given.len())
+        .filter(|&i| classes.binary_search(&given[i]).is_ok())
+        .collect();
+    rows.shuffle(&mut rng);
+    rows.truncate(SILHOUETTE_SAMPLES);
+    let features = &detection.train.features;
+    let points: Vec<Vec<f64>> = rows.iter().map(|&i| features.row(i).to_vec()).collect();
+    let groups: Vec<bool> = rows.iter().map(|&i| truth[i]).collect();
+    Some(BackdoorEffect {
+        tac_top_k: tac,
+        tac_k: k,
+        silhouette: metrics::silhouette(&points, &groups),
+    })
 }
 
 impl Comparison {

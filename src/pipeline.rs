@@ -5,17 +5,12 @@ use std::path::Path;
 use std::sync::atomic::AtomicBool;
 
 use anyhow::Context as _;
-use burn::tensor::Device;
-use rand::SeedableRng;
-use rand::seq::SliceRandom;
-use rand_chacha::ChaCha8Rng;
 
 use crate::config::{Experiment, OptimizerKind, TrainConfig};
-use crate::detect::{self, DetectEvent, DetectionRun, features};
+use crate::detect::{self, DetectEvent, DetectionRun};
 use crate::evaluate;
-use crate::metrics;
 pub use crate::prepare::{Prepared, check_ready, poison};
-use crate::report::{self, BackdoorEffect, Comparison, Report};
+use crate::report::{self, Comparison, Report};
 use crate::train::{self, TrainEvent, Trained, checkpoint};
 
 /// Trains on `prepared` and, once training has finished, saves the checkpoint into `dir`.
@@ -55,78 +50,6 @@ pub struct Outcome {
     pub trained: Trained,
     pub detection: DetectionRun,
     pub report: Report,
-}
-
-/// Triggered test images compared with their clean originals for TAC (at most this many).
-const TAC_SAMPLES: usize = 1000;
-/// Samples used for the silhouette (at most this many, seeded).
-const SILHOUETTE_SAMPLES: usize = 2000;
-
-/// TAC and silhouette: how strongly the backdoor shows in the model (needs ground truth).
-pub fn backdoor_effect(
-    trained: &Trained,
-    device: &Device,
-    prepared: &Prepared,
-    detection: &DetectionRun,
-    k: usize,
-    seed: u64,
-    cancel: &AtomicBool,
-) -> Option<BackdoorEffect> {
-    let poisoned = prepared.poisoned.as_ref()?;
-    let (model, normalization) = (&trained.model, &trained.normalization);
-    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x7ac);
-    // TAC on triggered test images vs their clean versions.
-    let mut pick: Vec<usize> = (0..poisoned.triggered_test.len()).collect();
-    pick.shuffle(&mut rng);
-    pick.truncate(TAC_SAMPLES);
-    pick.sort_unstable();
-    let triggered = poisoned.triggered_test.select(&pick);
-    let sources: Vec<usize> = pick
-        .iter()
-        .filter_map(|&i| poisoned.triggered_test_source.get(i).copied())
-        .collect();
-    let clean = prepared.clean.test.select(&sources);
-    let tac = (|| {
-        let a = features::extract(
-            model,
-            &triggered,
-            normalization,
-            device,
-            cancel,
-            &mut |_, _| {},
-        )
-        .ok()?;
-        let b =
-            features::extract(model, &clean, normalization, device, cancel, &mut |_, _| {}).ok()?;
-        let change = (&a.channel_means - &b.channel_means)
-            .mapv(f64::abs)
-            .mean_axis(ndarray::Axis(0))?;
-        metrics::top_k_mean(change.as_slice()?, k)
-    })();
-    // Silhouette of clean vs poisoned features inside the classes that hold poison.
-    let truth = evaluate::poison_mask(prepared)?;
-    let given = &poisoned.train.labels;
-    let mut classes: Vec<u16> = truth
-        .iter()
-        .zip(given)
-        .filter(|(t, _)| **t)
-        .map(|(_, l)| *l)
-        .collect();
-    classes.sort_unstable();
-    classes.dedup();
-    let mut rows: Vec<usize> = (0..given.len())
-        .filter(|&i| classes.binary_search(&given[i]).is_ok())
-        .collect();
-    rows.shuffle(&mut rng);
-    rows.truncate(SILHOUETTE_SAMPLES);
-    let features = &detection.train.features;
-    let points: Vec<Vec<f64>> = rows.iter().map(|&i| features.row(i).to_vec()).collect();
-    let groups: Vec<bool> = rows.iter().map(|&i| truth[i]).collect();
-    Some(BackdoorEffect {
-        tac_top_k: tac,
-        tac_k: k,
-        silhouette: metrics::silhouette(&points, &groups),
-    })
 }
 
 /// The poisoning ratio handed to the detectors' published rules: `detect.expected_ratio`; the
@@ -179,7 +102,7 @@ pub fn detect_and_report(
         cancel,
         &mut |e| on_event(RunEvent::Detect(e)),
     )?;
-    let effect = backdoor_effect(
+    let effect = evaluate::backdoor_effect(
         &trained,
         &device,
         prepared,
