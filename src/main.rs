@@ -1,22 +1,16 @@
 //! The `poisonscope` binary: the desktop workstation (no arguments, or `gui`) and the headless
 //! commands of `shared/design/CLI.md`.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 mod bench;
+mod commands;
 mod progress;
 
-use std::sync::atomic::AtomicBool;
-
-use anyhow::{Context as _, bail};
 use clap::{Parser, Subcommand};
-use poisonscope::artifacts::{self, Staged};
-use poisonscope::attack::export;
 use poisonscope::config::Experiment;
-use poisonscope::data::{self, LoadOptions, Summary};
-use poisonscope::pipeline::{self, Prepared};
-use poisonscope::train::checkpoint;
+use poisonscope::data::LoadOptions;
 
 #[derive(Parser)]
 #[command(
@@ -146,250 +140,12 @@ fn parse_size(text: &str) -> Result<(u32, u32), String> {
     Ok((h, w))
 }
 
-fn inspect_data(source: &str, json: bool, options: &LoadOptions) -> anyhow::Result<()> {
-    let loaded = data::load(source, options)?;
-    let summary = Summary::of(&loaded);
-    if json {
-        println!("{}", serde_json::to_string_pretty(&summary)?);
-    } else {
-        print!("{}", summary.to_text());
-    }
-    Ok(())
-}
-
-fn load_config(path: &Path, overrides: &[String]) -> anyhow::Result<Experiment> {
-    Ok(Experiment::from_file(path, overrides)?)
-}
-
-fn poison(config: &Experiment, out: &Path, force: bool) -> anyhow::Result<()> {
-    if config.attack.is_none() {
-        bail!("the config has no [attack] table; `poison` needs one");
-    }
-    export::check_not_in_source(out, &config.dataset.source)?;
-    let clean = data::load(&config.dataset.source, &config.dataset.load_options())?;
-    let poisoned = pipeline::poison(config, &clean, &AtomicBool::new(false), &mut |_| {})?
-        .context("the config has no [attack] table")?;
-    let written = export::write_image_folder(out, &clean.train, &poisoned, force)?;
-    println!(
-        "wrote {} training images ({} poisoned, {} cover), {} and {} to {}",
-        written.images,
-        written.poisoned,
-        written.covers,
-        export::MANIFEST,
-        export::PREVIEW,
-        written.dir.display()
-    );
-    Ok(())
-}
-
-/// One line per detector: flagged count and, with ground truth, TPR/FPR/F1/AUROC.
-fn summary_table(report: &poisonscope::report::Report) -> String {
-    let pct = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{:.1}", 100.0 * v));
-    let num = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{v:.3}"));
-    let mut out = format!(
-        "{:<9} {:>8} {:>7} {:>7} {:>7} {:>7}\n",
-        "detector", "flagged", "TPR %", "FPR %", "F1", "AUROC"
-    );
-    let rows = report
-        .detectors
-        .iter()
-        .map(|(n, d)| (n.as_str(), d))
-        .chain(report.consensus.as_ref().map(|c| ("consensus", c)));
-    for (name, d) in rows {
-        if let Some(error) = &d.error {
-            out.push_str(&format!("{name:<9} failed: {error}\n"));
-            continue;
-        }
-        out.push_str(&format!(
-            "{:<9} {:>8} {:>7} {:>7} {:>7} {:>7}\n",
-            name,
-            d.flagged,
-            pct(d.tpr),
-            pct(d.fpr),
-            num(d.f1),
-            num(d.auroc)
-        ));
-    }
-    if let Some(fit) = &report.fit {
-        out.push_str(&format!(
-            "fit: training accuracy on the given labels {:.1} % ({:.1} % disagree), clean accuracy {:.1} %\n",
-            100.0 * fit.train_accuracy,
-            100.0 * fit.disagreement,
-            100.0 * fit.clean_accuracy
-        ));
-    }
-    for w in &report.warnings {
-        out.push_str(&format!("warning: {}\n", w.message));
-    }
-    out
-}
-
-/// A folder `--force` may replace: one holding a previous run's or comparison's outputs.
-fn is_previous_output(dir: &Path) -> bool {
-    ["report.json", "comparison.json", checkpoint::META]
-        .iter()
-        .any(|name| dir.join(name).is_file())
-}
-
-/// Checks `out` before anything is loaded or trained: outside the source dataset, and new or
-/// empty unless `force` replaces a previous output. Nothing is created yet.
-fn check_out(out: &Path, config: &Experiment, force: bool) -> anyhow::Result<()> {
-    export::check_not_in_source(out, &config.dataset.source)?;
-    Ok(artifacts::check_dest(
-        out,
-        force.then_some(&is_previous_output as _),
-    )?)
-}
-
-/// The output folder, built under a hidden temporary name and renamed into place by
-/// [`Staged::commit`] once every file is written: a failed or interrupted run leaves nothing.
-fn stage_out(out: &Path, force: bool) -> anyhow::Result<Staged> {
-    Ok(Staged::new(out, force.then_some(&is_previous_output as _))?)
-}
-
-/// `run`: dataset → attack → train → checkpoint → detect → report.json, scores.csv, config.toml.
-fn run_experiment(config: &Experiment, out: &Path, force: bool) -> anyhow::Result<()> {
-    config.validate()?;
-    check_out(out, config, force)?;
-    let mut bar = progress::Progress::new("run");
-    let cancel = AtomicBool::new(false);
-    let prepared = Prepared::load_with(config, &cancel, &mut |s| {
-        bar.run_event(&pipeline::RunEvent::Stage(s))
-    })?;
-    let staged = stage_out(out, force)?;
-    let arms = pipeline::run_arms(config, &prepared, false, &cancel, &mut |_, e| {
-        bar.run_event(&e)
-    })?;
-    pipeline::save_arms(staged.path(), &prepared, &arms)?;
-    staged.commit()?;
-    let outcome = &arms.first().context("a run trains one model")?.outcome;
-    let training = &outcome.report.training;
-    let asr = training
-        .attack_success_rate
-        .map(|a| format!(", attack success rate {:.2}%", 100.0 * a))
-        .unwrap_or_default();
-    print!("{}", summary_table(&outcome.report));
-    println!(
-        "clean accuracy {:.2}%{asr}; wrote report.json, scores.csv, config.toml, {} and {} to {}",
-        100.0 * training.clean_accuracy,
-        checkpoint::WEIGHTS,
-        checkpoint::META,
-        out.display()
-    );
-    Ok(())
-}
-
-/// `detect`: the saved model of a run, detected again with other `[detect]` settings.
-fn redetect(run_dir: &Path, out: &Path, overrides: &[String]) -> anyhow::Result<()> {
-    if let Some(key) = overrides
-        .iter()
-        .find(|o| !o.trim_start().starts_with("detect."))
-    {
-        bail!("`--set {key}`: only detect.* keys can change without retraining");
-    }
-    let config = load_config(&run_dir.join("config.toml"), overrides)?;
-    config.validate()?;
-    if out.join("report.json").exists() {
-        bail!(
-            "{}: holds a report.json already; choose another folder (nothing is overwritten)",
-            out.display()
-        );
-    }
-    check_out(out, &config, false)?;
-    let staged = stage_out(out, false)?;
-    let mut bar = progress::Progress::new("detect");
-    let cancel = AtomicBool::new(false);
-    let (prepared, outcome) =
-        pipeline::redetect(&config, run_dir, &cancel, &mut |e| bar.run_event(&e))?;
-    pipeline::write_outputs(staged.path(), &config, &prepared, &outcome)?;
-    staged.commit()?;
-    print!("{}", summary_table(&outcome.report));
-    println!(
-        "wrote report.json, scores.csv and config.toml to {}",
-        out.display()
-    );
-    Ok(())
-}
-
-/// `compare`: the config trained with SGD and with SAM on identical data and seed.
-fn compare(config: &Experiment, out: &Path, force: bool) -> anyhow::Result<()> {
-    config.validate()?;
-    check_out(out, config, force)?;
-    let staged = stage_out(out, force)?;
-    let mut bar = progress::Progress::new("compare");
-    let cancel = AtomicBool::new(false);
-    let comparison = pipeline::compare(config, staged.path(), &cancel, &mut |e| bar.run_event(&e))?;
-    staged.commit()?;
-    print!("{}", comparison.table());
-    println!(
-        "wrote {0}/sgd, {0}/sam and {0}/comparison.json",
-        out.display()
-    );
-    Ok(())
-}
-
-/// `sweep`: the grid, resumed where a previous sweep into `out` stopped.
-fn sweep(grid_path: &Path, out: &Path, tables_only: bool) -> anyhow::Result<()> {
-    use poisonscope::sweep::{self, Grid, SweepEvent};
-    let grid = Grid::from_file(grid_path)?;
-    if tables_only {
-        let rows = sweep::tables(&grid, out)?;
-        println!(
-            "{} rows; rewrote the result files in {}",
-            rows.len(),
-            out.display()
-        );
-        return Ok(());
-    }
-    if let Some(cell) = grid.cells().first() {
-        export::check_not_in_source(out, &grid.experiment(cell)?.dataset.source)?;
-    }
-    let mut bar = progress::Progress::new("sweep");
-    let cancel = AtomicBool::new(false);
-    let rows = sweep::run(&grid, out, &cancel, &mut |e| match e {
-        SweepEvent::Cell {
-            index,
-            total,
-            id,
-            arm,
-        } => {
-            eprintln!("[{}/{total}] {id} {arm}", index + 1);
-            bar = progress::Progress::new(arm);
-        }
-        SweepEvent::Skipped { id } => eprintln!("{id}: done before, skipped"),
-        SweepEvent::Run(e) => bar.run_event(e),
-    })?;
-    println!(
-        "{} rows; wrote results.csv, results.json and results.md to {}",
-        rows.len(),
-        out.display()
-    );
-    Ok(())
-}
-
-/// `report`: the HTML page of `dir`, written atomically to `out`.
-fn write_report(dir: &Path, out: &Path, top: usize) -> anyhow::Result<()> {
-    anyhow::ensure!(
-        (1..=500).contains(&top),
-        "--top must be in 1..=500, got {top}"
-    );
-    anyhow::ensure!(
-        !out.is_dir(),
-        "{}: is a folder; give the HTML file to write",
-        out.display()
-    );
-    let html = poisonscope::html_report::build(dir, top)?;
-    artifacts::write_file(out, html.as_bytes())
-        .map_err(|e| anyhow::anyhow!("{}: cannot write: {e}", out.display()))?;
-    println!("wrote {} ({} KB)", out.display(), html.len() / 1024);
-    Ok(())
-}
-
 fn open_window(config: Option<Experiment>) -> anyhow::Result<()> {
     poisonscope::ui::run_native(config).map_err(|e| anyhow::anyhow!("cannot open the window: {e}"))
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
+    use commands::*;
     match cli.command {
         None => open_window(None)?,
         Some(Command::Gui { config }) => {
