@@ -193,6 +193,7 @@ pub fn run(what: What) -> anyhow::Result<()> {
 fn ui_frames(points: usize, frames: usize) -> anyhow::Result<()> {
     use eframe::egui;
     use poisonscope::pipeline::Prepared;
+    use poisonscope::report::{DatasetInfo, DetectorReport, Report, TrainingInfo};
     use poisonscope::ui::{App, worker};
     use rand::{RngExt, SeedableRng};
 
@@ -219,29 +220,32 @@ fn ui_frames(points: usize, frames: usize) -> anyhow::Result<()> {
             ]
         })
         .collect();
-    let detector_reports: serde_json::Map<String, serde_json::Value> = detectors
-        .iter()
-        .map(|(name, _, flags)| {
-            let flagged = flags.iter().filter(|f| **f).count();
-            (
-                name.clone(),
-                serde_json::json!({"tpr": null, "fpr": null, "precision": null, "f1": null,
-                    "auroc": null, "auroc_poisoned_classes": null, "flagged": flagged,
-                    "seconds": 0.0, "details": {}}),
-            )
-        })
-        .collect();
-    let report = serde_json::from_value(serde_json::json!({
-        "version": 1,
-        "dataset": {"source": "embedded:mnist", "n_train": points, "n_test": 0,
-                    "classes": train.class_names, "shape": [28, 28, 1]},
-        "attack": null,
-        "training": {"optimizer": "sam", "rho": 0.05, "epochs": 0, "seed": 0,
-                     "clean_accuracy": 0.0, "attack_success_rate": null, "seconds": 0.0,
-                     "images_per_second": 0.0, "final_train_loss": null},
-        "backdoor_effect": null, "feature_scaling": null, "expected_ratio": null,
-        "reference_samples": 0, "detectors": detector_reports,
-    }))?;
+    let report = Report {
+        version: poisonscope::report::VERSION,
+        dataset: DatasetInfo {
+            source: "embedded:mnist".to_owned(),
+            n_train: points,
+            classes: train.class_names.clone(),
+            shape: [28, 28, 1],
+            ..DatasetInfo::default()
+        },
+        training: TrainingInfo {
+            rho: 0.05,
+            device: "cpu".to_owned(),
+            ..TrainingInfo::default()
+        },
+        detectors: detectors
+            .iter()
+            .map(|(name, _, flags)| {
+                let row = DetectorReport {
+                    flagged: flags.iter().filter(|f| **f).count(),
+                    ..DetectorReport::default()
+                };
+                (name.clone(), row)
+            })
+            .collect(),
+        ..Report::default()
+    };
     let score_sets: Vec<&[f64]> = detectors.iter().map(|(_, s, _)| s.as_slice()).collect();
     let flag_sets: Vec<&[bool]> = detectors.iter().map(|(_, _, f)| f.as_slice()).collect();
     let consensus = poisonscope::detect::Consensus {

@@ -10,7 +10,7 @@ use crate::config::{Experiment, OptimizerKind, TrainConfig};
 use crate::detect::{self, DetectEvent, DetectionRun};
 use crate::evaluate;
 pub use crate::prepare::{Prepared, check_ready, poison};
-use crate::report::{self, Comparison, Report};
+use crate::report::{self, Comparison, Report, TrainingLog};
 use crate::train::{self, TrainEvent, Trained, checkpoint};
 
 /// Trains on `prepared` and, once training has finished, saves the checkpoint into `dir`.
@@ -138,17 +138,17 @@ pub fn redetect(
         "{}: the checkpoint was trained with other [train] settings than this config",
         run_dir.display()
     );
-    let read_json = |name: &str| -> Option<serde_json::Value> {
-        let text = std::fs::read_to_string(run_dir.join(name)).ok()?;
-        serde_json::from_str(&text).ok()
-    };
-    let previous = read_json("report.json");
-    let training = previous.as_ref().map(|r| &r["training"]);
-    let figure = |key: &str| training.and_then(|t| t[key].as_f64()).unwrap_or(0.0);
-    let history = read_json("training.json")
-        .and_then(|t| serde_json::from_value(t["history"].clone()).ok())
+    fn read<T: serde::de::DeserializeOwned>(path: &Path) -> Option<T> {
+        serde_json::from_str(&std::fs::read_to_string(path).ok()?).ok()
+    }
+    let previous: Option<Report> = read(&run_dir.join("report.json"));
+    let (seconds, images_per_second) = previous.map_or((0.0, 0.0), |r| {
+        (r.training.seconds, r.training.images_per_second)
+    });
+    let history = read::<TrainingLog>(&run_dir.join("training.json"))
+        .map(|t| t.history)
         .unwrap_or_default();
-    let trained = loaded.into_trained(history, figure("seconds"), figure("images_per_second"));
+    let trained = loaded.into_trained(history, seconds, images_per_second);
     let outcome = detect_and_report(config, &prepared, trained, cancel, on_event)?;
     Ok((prepared, outcome))
 }
@@ -174,8 +174,10 @@ pub fn write_outputs(
         "scores.csv",
         &evaluate::scores_csv(prepared, &outcome.detection),
     )?;
-    let history = serde_json::json!({ "history": outcome.trained.history });
-    write("training.json", &serde_json::to_string_pretty(&history)?)?;
+    let log = TrainingLog {
+        history: outcome.trained.history.clone(),
+    };
+    write("training.json", &serde_json::to_string_pretty(&log)?)?;
     Ok(())
 }
 

@@ -14,7 +14,7 @@ use crate::diagnostics::{Fit, Warning};
 /// Format version of `report.json`.
 pub const VERSION: u32 = 1;
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct DatasetInfo {
     pub source: String,
     pub n_train: usize,
@@ -32,7 +32,7 @@ pub struct AttackInfo {
     pub n_poisoned: usize,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct TrainingInfo {
     pub optimizer: OptimizerKind,
     pub rho: f64,
@@ -62,7 +62,7 @@ pub struct BackdoorEffect {
     pub silhouette: Option<f64>,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct DetectorReport {
     pub tpr: Option<f64>,
     pub fpr: Option<f64>,
@@ -81,7 +81,7 @@ pub struct DetectorReport {
     pub error: Option<String>,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Report {
     pub version: u32,
     pub dataset: DatasetInfo,
@@ -113,6 +113,12 @@ pub struct Report {
     /// The detectors' joint verdict: mean rank percentile, flagged by agreement.
     #[serde(default)]
     pub consensus: Option<DetectorReport>,
+}
+
+/// `training.json`: the per-epoch figures of a run's training.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct TrainingLog {
+    pub history: Vec<crate::train::EpochStats>,
 }
 
 /// `comparison.json`'s delta: SAM − SGD per detector.

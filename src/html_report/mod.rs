@@ -131,8 +131,8 @@ fn read_arm(name: &str, dir: &Path) -> anyhow::Result<Arm> {
     let config = Experiment::from_file(&dir.join("config.toml"), &[])?;
     let history = read("training.json")
         .ok()
-        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
-        .and_then(|v| serde_json::from_value(v["history"].clone()).ok())
+        .and_then(|t| serde_json::from_str::<crate::report::TrainingLog>(&t).ok())
+        .map(|log| log.history)
         .unwrap_or_default();
     let scores = Scores::read(&dir.join("scores.csv"))?;
     let consensus = scores.consensus(config.detect.consensus_agreement);
