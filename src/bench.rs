@@ -192,7 +192,7 @@ pub fn run(what: What) -> anyhow::Result<()> {
 /// detector scores, five Gaussian clusters in the scatter) and times `frames` frames.
 fn ui_frames(points: usize, frames: usize) -> anyhow::Result<()> {
     use eframe::egui;
-    use poisonscope::pipeline::Prepared;
+    use poisonscope::prepare::Prepared;
     use poisonscope::report::{DatasetInfo, DetectorReport, Report, TrainingInfo};
     use poisonscope::ui::{App, worker};
     use rand::{RngExt, SeedableRng};

@@ -9,7 +9,8 @@ use poisonscope::artifacts::{self, Staged};
 use poisonscope::attack::export;
 use poisonscope::config::Experiment;
 use poisonscope::data::{self, LoadOptions, Summary};
-use poisonscope::pipeline::{self, Prepared};
+use poisonscope::pipeline;
+use poisonscope::prepare::Prepared;
 use poisonscope::train::checkpoint;
 
 use crate::progress;
@@ -35,8 +36,9 @@ pub(crate) fn poison(config: &Experiment, out: &Path, force: bool) -> anyhow::Re
     }
     export::check_not_in_source(out, &config.dataset.source)?;
     let clean = data::load(&config.dataset.source, &config.dataset.load_options())?;
-    let poisoned = pipeline::poison(config, &clean, &AtomicBool::new(false), &mut |_| {})?
-        .context("the config has no [attack] table")?;
+    let poisoned =
+        poisonscope::prepare::poison(config, &clean, &AtomicBool::new(false), &mut |_| {})?
+            .context("the config has no [attack] table")?;
     let written = export::write_image_folder(out, &clean.train, &poisoned, force)?;
     println!(
         "wrote {} training images ({} poisoned, {} cover), {} and {} to {}",

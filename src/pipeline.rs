@@ -9,7 +9,7 @@ use anyhow::Context as _;
 use crate::config::{Experiment, OptimizerKind, TrainConfig};
 use crate::detect::{self, DetectEvent, DetectionRun};
 use crate::evaluate;
-pub use crate::prepare::{Prepared, check_ready, poison};
+use crate::prepare::Prepared;
 use crate::report::{self, Comparison, Report, TrainingLog};
 use crate::train::{self, TrainEvent, Trained, checkpoint};
 

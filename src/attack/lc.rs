@@ -6,7 +6,7 @@
 //! clipped to 0/255). At test time only the trigger is applied.
 //!
 //! The trigger lives here; the PGD step needs a trained model and runs where the data is
-//! prepared (`pipeline::poison`, with `train::adversarial::perturb`).
+//! prepared (`prepare::poison`, with `train::adversarial::perturb`).
 
 use super::badnets::{self, Patch};
 

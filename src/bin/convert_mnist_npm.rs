@@ -7,7 +7,7 @@
 //! ```
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::{Context, bail};
 use poisonscope::data::idx;
@@ -42,14 +42,11 @@ fn convert(src: &Path, split: &str, out: &Path, prefix: &str) -> anyhow::Result<
     Ok(n)
 }
 
-fn write_gz(path: &PathBuf, bytes: &[u8]) -> anyhow::Result<()> {
-    let tmp = path.with_extension("gz.tmp");
-    let file =
-        std::fs::File::create(&tmp).with_context(|| format!("{}: cannot create", tmp.display()))?;
-    let mut gz = flate2::write::GzEncoder::new(file, flate2::Compression::best());
+fn write_gz(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
     gz.write_all(bytes)?;
-    gz.finish()?.sync_all()?;
-    std::fs::rename(&tmp, path)?;
+    poisonscope::artifacts::write_file(path, &gz.finish()?)
+        .with_context(|| format!("{}: cannot write", path.display()))?;
     Ok(())
 }
 

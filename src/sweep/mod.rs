@@ -29,7 +29,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::{Experiment, OptimizerKind};
 use crate::detect::DetectionRun;
-use crate::pipeline::{self, Prepared, RunEvent};
+use crate::pipeline::{self, RunEvent};
+use crate::prepare::Prepared;
 use crate::report::DetectorReport;
 use crate::train::checkpoint;
 
