@@ -11,7 +11,9 @@
 //! **Adaptive layer selection**, as the reference code does it: amplify the k deepest BatchNorm
 //! layers by [`FACTOR`] for k = 1, 2, …; the first k whose error on the clean references
 //! (against their labels) exceeds [`XI`] starts the ladder, and the PSC models are the [`MODELS`]
-//! rungs *after* it (k+1 … k+5 layers; the code indexes `sorted[:k+1]`). Shallow models (our CNN
+//! rungs *after* it (k+1 … k+5 layers; the code indexes `sorted[:k+1]`; where that runs past the
+//! last layer, the code repeats the all-layers model and the ladder here takes its next, stronger
+//! rungs instead). Shallow models (our CNN
 //! has two BatchNorm layers) run out of layers before the error reaches ξ; the reference code
 //! then fails (`prob_start` returns nothing). Here the ladder goes on with every layer amplified
 //! by 1.5², 1.5³, … up to 1.5^[`MAX_POWER`]; when even that leaves the references mostly
