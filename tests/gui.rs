@@ -437,11 +437,18 @@ fn an_lc_run_with_ibd_psc_reports_why_ibd_psc_cannot_score_a_plain_cnn() {
         let app = h.state_mut();
         short_run(app, 0.05);
         app.settings.attack_on = true;
-        app.settings.attack =
-            poisonscope::config::AttackConfig::of(poisonscope::config::AttackKind::Lc);
         app.settings.attack.ratio = 0.05;
     }
     h.run();
+    // LC is chosen from the attack menu like the others.
+    h.get_by_label("Kind").click();
+    h.run();
+    h.get_by_label("lc").click();
+    h.run();
+    assert_eq!(
+        h.state().settings.attack.kind,
+        poisonscope::config::AttackKind::Lc
+    );
     h.get_by_label_contains("PGD noise is added when the run starts");
     h.get_by_label("ibd-psc").click();
     h.run();

@@ -25,6 +25,42 @@ pub enum AttackKind {
 }
 
 impl AttackKind {
+    /// Every attack, in the order the window lists them.
+    pub const ALL: [Self; 9] = [
+        Self::Badnets,
+        Self::Image,
+        Self::Blended,
+        Self::Sig,
+        Self::Wanet,
+        Self::Lf,
+        Self::AdaptiveBlend,
+        Self::Tact,
+        Self::Lc,
+    ];
+
+    /// One line on what the attack does (the window's hover help).
+    pub fn help(self) -> &'static str {
+        match self {
+            Self::Badnets => "BadNets: a small visible patch in a corner, relabelled to the target",
+            Self::Image => "BadNets with your own trigger image",
+            Self::Blended => "Blended: a whole-image pattern mixed in at opacity α",
+            Self::Sig => {
+                "SIG: a faint sinusoidal stripe added to target-class images only (clean label)"
+            }
+            Self::Wanet => "WaNet: an invisible smooth warp of the image",
+            Self::Lf => "LF: a smooth low-frequency pattern added to the image, hard to see",
+            Self::AdaptiveBlend => {
+                "Adaptive-Blend: a blended trigger cut into pieces, half of them per poison, with cover images that keep their label: made to evade feature-space detectors"
+            }
+            Self::Lc => {
+                "Label-consistent: target-class images keep their label but are first made hard with PGD (ε of 255, against a clean model the run trains first), then get a checkerboard in each corner. The preview shows the trigger only"
+            }
+            Self::Tact => {
+                "TaCT: the patch sends only the source class to the target; cover images of other classes carry it and keep their label, so poisons and covers look alike to feature-space detectors"
+            }
+        }
+    }
+
     /// The name used in configs and reports.
     pub fn name(self) -> &'static str {
         match self {

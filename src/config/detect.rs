@@ -37,6 +37,35 @@ impl DetectorKind {
         Self::IbdPsc,
     ];
 
+    /// One line on what the detector looks at (the window's hover help).
+    pub fn help(self) -> &'static str {
+        match self {
+            Self::Ac => {
+                "Activation Clustering: splits each class's features in two; a small separate cluster is suspicious"
+            }
+            Self::Ss => "Spectral Signatures: distance along each class's top singular direction",
+            Self::Spectre => "SPECTRE: robust whitening, then the QUE score of each class",
+            Self::Scan => {
+                "SCAn: does a class's features need two components (clean + poison) instead of one"
+            }
+            Self::Beatrix => {
+                "Beatrix: Gram-matrix statistics of the features, against the references'"
+            }
+            Self::Loss => {
+                "Loss: each sample's loss under its given label; high when the model refused to fit the label (SAM often refuses a few relabelled poisons)"
+            }
+            Self::Strip => {
+                "STRIP: blends each image with 20 clean references; a trigger keeps the prediction fixed (low entropy). 20 extra model passes per image"
+            }
+            Self::ScaleUp => {
+                "SCALE-UP: multiplies the pixel values by 3 to 11; a trigger keeps the prediction (high consistency). 5 extra model passes per image"
+            }
+            Self::IbdPsc => {
+                "IBD-PSC: amplifies the deepest BatchNorm layers until clean references break; a trigger keeps the prediction (high consistency). 5 extra model passes per image. Needs residual connections (preact-resnet18): on the plain CNN amplification changes no prediction, and it says so instead of scoring"
+            }
+        }
+    }
+
     /// The name used in configs and reports.
     pub fn name(self) -> &'static str {
         match self {

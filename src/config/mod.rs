@@ -270,4 +270,50 @@ mod tests {
             e
         );
     }
+
+    /// The kind lists the window reads name every kind once, and each name is the one the
+    /// config parses (a kind missing from a list would vanish from the window's menus).
+    #[test]
+    fn the_kind_lists_are_complete_and_their_names_parse() {
+        #[derive(serde::Deserialize)]
+        struct Kinds {
+            attack: AttackKind,
+            detector: DetectorKind,
+        }
+        let parse = |a: &str, d: &str| -> Kinds {
+            toml::from_str(&format!("attack = \"{a}\"\ndetector = \"{d}\"")).unwrap()
+        };
+        for kind in AttackKind::ALL {
+            assert_eq!(parse(kind.name(), "ss").attack, kind);
+            assert!(!kind.help().is_empty());
+        }
+        for kind in DetectorKind::ALL {
+            assert_eq!(parse("badnets", kind.name()).detector, kind);
+            assert!(!kind.help().is_empty());
+        }
+        let distinct = |names: Vec<&str>| {
+            let n = names.len();
+            let set: std::collections::BTreeSet<&str> = names.into_iter().collect();
+            set.len() == n
+        };
+        assert!(distinct(AttackKind::ALL.iter().map(|k| k.name()).collect()));
+        assert!(distinct(
+            DetectorKind::ALL.iter().map(|k| k.name()).collect()
+        ));
+        // Every variant is listed: a match without a wildcard fails to compile when one is added.
+        let listed = |k: AttackKind| match k {
+            AttackKind::Badnets
+            | AttackKind::Image
+            | AttackKind::Blended
+            | AttackKind::Sig
+            | AttackKind::Wanet
+            | AttackKind::Lf
+            | AttackKind::AdaptiveBlend
+            | AttackKind::Tact
+            | AttackKind::Lc => AttackKind::ALL.contains(&k),
+        };
+        assert!(AttackKind::ALL.into_iter().all(listed));
+        assert_eq!(AttackKind::ALL.len(), 9);
+        assert_eq!(DetectorKind::ALL.len(), 9);
+    }
 }

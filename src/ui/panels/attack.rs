@@ -5,31 +5,6 @@ use eframe::egui;
 use super::super::*;
 use crate::attack::PoisonPlan;
 
-/// One line on what an attack does (hover help).
-fn attack_help(kind: AttackKind) -> &'static str {
-    match kind {
-        AttackKind::Badnets => {
-            "BadNets: a small visible patch in a corner, relabelled to the target"
-        }
-        AttackKind::Image => "BadNets with your own trigger image",
-        AttackKind::Blended => "Blended: a whole-image pattern mixed in at opacity α",
-        AttackKind::Sig => {
-            "SIG: a faint sinusoidal stripe added to target-class images only (clean label)"
-        }
-        AttackKind::Wanet => "WaNet: an invisible smooth warp of the image",
-        AttackKind::Lf => "LF: a smooth low-frequency pattern added to the image, hard to see",
-        AttackKind::AdaptiveBlend => {
-            "Adaptive-Blend: a blended trigger cut into pieces, half of them per poison, with cover images that keep their label: made to evade feature-space detectors"
-        }
-        AttackKind::Lc => {
-            "Label-consistent: target-class images keep their label but are first made hard with PGD (ε of 255, against a clean model the run trains first), then get a checkerboard in each corner. The preview shows the trigger only"
-        }
-        AttackKind::Tact => {
-            "TaCT: the patch sends only the source class to the target; cover images of other classes carry it and keep their label, so poisons and covers look alike to feature-space detectors"
-        }
-    }
-}
-
 impl App {
     pub(in crate::ui) fn attack_step(&mut self, ui: &mut egui::Ui) {
         ui.checkbox(&mut self.settings.attack_on, "Plant an attack")
@@ -46,22 +21,15 @@ impl App {
                 egui::ComboBox::from_id_salt("attack_kind")
                     .selected_text(a.kind.name())
                     .show_ui(ui, |ui| {
-                        for kind in [
-                            AttackKind::Badnets,
-                            AttackKind::Blended,
-                            AttackKind::Sig,
-                            AttackKind::Wanet,
-                            AttackKind::Lf,
-                            AttackKind::AdaptiveBlend,
-                            AttackKind::Tact,
-                        ] {
+                        // `image` is BadNets with a picked trigger (the button below).
+                        for kind in AttackKind::ALL.into_iter().filter(|k| *k != AttackKind::Image) {
                             ui.selectable_value(&mut a.kind, kind, kind.name())
-                                .on_hover_text(attack_help(kind));
+                                .on_hover_text(kind.help());
                         }
                     })
                     .response
                     .labelled_by(label.id)
-                    .on_hover_text(attack_help(a.kind));
+                    .on_hover_text(a.kind.help());
                 ui.end_row();
                 let label = ui.label("Poisoning ratio");
                 ui.add(

@@ -4,37 +4,6 @@ use eframe::egui;
 
 use super::super::*;
 
-/// One line on what a detector looks at (hover help).
-fn detector_help(kind: DetectorKind) -> &'static str {
-    match kind {
-        DetectorKind::Ac => {
-            "Activation Clustering: splits each class's features in two; a small separate cluster is suspicious"
-        }
-        DetectorKind::Ss => {
-            "Spectral Signatures: distance along each class's top singular direction"
-        }
-        DetectorKind::Spectre => "SPECTRE: robust whitening, then the QUE score of each class",
-        DetectorKind::Scan => {
-            "SCAn: does a class's features need two components (clean + poison) instead of one"
-        }
-        DetectorKind::Beatrix => {
-            "Beatrix: Gram-matrix statistics of the features, against the references'"
-        }
-        DetectorKind::Loss => {
-            "Loss: each sample's loss under its given label; high when the model refused to fit the label (SAM often refuses a few relabelled poisons)"
-        }
-        DetectorKind::Strip => {
-            "STRIP: blends each image with 20 clean references; a trigger keeps the prediction fixed (low entropy). 20 extra model passes per image"
-        }
-        DetectorKind::ScaleUp => {
-            "SCALE-UP: multiplies the pixel values by 3 to 11; a trigger keeps the prediction (high consistency). 5 extra model passes per image"
-        }
-        DetectorKind::IbdPsc => {
-            "IBD-PSC: amplifies the deepest BatchNorm layers until clean references break; a trigger keeps the prediction (high consistency). 5 extra model passes per image. Needs residual connections (preact-resnet18): on the plain CNN amplification changes no prediction, and it says so instead of scoring"
-        }
-    }
-}
-
 impl App {
     pub(in crate::ui) fn detection_step(&mut self, ui: &mut egui::Ui) {
         let d = &mut self.settings.config.detect;
@@ -44,7 +13,7 @@ impl App {
                 let mut on = d.methods.contains(&kind);
                 if ui
                     .checkbox(&mut on, kind.name())
-                    .on_hover_text(detector_help(kind))
+                    .on_hover_text(kind.help())
                     .changed()
                 {
                     if on {
