@@ -4,12 +4,30 @@
 
 use std::sync::atomic::AtomicBool;
 
-use anyhow::Context as _;
-
-use crate::attack::{self, Attack, PoisonedData};
+use crate::attack::{self, Attack, AttackError, PoisonedData};
 use crate::config::{AttackKind, Experiment, OptimizerKind, TrainConfig};
-use crate::data::{self, SplitDataset};
-use crate::train::{self, TrainData, TrainEvent};
+use crate::data::{self, DataError, SplitDataset};
+use crate::train::{self, TrainData, TrainError, TrainEvent};
+
+/// Why the data of an experiment could not be made ready.
+#[derive(Debug, thiserror::Error)]
+pub enum PrepareError {
+    /// The dataset could not be loaded (the message names the file).
+    #[error(transparent)]
+    Data(#[from] DataError),
+    /// The dataset does not suit the run: the dataset source, then why.
+    #[error("{dataset}: {why}")]
+    Unsuitable { dataset: String, why: String },
+    /// The attack could not be built or applied.
+    #[error(transparent)]
+    Attack(#[from] AttackError),
+    /// LC's clean model could not be trained (or its PGD step was cancelled).
+    #[error("LC: training the clean model for PGD: {0}")]
+    CleanModel(TrainError),
+    /// The device for LC's PGD step is not available.
+    #[error(transparent)]
+    Device(#[from] TrainError),
+}
 
 /// The data of an experiment: the clean split and, with an `[attack]`, its poisoned version.
 #[derive(Clone, Debug)]
@@ -21,7 +39,7 @@ pub struct Prepared {
 impl Prepared {
     /// Loads the dataset, checks that it suits the run (image size for the model, a test split
     /// to draw clean references from), and applies the attack the config asks for.
-    pub fn load(config: &Experiment) -> anyhow::Result<Self> {
+    pub fn load(config: &Experiment) -> Result<Self, PrepareError> {
         Self::load_with(config, &AtomicBool::new(false), &mut |_| {})
     }
 
@@ -31,7 +49,7 @@ impl Prepared {
         config: &Experiment,
         cancel: &AtomicBool,
         on_stage: &mut dyn FnMut(String),
-    ) -> anyhow::Result<Self> {
+    ) -> Result<Self, PrepareError> {
         let clean = data::load(&config.dataset.source, &config.dataset.load_options())?;
         check_ready(config, &clean)?;
         let poisoned = poison(config, &clean, cancel, on_stage)?;
@@ -61,7 +79,7 @@ pub fn poison(
     clean: &SplitDataset,
     cancel: &AtomicBool,
     on_stage: &mut dyn FnMut(String),
-) -> anyhow::Result<Option<PoisonedData>> {
+) -> Result<Option<PoisonedData>, PrepareError> {
     let Some(attack_config) = &config.attack else {
         return Ok(None);
     };
@@ -92,7 +110,7 @@ pub fn poison(
             ));
         }
     })
-    .context("LC: training the clean model for PGD")?;
+    .map_err(PrepareError::CleanModel)?;
     on_stage(format!(
         "lc: PGD on {} target-class images",
         plan.poisoned.len()
@@ -110,21 +128,25 @@ pub fn poison(
         pgd,
         cancel,
         &mut |_, _| {},
-    )?;
+    )
+    .map_err(PrepareError::CleanModel)?;
     Ok(Some(attack::poison_with(clean, &attack, &hardened)?))
 }
 
 /// What a run needs of its data, checked before any training: images the model can take and
 /// a test split for the clean references (and the clean accuracy).
-pub fn check_ready(config: &Experiment, clean: &SplitDataset) -> anyhow::Result<()> {
-    let source = &config.dataset.source;
-    crate::model::check_input(config.train.model, clean.train.shape)
-        .map_err(|why| anyhow::anyhow!("{source}: {why}"))?;
+pub fn check_ready(config: &Experiment, clean: &SplitDataset) -> Result<(), PrepareError> {
+    let unsuitable = |why: String| PrepareError::Unsuitable {
+        dataset: config.dataset.source.clone(),
+        why,
+    };
+    crate::model::check_input(config.train.model, clean.train.shape).map_err(unsuitable)?;
     let test_classes = clean.test.class_counts().iter().filter(|&&n| n > 0).count();
-    anyhow::ensure!(
-        clean.test.len() >= 2 && test_classes >= 2,
-        "{source}: the test split holds {} samples of {test_classes} classes; detection draws its clean references from it and needs samples of at least two classes (raise dataset.test_fraction, or add images)",
-        clean.test.len()
-    );
+    if clean.test.len() < 2 || test_classes < 2 {
+        return Err(unsuitable(format!(
+            "the test split holds {} samples of {test_classes} classes; detection draws its clean references from it and needs samples of at least two classes (raise dataset.test_fraction, or add images)",
+            clean.test.len()
+        )));
+    }
     Ok(())
 }
