@@ -130,7 +130,7 @@ pub fn poison(
         &mut |_, _| {},
     )
     .map_err(PrepareError::CleanModel)?;
-    Ok(Some(attack::poison_with(clean, &attack, &hardened)?))
+    Ok(Some(attack::poison_with(clean, &attack, plan, &hardened)?))
 }
 
 /// What a run needs of its data, checked before any training: images the model can take and

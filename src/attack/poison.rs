@@ -20,15 +20,17 @@ pub struct PoisonedData {
 
 /// Applies `attack` to a clean dataset.
 pub fn poison(clean: &SplitDataset, attack: &Attack) -> Result<PoisonedData, AttackError> {
-    poison_with(clean, attack, &[])
+    let plan = PoisonPlan::draw(&clean.train.labels, clean.train.num_classes(), &attack.plan)?;
+    poison_with(clean, attack, plan, &[])
 }
 
-/// Applies `attack` to a clean dataset, starting the poisoned samples from `hardened` images
-/// (one per entry of the plan's `poisoned`, in order; LC's adversarially perturbed ones) instead
-/// of the clean ones when given.
+/// Applies `attack` to a clean dataset along `plan` (drawn by the caller for `attack.plan`),
+/// starting the poisoned samples from `hardened` images (one per entry of the plan's
+/// `poisoned`, in order; LC's adversarially perturbed ones) instead of the clean ones when given.
 pub fn poison_with(
     clean: &SplitDataset,
     attack: &Attack,
+    plan: PoisonPlan,
     hardened: &[Vec<u8>],
 ) -> Result<PoisonedData, AttackError> {
     if clean.train.shape != attack.shape {
@@ -38,7 +40,6 @@ pub fn poison_with(
         )));
     }
     let k = clean.train.num_classes();
-    let plan = PoisonPlan::draw(&clean.train.labels, k, &attack.plan)?;
     if !hardened.is_empty() && hardened.len() != plan.poisoned.len() {
         return Err(AttackError::Invalid(format!(
             "{} hardened images for {} poisoned samples",
