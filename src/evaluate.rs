@@ -46,14 +46,7 @@ pub fn detector_report(
 ) -> DetectorReport {
     let confusion = truth.map(|t| Confusion::count(flags, t));
     let in_classes = truth.and_then(|t| {
-        let mut classes: Vec<u16> = t
-            .iter()
-            .zip(labels)
-            .filter(|(p, _)| **p)
-            .map(|(_, l)| *l)
-            .collect();
-        classes.sort_unstable();
-        classes.dedup();
+        let classes = poisoned_classes(t, labels);
         let (s, p): (Vec<f64>, Vec<bool>) = scores
             .iter()
             .zip(t)
@@ -276,14 +269,7 @@ pub fn backdoor_effect(
     // Silhouette of clean vs poisoned features inside the classes that hold poison.
     let truth = poison_mask(prepared)?;
     let given = &poisoned.train.labels;
-    let mut classes: Vec<u16> = truth
-        .iter()
-        .zip(given)
-        .filter(|(t, _)| **t)
-        .map(|(_, l)| *l)
-        .collect();
-    classes.sort_unstable();
-    classes.dedup();
+    let classes = poisoned_classes(&truth, given);
     let mut rows: Vec<usize> = (0..given.len())
         .filter(|&i| classes.binary_search(&given[i]).is_ok())
         .collect();
@@ -297,6 +283,19 @@ pub fn backdoor_effect(
         tac_k: k,
         silhouette: metrics::silhouette(&points, &groups),
     })
+}
+
+/// The classes (by given label) that hold at least one poisoned sample, ascending.
+fn poisoned_classes(truth: &[bool], labels: &[u16]) -> Vec<u16> {
+    let mut classes: Vec<u16> = truth
+        .iter()
+        .zip(labels)
+        .filter(|(t, _)| **t)
+        .map(|(_, l)| *l)
+        .collect();
+    classes.sort_unstable();
+    classes.dedup();
+    classes
 }
 
 impl Comparison {
