@@ -51,7 +51,7 @@ impl Layout {
 
     /// The layout (or why there is none), once computed.
     pub fn poll(&self) -> Option<Result<Vec<[f64; 2]>, String>> {
-        self.pending.poll("t-SNE")
+        self.pending.poll(|| "t-SNE".to_owned())
     }
 }
 

@@ -233,13 +233,15 @@ impl<T: Send + 'static> Pending<T> {
         })
     }
 
-    /// The answer once there is one; `what` names the work if its thread died without one.
-    pub fn poll(&self, what: &str) -> Option<Result<T, String>> {
+    /// The answer once there is one; `what()` names the work if its thread died without one
+    /// (called only then: this is polled every frame).
+    pub fn poll(&self, what: impl FnOnce() -> String) -> Option<Result<T, String>> {
         let worker = self.worker.as_ref()?;
         match worker.events.try_recv() {
             Ok(outcome) => Some(outcome),
             Err(_) if worker.is_finished() => Some(Err(format!(
-                "{what} stopped unexpectedly (internal error); try again or report it"
+                "{} stopped unexpectedly (internal error); try again or report it",
+                what()
             ))),
             Err(_) => None,
         }
@@ -271,7 +273,7 @@ impl Task {
 
     /// The outcome, once the task has ended.
     pub fn poll(&self) -> Option<Result<String, String>> {
-        self.pending.poll(&self.what)
+        self.pending.poll(|| self.what.clone())
     }
 }
 
@@ -327,6 +329,6 @@ impl Loading {
 
     /// The dataset (or why it could not be loaded), once done.
     pub fn poll(&self) -> Option<Result<SplitDataset, String>> {
-        self.pending.poll(&format!("loading {}", self.source))
+        self.pending.poll(|| format!("loading {}", self.source))
     }
 }
