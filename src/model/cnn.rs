@@ -63,11 +63,32 @@ impl SmallCnn {
     /// # Shapes
     /// - input `[batch, C, H, W]` → `[batch, 64, H/4, W/4]`
     pub fn conv_features(&self, images: Tensor<4>) -> Tensor<4> {
+        if let Some(fused) = self.fused_conv_features(&images) {
+            return fused;
+        }
         let x = self
             .pool
             .forward(relu(self.bn1.forward(self.conv1.forward(images)))); // [b, 32, H/2, W/2]
         self.pool
             .forward(relu(self.bn2.forward(self.conv2.forward(x)))) // [b, 64, H/4, W/4]
+    }
+
+    /// [`SmallCnn::conv_features`] through the fused CPU training blocks ([`super::fused`]),
+    /// when they apply (training on the CPU); `None` otherwise.
+    fn fused_conv_features(&self, images: &Tensor<4>) -> Option<Tensor<4>> {
+        if !super::fused::applies(images, &[&self.bn1, &self.bn2]) {
+            return None;
+        }
+        let [b, c, h, w] = images.dims();
+        // The blocks work channel-major, [C, B, H, W]; one channel needs no copy.
+        let x = if c == 1 {
+            images.clone().reshape([1, b, h, w])
+        } else {
+            images.clone().swap_dims(0, 1)
+        };
+        let x = super::fused::conv_block(x, &self.conv1, &self.bn1)?;
+        let x = super::fused::conv_block(x, &self.conv2, &self.bn2)?;
+        Some(x.swap_dims(0, 1))
     }
 
     /// The activations after each named layer, flattened per sample: `block1` (conv–BN–ReLU–pool,

@@ -2,6 +2,8 @@
 //! detectors read) and `conv_features` (the last convolutional block).
 
 pub mod cnn;
+pub mod fused;
+pub mod kernels;
 pub mod resnet;
 
 use burn::module::Module;
