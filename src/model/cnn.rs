@@ -63,49 +63,63 @@ impl SmallCnn {
     /// # Shapes
     /// - input `[batch, C, H, W]` → `[batch, 64, H/4, W/4]`
     pub fn conv_features(&self, images: Tensor<4>) -> Tensor<4> {
-        if let Some(fused) = self.fused_conv_features(&images) {
-            return fused;
-        }
-        let x = self
-            .pool
-            .forward(relu(self.bn1.forward(self.conv1.forward(images)))); // [b, 32, H/2, W/2]
-        self.pool
-            .forward(relu(self.bn2.forward(self.conv2.forward(x)))) // [b, 64, H/4, W/4]
+        self.blocks(images, 2)
     }
 
-    /// [`SmallCnn::conv_features`] through the fused CPU training blocks ([`super::fused`]),
-    /// when they apply (training on the CPU); `None` otherwise.
-    fn fused_conv_features(&self, images: &Tensor<4>) -> Option<Tensor<4>> {
-        if !super::fused::applies(images, &[&self.bn1, &self.bn2]) {
+    /// The first `blocks` conv blocks (1 or 2), NCHW: fused where they apply, Burn's layers
+    /// otherwise.
+    fn blocks(&self, images: Tensor<4>, blocks: usize) -> Tensor<4> {
+        if let Some(fused) = self.fused_blocks(&images, blocks) {
+            return fused;
+        }
+        let mut x = images;
+        for (conv, bn) in [(&self.conv1, &self.bn1), (&self.conv2, &self.bn2)]
+            .into_iter()
+            .take(blocks)
+        {
+            x = self.pool.forward(relu(bn.forward(conv.forward(x))));
+        }
+        x
+    }
+
+    /// The first `blocks` conv blocks (1 or 2) through the fused CPU blocks ([`super::fused`]):
+    /// the training block on a tracked CPU tensor, the inference block on a plain one; `None`
+    /// elsewhere (CUDA), where Burn's layers run.
+    fn fused_blocks(&self, images: &Tensor<4>, blocks: usize) -> Option<Tensor<4>> {
+        let training = super::fused::applies(images, &[&self.bn1, &self.bn2]);
+        if !training && !super::fused::is_plain_cpu(images) {
             return None;
         }
+        let block = |x, conv, bn| {
+            if training {
+                super::fused::conv_block(x, conv, bn)
+            } else {
+                super::fused::conv_block_inference(x, conv, bn)
+            }
+        };
         let [b, c, h, w] = images.dims();
         // The blocks work channel-major, [C, B, H, W]; one channel needs no copy.
-        let x = if c == 1 {
+        let mut x = if c == 1 {
             images.clone().reshape([1, b, h, w])
         } else {
             images.clone().swap_dims(0, 1)
         };
-        let x = super::fused::conv_block(x, &self.conv1, &self.bn1)?;
-        let x = super::fused::conv_block(x, &self.conv2, &self.bn2)?;
+        for (conv, bn) in [(&self.conv1, &self.bn1), (&self.conv2, &self.bn2)]
+            .into_iter()
+            .take(blocks)
+        {
+            x = block(x, conv, bn)?;
+        }
         Some(x.swap_dims(0, 1))
     }
 
     /// The activations after each named layer, flattened per sample: `block1` (conv–BN–ReLU–pool,
     /// 32·H/2·W/2), `block2` (64·H/4·W/4), `fc` (the penultimate features).
     pub fn named_features(&self, images: Tensor<4>, layer: &str) -> Option<Tensor<2>> {
-        let block1 = self
-            .pool
-            .forward(relu(self.bn1.forward(self.conv1.forward(images))));
-        if layer == "block1" {
-            return Some(block1.flatten(1, 3));
-        }
-        let block2 = self
-            .pool
-            .forward(relu(self.bn2.forward(self.conv2.forward(block1))));
         match layer {
-            "block2" => Some(block2.flatten(1, 3)),
-            "fc" => Some(relu(self.fc.forward(block2.flatten(1, 3)))),
+            "block1" => Some(self.blocks(images, 1).flatten(1, 3)),
+            "block2" => Some(self.blocks(images, 2).flatten(1, 3)),
+            "fc" => Some(self.features(images)),
             _ => None,
         }
     }

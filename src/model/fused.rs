@@ -28,7 +28,7 @@ use burn_backend::TensorMetadata;
 use burn_backend::tensor::FloatTensor;
 use burn_flex::{Flex, FlexTensor};
 
-use super::kernels::{self, Dims, Mat};
+use super::kernels::{self, Buffer, Dims, Mat};
 
 /// Burn's autodiff CPU backend as the training device uses it (no gradient checkpointing).
 type Ad = Autodiff<Flex, NoCheckpointing>;
@@ -41,17 +41,101 @@ pub fn applies(input: &Tensor<4>, norms: &[&BatchNorm]) -> bool {
         && input.clone().try_into_primitive::<Ad>().is_ok()
 }
 
-/// conv → BatchNorm (batch statistics) → ReLU → max-pool 2×2 on a channel-major input
-/// `[C, B, H, W]`, giving `[O, B, H/2, W/2]`; `None` where the block does not apply.
-pub fn conv_block(x: Tensor<4>, conv: &Conv2d, bn: &BatchNorm) -> Option<Tensor<4>> {
-    let suitable = conv.kernel_size == [3, 3]
+/// Whether `input` is a plain (untracked) CPU tensor: evaluation, where [`conv_block_inference`]
+/// applies.
+pub fn is_plain_cpu(input: &Tensor<4>) -> bool {
+    !input.device().is_autodiff() && input.clone().try_into_primitive::<Flex>().is_ok()
+}
+
+/// Whether `conv` is the fused block's convolution: 3×3, stride 1, padding 1, with a bias.
+fn suitable(conv: &Conv2d) -> bool {
+    conv.kernel_size == [3, 3]
         && conv.stride == [1, 1]
         && conv.dilation == [1, 1]
         && conv.groups == 1
         && matches!(conv.padding, PaddingConfig2d::Explicit(1, 1, 1, 1))
-        && bn.training.is_enabled();
+        && conv.bias.is_some()
+}
+
+/// conv → BatchNorm (running statistics) → ReLU → max-pool 2×2 on a plain CPU tensor,
+/// channel-major `[C, B, H, W]` → `[O, B, H/2, W/2]`: the evaluation-mode block (no graph, no
+/// statistics update); `None` where it does not apply.
+pub fn conv_block_inference(x: Tensor<4>, conv: &Conv2d, bn: &BatchNorm) -> Option<Tensor<4>> {
+    if !suitable(conv) {
+        return None;
+    }
+    let plain = |t: Tensor<4>| t.try_into_primitive::<Flex>().ok();
+    let plain1 = |t: Tensor<1>| t.try_into_primitive::<Flex>().ok();
+    let (xs, x_shape) = values(&plain(x)?)?;
+    let (ws, w_shape) = values(&plain(conv.weight.val())?)?;
+    let vectors = [
+        conv.bias.as_ref()?.val(),
+        bn.gamma.val(),
+        bn.beta.val(),
+        bn.running_mean.value(),
+        bn.running_var.value(),
+    ]
+    .map(|t| plain1(t).and_then(|t| values(&t)));
+    let [
+        Some((bias, _)),
+        Some((gamma, _)),
+        Some((beta, _)),
+        Some((mean, _)),
+        Some((var, _)),
+    ] = vectors
+    else {
+        return None;
+    };
+    let (&[c, b, h, w], &[o, wc, 3, 3]) = (x_shape.as_slice(), w_shape.as_slice()) else {
+        return None;
+    };
+    let per_channel = [&bias, &gamma, &beta, &mean, &var];
+    if wc != c || h < 2 || w < 2 || per_channel.iter().any(|t| slice(t).len() != o) {
+        return None;
+    }
+    let input = Dims { c, b, h, w };
+    let conv_out = Dims { c: o, ..input };
+    let mut xhat = convolve(slice(&xs), input, slice(&ws), o).1;
+    let n = input.plane();
+    let (mean, var) = (slice(&mean), slice(&var));
+    let bias = slice(&bias);
+    for (ch, row) in xhat.chunks_mut(n.max(1)).enumerate() {
+        let inv_std = (1.0 / (f64::from(var[ch]) + bn.epsilon).sqrt()) as f32;
+        let shift = bias[ch] - mean[ch];
+        row.iter_mut().for_each(|v| *v = (*v + shift) * inv_std);
+    }
+    let pooled = conv_out.pooled();
+    let mut out = vec![0.0; pooled.len()];
+    let mut arg = vec![0u8; pooled.len()];
+    kernels::affine_relu_maxpool(
+        &xhat,
+        conv_out,
+        slice(&gamma),
+        slice(&beta),
+        &mut out,
+        &mut arg,
+    );
+    Some(Tensor::<4>::from_primitive::<Flex>(flex(
+        out,
+        &[o, b, pooled.h, pooled.w],
+    )))
+}
+
+/// The im2col matrix of `x` and the convolution `[O, B·H·W]` without bias.
+fn convolve(x: &[f32], input: Dims, weight: &[f32], o: usize) -> (Buffer, Buffer) {
+    let (n, k) = (input.plane(), input.c * 9);
+    let mut col = Buffer::scratch(k * n);
+    kernels::im2col3x3(x, input, &mut col);
+    let mut y = Buffer::scratch(o * n);
+    kernels::matmul(o, n, k, Mat::rows(weight, k), Mat::rows(&col, n), &mut y);
+    (col, y)
+}
+
+/// conv → BatchNorm (batch statistics) → ReLU → max-pool 2×2 on a channel-major input
+/// `[C, B, H, W]`, giving `[O, B, H/2, W/2]`; `None` where the block does not apply.
+pub fn conv_block(x: Tensor<4>, conv: &Conv2d, bn: &BatchNorm) -> Option<Tensor<4>> {
     let bias = conv.bias.as_ref()?;
-    if !suitable {
+    if !suitable(conv) || !bn.training.is_enabled() {
         return None;
     }
     let device = x.device();
@@ -92,11 +176,11 @@ struct Saved {
     input: Dims,
     out_channels: usize,
     /// im2col of the input, `[C·9, B·H·W]` (for the weight gradient).
-    col: Vec<f32>,
+    col: Buffer,
     /// The weights `[O, C·9]` (for the input gradient).
     weight: Vec<f32>,
     /// The normalised convolution output, `[O, B·H·W]`.
-    xhat: Vec<f32>,
+    xhat: Buffer,
     gamma: Vec<f32>,
     inv_std: Vec<f32>,
     /// Window position of each pooled maximum, or [`kernels::CUT`].
@@ -156,19 +240,9 @@ fn forward(
     }
     let input = Dims { c, b, h, w };
     let conv_out = Dims { c: o, ..input };
-    let (n, k) = (input.plane(), c * 9);
+    let n = input.plane();
 
-    let mut col = vec![0.0; k * n];
-    kernels::im2col3x3(slice(&xs), input, &mut col);
-    let mut xhat = vec![0.0; o * n];
-    kernels::matmul(
-        o,
-        n,
-        k,
-        Mat::rows(slice(&ws), k),
-        Mat::rows(&col, n),
-        &mut xhat,
-    );
+    let (col, mut xhat) = convolve(slice(&xs), input, slice(&ws), o);
     kernels::add_row_bias(&mut xhat, n, bias_s);
     let stats = kernels::normalize_rows(&mut xhat, n, epsilon);
     let pooled = conv_out.pooled();
@@ -223,7 +297,7 @@ impl Backward<Flex, 5> for ConvBlockBackward {
         let (n, k) = (input.plane(), input.c * 9);
         let conv_out = Dims { c: o, ..input };
 
-        let mut grad_y = vec![0.0; o * n];
+        let mut grad_y = Buffer::scratch(o * n);
         let (grad_gamma, grad_beta) = kernels::affine_relu_maxpool_backward(
             &s.xhat,
             conv_out,
@@ -255,7 +329,7 @@ impl Backward<Flex, 5> for ConvBlockBackward {
             grads.register::<Flex>(node.id, flex(grad_w, &[o, input.c, 3, 3]));
         }
         if let Some(node) = x_node {
-            let mut grad_col = vec![0.0; k * n];
+            let mut grad_col = Buffer::scratch(k * n);
             kernels::matmul(
                 k,
                 n,
@@ -278,8 +352,8 @@ mod tests {
     use burn::nn::BatchNormConfig;
     use burn::nn::conv::Conv2dConfig;
     use burn::nn::pool::MaxPool2dConfig;
+    use burn::tensor::Device;
     use burn::tensor::activation::relu;
-    use burn::tensor::{Device, Distribution};
 
     fn to_vec<const D: usize>(t: Tensor<D>) -> Vec<f32> {
         t.into_data().try_to_vec_as::<f32>().unwrap()
@@ -296,22 +370,53 @@ mod tests {
     }
 
     /// A conv–BN pair with seeded weights and non-trivial γ, β, running statistics.
+    /// Deterministic pseudo-random values in [-1, 1) (no shared generator: tests run in
+    /// parallel and Burn's seed is process-wide).
+    fn noise<const D: usize>(shape: [usize; D], salt: u64, device: &Device) -> Tensor<D> {
+        let n: usize = shape.iter().product();
+        let v: Vec<f32> = (0..n as u64)
+            .map(|i| {
+                let h = (i ^ salt.rotate_left(17))
+                    .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+                    .rotate_left(29)
+                    .wrapping_mul(0xBF58_476D_1CE4_E5B9);
+                (h >> 40) as f32 / (1u64 << 23) as f32 - 1.0
+            })
+            .collect();
+        Tensor::<D>::from_data(TensorData::new(v, shape), device)
+    }
+
+    /// A leaf parameter (tracked on an autodiff device).
+    fn param<const D: usize>(id: burn::module::ParamId, t: Tensor<D>) -> Param<Tensor<D>> {
+        let t = if t.device().is_autodiff() {
+            t.require_grad()
+        } else {
+            t
+        };
+        Param::initialized(id, t)
+    }
+
+    /// A conv–BN pair with fixed weights and non-trivial γ, β.
     fn layers(c: usize, o: usize, device: &Device) -> (Conv2d, BatchNorm) {
-        device.seed(7);
-        let conv = Conv2dConfig::new([c, o], [3, 3])
+        let mut conv = Conv2dConfig::new([c, o], [3, 3])
             .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
             .init(device);
-        // Burn draws parameters lazily: materialise them while the seed holds.
-        let _ = (conv.weight.val(), conv.bias.as_ref().map(Param::val));
+        conv.weight = param(
+            conv.weight.id,
+            noise([o, c, 3, 3], 1, device).mul_scalar(0.4),
+        );
+        let bias = conv
+            .bias
+            .take()
+            .map(|b| param(b.id, noise([o], 2, device).mul_scalar(0.1)));
+        conv.bias = bias;
         let mut bn = BatchNormConfig::new(o).init(device);
         let values = |f: fn(f32) -> f32| {
             let v: Vec<f32> = (0..o).map(|i| f(i as f32)).collect();
             Tensor::<1>::from_data(TensorData::new(v, [o]), device)
         };
-        let gamma = values(|i| 0.6 + 0.25 * i);
-        let beta = values(|i| 0.2 - 0.15 * i);
-        bn.gamma = Param::initialized(bn.gamma.id, gamma.require_grad());
-        bn.beta = Param::initialized(bn.beta.id, beta.require_grad());
+        bn.gamma = param(bn.gamma.id, values(|i| 0.6 + 0.25 * i));
+        bn.beta = param(bn.beta.id, values(|i| 0.2 - 0.15 * i));
         (conv, bn)
     }
 
@@ -327,14 +432,9 @@ mod tests {
         ] {
             let (conv, bn) = layers(c, o, &device);
             let (conv_ref, bn_ref) = layers(c, o, &device);
-            device.seed(11);
-            let x = Tensor::<4>::random([b, c, h, w], Distribution::Normal(0.0, 1.0), &device);
+            let x = noise([b, c, h, w], 3, &device);
             let x = if track_input { x.require_grad() } else { x };
-            let weights = Tensor::<4>::random(
-                [b, o, h / 2, w / 2],
-                Distribution::Normal(0.0, 1.0),
-                &device,
-            );
+            let weights = noise([b, o, h / 2, w / 2], 4, &device);
 
             let pool = MaxPool2dConfig::new([2, 2]).init();
             let reference = pool.forward(relu(bn_ref.forward(conv_ref.forward(x.clone()))));
@@ -405,6 +505,32 @@ mod tests {
             ] {
                 assert!(relative_error(&to_vec(got), &to_vec(want)) < 1e-5);
             }
+        }
+    }
+
+    #[test]
+    fn the_inference_block_matches_burns_layers_with_running_statistics() {
+        let device = Device::flex();
+        for (c, o, b, h, w) in [(1, 4, 3, 6, 6), (3, 5, 2, 7, 9)] {
+            let (conv, mut bn) = layers(c, o, &device);
+            let stats = |f: fn(f32) -> f32| {
+                let v: Vec<f32> = (0..o).map(|i| f(i as f32)).collect();
+                burn::module::RunningState::new(Tensor::<1>::from_data(
+                    TensorData::new(v, [o]),
+                    &device,
+                ))
+            };
+            bn.running_mean = stats(|i| 0.1 * i - 0.2);
+            bn.running_var = stats(|i| 0.5 + 0.3 * i);
+            let x = noise([b, c, h, w], 5, &device);
+            assert!(is_plain_cpu(&x));
+            let pool = MaxPool2dConfig::new([2, 2]).init();
+            let reference = to_vec(pool.forward(relu(bn.forward(conv.forward(x.clone())))));
+            let fused = conv_block_inference(x.swap_dims(0, 1), &conv, &bn)
+                .expect("the inference block applies to a plain CPU tensor")
+                .swap_dims(0, 1);
+            let error = relative_error(&to_vec(fused), &reference);
+            assert!(error < 1e-5, "outputs differ by {error}");
         }
     }
 

@@ -9,6 +9,67 @@
 
 use rayon::prelude::*;
 
+/// A recycled `f32` buffer for the fused block's large activations (im2col matrices, normalised
+/// activations, their gradients: up to 29 MB each at batch 128).
+///
+/// Freshly allocated memory this size comes from the operating system page by page, and the page
+/// faults cost more than a tenth of a training step; dropped buffers go back to a small pool
+/// instead and the next step reuses them.
+pub struct Buffer(Vec<f32>);
+
+/// Buffers kept for reuse (the block needs about eight live at once).
+static POOL: std::sync::Mutex<Vec<Vec<f32>>> = std::sync::Mutex::new(Vec::new());
+const POOL_SIZE: usize = 12;
+/// Smaller buffers are cheap to allocate and are not pooled.
+const POOL_MIN: usize = 1 << 16;
+
+impl Buffer {
+    /// A buffer of `len` values whose contents are unspecified (old values of a recycled
+    /// buffer): for outputs that a kernel overwrites entirely.
+    pub fn scratch(len: usize) -> Self {
+        let mut pool = POOL.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let best = pool
+            .iter()
+            .enumerate()
+            .filter(|(_, v)| v.capacity() >= len)
+            .min_by_key(|(_, v)| v.capacity())
+            .map(|(i, _)| i);
+        let mut values = best.map_or_else(Vec::new, |i| pool.swap_remove(i));
+        drop(pool);
+        if values.len() >= len {
+            values.truncate(len);
+        } else {
+            values.resize(len, 0.0);
+        }
+        Self(values)
+    }
+}
+
+impl Drop for Buffer {
+    fn drop(&mut self) {
+        if self.0.capacity() < POOL_MIN {
+            return;
+        }
+        let mut pool = POOL.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if pool.len() < POOL_SIZE {
+            pool.push(std::mem::take(&mut self.0));
+        }
+    }
+}
+
+impl std::ops::Deref for Buffer {
+    type Target = [f32];
+    fn deref(&self) -> &[f32] {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Buffer {
+    fn deref_mut(&mut self) -> &mut [f32] {
+        &mut self.0
+    }
+}
+
 /// The size of a channel-major activation `[c, b, h, w]`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Dims {
@@ -225,21 +286,29 @@ pub struct Stats {
     pub inv_std: Vec<f32>,
 }
 
+/// Sum of `f(v)` over `values`, in 16 independent f32 lanes (vectorised) added up in f64.
+fn lane_sum(values: &[f32], f: impl Fn(f32) -> f32) -> f64 {
+    let mut lanes = [0.0f32; 16];
+    let mut chunks = values.chunks_exact(16);
+    for chunk in &mut chunks {
+        for (lane, &v) in lanes.iter_mut().zip(chunk) {
+            *lane += f(v);
+        }
+    }
+    let tail: f64 = chunks.remainder().iter().map(|&v| f64::from(f(v))).sum();
+    lanes.iter().map(|&v| f64::from(v)).sum::<f64>() + tail
+}
+
 /// Per-channel BatchNorm statistics of a channel-major activation: replaces every row of `y`
 /// (`[c, plane]`) by its normalised values `(y − mean)/√(var + ε)`.
 pub fn normalize_rows(y: &mut [f32], plane: usize, epsilon: f64) -> Stats {
     let body = |row: &mut [f32]| {
         let n = row.len().max(1) as f64;
-        let mean = row.iter().map(|&v| f64::from(v)).sum::<f64>() / n;
-        let var = row
-            .iter()
-            .map(|&v| (f64::from(v) - mean).powi(2))
-            .sum::<f64>()
-            / n;
+        let mean = (lane_sum(row, |v| v) / n) as f32;
+        let var = lane_sum(row, |v| (v - mean) * (v - mean)) / n;
         let inv_std = (1.0 / (var + epsilon).sqrt()) as f32;
-        let mean32 = mean as f32;
-        row.iter_mut().for_each(|v| *v = (*v - mean32) * inv_std);
-        (mean32, var as f32, inv_std)
+        row.iter_mut().for_each(|v| *v = (*v - mean) * inv_std);
+        (mean, var as f32, inv_std)
     };
     let rows: Vec<(f32, f32, f32)> = if threads_for(y.len()) > 1 {
         y.par_chunks_mut(plane.max(1)).map(body).collect()
@@ -258,6 +327,29 @@ pub fn normalize_rows(y: &mut [f32], plane: usize, epsilon: f64) -> Stats {
 /// No gradient flows back through this pooling window (its maximum was ≤ 0: ReLU cut it).
 pub const CUT: u8 = u8::MAX;
 
+/// Runs `body(channel, rows…)` for every channel, over rayon's pool when the work is large.
+fn per_channel<A: Send, B: Send>(
+    a: &mut [A],
+    a_len: usize,
+    b: &mut [B],
+    b_len: usize,
+    work: usize,
+    body: impl Fn(usize, &mut [A], &mut [B]) + Sync + Send,
+) {
+    let (a_len, b_len) = (a_len.max(1), b_len.max(1));
+    if threads_for(work) > 1 {
+        a.par_chunks_mut(a_len)
+            .zip(b.par_chunks_mut(b_len))
+            .enumerate()
+            .for_each(|(c, (a, b))| body(c, a, b));
+    } else {
+        a.chunks_mut(a_len)
+            .zip(b.chunks_mut(b_len))
+            .enumerate()
+            .for_each(|(c, (a, b))| body(c, a, b));
+    }
+}
+
 /// `out = maxpool2×2(relu(γ·x̂ + β))` per channel of the normalised activation `xhat` (`d`),
 /// with the window position (0–3, row-major) of each maximum in `arg`, or [`CUT`].
 pub fn affine_relu_maxpool(
@@ -273,46 +365,36 @@ pub fn affine_relu_maxpool(
     assert_eq!(xhat.len(), d.len());
     assert_eq!(out.len(), p.len());
     assert_eq!(arg.len(), p.len());
-    let body = |(c, (out, arg)): (usize, (&mut [f32], &mut [u8]))| {
+    per_channel(out, pooled, arg, pooled, xhat.len(), |c, out, arg| {
         let (g, bt) = (gamma[c], beta[c]);
         let channel = &xhat[c * plane..(c + 1) * plane];
         for b in 0..d.b {
             for i in 0..p.h {
-                let top = &channel[(b * d.h + 2 * i) * d.w..];
-                let bottom = &channel[(b * d.h + 2 * i + 1) * d.w..];
-                for j in 0..p.w {
-                    let window = [top[2 * j], top[2 * j + 1], bottom[2 * j], bottom[2 * j + 1]];
-                    let (mut best, mut at) = (g * window[0] + bt, 0u8);
-                    for (k, &v) in window.iter().enumerate().skip(1) {
-                        let z = g * v + bt;
-                        if z > best {
-                            best = z;
+                let row = (b * d.h + 2 * i) * d.w;
+                let top = &channel[row..row + 2 * p.w];
+                let bottom = &channel[row + d.w..row + d.w + 2 * p.w];
+                let o = (b * p.h + i) * p.w;
+                let outs = out[o..o + p.w].iter_mut().zip(&mut arg[o..o + p.w]);
+                for (j, (out, arg)) in outs.enumerate() {
+                    let z = [
+                        g * top[2 * j] + bt,
+                        g * top[2 * j + 1] + bt,
+                        g * bottom[2 * j] + bt,
+                        g * bottom[2 * j + 1] + bt,
+                    ];
+                    // The first maximum wins ties, as in Burn's max-pool.
+                    let (mut best, mut at) = (z[0], 0u8);
+                    for (k, &v) in z.iter().enumerate().skip(1) {
+                        if v > best {
+                            best = v;
                             at = k as u8;
                         }
                     }
-                    let o = (b * p.h + i) * p.w + j;
-                    if best > 0.0 {
-                        out[o] = best;
-                        arg[o] = at;
-                    } else {
-                        out[o] = 0.0;
-                        arg[o] = CUT;
-                    }
+                    (*out, *arg) = if best > 0.0 { (best, at) } else { (0.0, CUT) };
                 }
             }
         }
-    };
-    if threads_for(xhat.len()) > 1 {
-        out.par_chunks_mut(pooled.max(1))
-            .zip(arg.par_chunks_mut(pooled.max(1)))
-            .enumerate()
-            .for_each(body);
-    } else {
-        out.chunks_mut(pooled.max(1))
-            .zip(arg.chunks_mut(pooled.max(1)))
-            .enumerate()
-            .for_each(body);
-    }
+    });
 }
 
 /// The backward pass of [`affine_relu_maxpool`] and of the BatchNorm normalisation before it.
@@ -333,26 +415,39 @@ pub fn affine_relu_maxpool_backward(
     let p = d.pooled();
     let (plane, pooled) = (d.plane(), p.plane());
     assert_eq!(grad.len(), p.len());
+    assert_eq!(arg.len(), p.len());
     assert_eq!(grad_y.len(), d.len());
-    let position = |b: usize, o: usize, k: u8| {
-        let (i, j) = (o / p.w, o % p.w);
-        (b * d.h + 2 * i + usize::from(k / 2)) * d.w + 2 * j + usize::from(k % 2)
-    };
-    let body = |(c, out): (usize, &mut [f32])| {
+    // Offset of window position k from the window's top-left value.
+    let offset = |k: u8| usize::from(k / 2) * d.w + usize::from(k % 2);
+    // Each channel's (∂γ, ∂β) is written by the task that owns the channel.
+    let mut sums = vec![(0.0f32, 0.0f32); d.c];
+    per_channel(grad_y, plane, &mut sums, 1, grad_y.len(), |c, out, sum| {
         let channel = &xhat[c * plane..(c + 1) * plane];
         let grads = &grad[c * pooled..(c + 1) * pooled];
         let args = &arg[c * pooled..(c + 1) * pooled];
-        let (mut dbeta, mut dgamma) = (0.0f64, 0.0f64);
-        for b in 0..d.b {
-            for o in 0..p.h * p.w {
-                let k = args[b * p.h * p.w + o];
-                if k != CUT {
-                    let g = grads[b * p.h * p.w + o];
-                    dbeta += f64::from(g);
-                    dgamma += f64::from(g) * f64::from(channel[position(b, o, k)]);
+        // Calls `visit(input offset of the window's maximum, gradient)` for every window whose
+        // maximum passed the ReLU.
+        let windows = |visit: &mut dyn FnMut(usize, f32)| {
+            for b in 0..d.b {
+                for i in 0..p.h {
+                    let row = (b * d.h + 2 * i) * d.w;
+                    let o = (b * p.h + i) * p.w;
+                    let window_args = &args[o..o + p.w];
+                    let window_grads = &grads[o..o + p.w];
+                    for j in 0..p.w {
+                        let k = window_args[j];
+                        if k != CUT {
+                            visit(row + 2 * j + offset(k), window_grads[j]);
+                        }
+                    }
                 }
             }
-        }
+        };
+        let (mut dbeta, mut dgamma) = (0.0f64, 0.0f64);
+        windows(&mut |at, g| {
+            dbeta += f64::from(g);
+            dgamma += f64::from(g) * f64::from(channel[at]);
+        });
         let n = plane.max(1) as f64;
         let scale = gamma[c] * inv_std[c];
         let shift = (f64::from(scale) * dbeta / n) as f32;
@@ -360,29 +455,9 @@ pub fn affine_relu_maxpool_backward(
         out.iter_mut()
             .zip(channel)
             .for_each(|(o, &x)| *o = -shift - slope * x);
-        for b in 0..d.b {
-            for o in 0..p.h * p.w {
-                let k = args[b * p.h * p.w + o];
-                if k != CUT {
-                    out[position(b, o, k)] += scale * grads[b * p.h * p.w + o];
-                }
-            }
-        }
-        (dgamma as f32, dbeta as f32)
-    };
-    let sums: Vec<(f32, f32)> = if threads_for(grad_y.len()) > 1 {
-        grad_y
-            .par_chunks_mut(plane.max(1))
-            .enumerate()
-            .map(body)
-            .collect()
-    } else {
-        grad_y
-            .chunks_mut(plane.max(1))
-            .enumerate()
-            .map(body)
-            .collect()
-    };
+        windows(&mut |at, g| out[at] += scale * g);
+        sum[0] = (dgamma as f32, dbeta as f32);
+    });
     sums.into_iter().unzip()
 }
 

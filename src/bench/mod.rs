@@ -1,0 +1,94 @@
+//! `poisonscope bench`: training throughput of the small CNN on the embedded MNIST set, SGD and
+//! SAM, with the PyTorch reference's settings (x/255 inputs, no augmentation, batch 128), side by
+//! side with PyTorch when asked ([`train`]); frame time of the inspection view ([`ui`]).
+
+mod train;
+mod ui;
+
+use clap::{Args, Subcommand};
+use poisonscope::config::DeviceKind;
+
+#[derive(Subcommand)]
+pub enum What {
+    /// Images per second of SGD and SAM training steps (and, with --compare-reference, PyTorch's
+    /// in the same window).
+    Train(TrainArgs),
+    /// Frame time of the inspection view (layout and tessellation on the CPU, no GPU painting)
+    /// with POINTS samples in the gallery and the scatter, the pointer hovering the scatter.
+    Ui {
+        #[arg(long, default_value_t = 60_000)]
+        points: usize,
+        /// Timed frames (after 5 untimed ones).
+        #[arg(long, default_value_t = 60)]
+        frames: usize,
+    },
+}
+
+#[derive(Args, Clone, Debug)]
+pub struct TrainArgs {
+    /// Timed batches per optimiser (after the warm-up batches).
+    #[arg(long, default_value_t = 20)]
+    batches: usize,
+    /// Untimed batches first.
+    #[arg(long, default_value_t = 3)]
+    warmup: usize,
+    #[arg(long, default_value_t = 128)]
+    batch_size: usize,
+    /// Where to train: cpu, cuda (a build with `--features cuda`), auto.
+    #[arg(long, value_enum, default_value_t = Device::Cpu)]
+    device: Device,
+    /// CPU thread counts to measure, comma-separated (default: RAYON_NUM_THREADS, or every core).
+    #[arg(long, value_delimiter = ',')]
+    threads: Vec<usize>,
+    /// Measurement rounds; with several, the medians are reported.
+    #[arg(long, default_value_t = 1)]
+    rounds: usize,
+    /// Also time one whole epoch: 8 000 training images, then the evaluation of 2 000 test and
+    /// 1 783 triggered images.
+    #[arg(long)]
+    epoch: bool,
+    /// Run the PyTorch reference's training step (benches/torch_step.py) in the same rounds,
+    /// interleaved with ours, and print the ratios. Needs a Python with torch (`--python`).
+    #[arg(long)]
+    compare_reference: bool,
+    /// The Python interpreter for --compare-reference.
+    #[arg(long, default_value = "python3")]
+    python: String,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// `--device` (clap's names for [`DeviceKind`]).
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum Device {
+    Cpu,
+    Cuda,
+    Auto,
+}
+
+impl From<Device> for DeviceKind {
+    fn from(device: Device) -> Self {
+        match device {
+            Device::Cpu => Self::Cpu,
+            Device::Cuda => Self::Cuda,
+            Device::Auto => Self::Auto,
+        }
+    }
+}
+
+/// The build profile this binary was compiled with (speed figures are meaningless without it).
+fn profile() -> &'static str {
+    if cfg!(debug_assertions) {
+        "debug/test profile (opt-level 1, numeric crates at 3)"
+    } else {
+        "release"
+    }
+}
+
+pub fn run(what: What) -> anyhow::Result<()> {
+    match what {
+        What::Train(args) => train::run(&args),
+        What::Ui { points, frames } => ui::frames(points, frames),
+    }
+}

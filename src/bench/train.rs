@@ -1,0 +1,320 @@
+//! `poisonscope bench train`: images/s of SGD and SAM steps of the small CNN, optionally one
+//! whole epoch, optionally side by side with the PyTorch reference's step
+//! (`benches/torch_step.py`), in interleaved rounds so both see the same machine load.
+
+use std::process::Command;
+use std::sync::atomic::AtomicBool;
+use std::time::Instant;
+
+use anyhow::Context;
+use poisonscope::config::{DeviceKind, InputNormalization, OptimizerKind, Schedule, TrainConfig};
+use poisonscope::data::{self, LoadOptions, SplitDataset};
+use poisonscope::train::{self, TrainData, TrainEvent};
+use serde::{Deserialize, Serialize};
+
+use super::{TrainArgs, profile};
+
+/// The PyTorch side, shipped in the binary so `--compare-reference` works from anywhere.
+const TORCH_SCRIPT: &str = include_str!("../../benches/torch_step.py");
+
+/// One round's figures for one side at one thread count.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+struct Round {
+    sgd_images_per_second: f64,
+    sam_images_per_second: f64,
+    #[serde(default)]
+    epoch_seconds: Option<f64>,
+}
+
+/// Images/s of `optimizer` over the timed batches.
+fn measure(
+    device: DeviceKind,
+    optimizer: OptimizerKind,
+    args: &TrainArgs,
+    data: &SplitDataset,
+) -> anyhow::Result<f64> {
+    let (warmup, batch_size) = (args.warmup, args.batch_size);
+    let needed = (args.batches + warmup) * batch_size;
+    let indices: Vec<usize> = (0..needed.min(data.train.len())).collect();
+    let subset = data.train.select(&indices);
+    let config = bench_config(device, optimizer, batch_size);
+    let mut timed_from = None::<Instant>;
+    let mut timed_images = 0usize;
+    let mut last = Instant::now();
+    let cancel = AtomicBool::new(false);
+    let empty = data::Dataset::empty(data.test.shape, data.test.class_names.clone());
+    train::train(
+        &config,
+        TrainData {
+            train: &subset,
+            test: &empty,
+            triggered: None,
+        },
+        &cancel,
+        &mut |event| {
+            if let TrainEvent::Batch { done, .. } = event {
+                last = Instant::now();
+                if done == warmup {
+                    timed_from = Some(last);
+                } else if done > warmup {
+                    timed_images += batch_size;
+                }
+            }
+        },
+    )?;
+    let Some(from) = timed_from else {
+        anyhow::bail!("too few batches to time");
+    };
+    Ok(timed_images as f64 / last.duration_since(from).as_secs_f64().max(1e-9))
+}
+
+fn bench_config(device: DeviceKind, optimizer: OptimizerKind, batch_size: usize) -> TrainConfig {
+    TrainConfig {
+        optimizer,
+        epochs: 1,
+        batch_size,
+        augment: false,
+        normalize: InputNormalization::Unit,
+        schedule: Schedule::Constant,
+        rho: 0.05,
+        device,
+        ..TrainConfig::default()
+    }
+}
+
+/// Seconds of one SGD epoch over the first 8 000 training images followed by the evaluation of
+/// 2 000 test images and 1 783 "triggered" ones (test images again: only the count matters),
+/// the sizes of the PyTorch reference's runs.
+fn epoch_seconds(
+    device: DeviceKind,
+    batch_size: usize,
+    data: &SplitDataset,
+) -> anyhow::Result<f64> {
+    let pick = |set: &data::Dataset, n: usize| {
+        let indices: Vec<usize> = (0..n).map(|i| i % set.len().max(1)).collect();
+        set.select(&indices)
+    };
+    let (train_set, test, triggered) = (
+        pick(&data.train, 8_000),
+        pick(&data.test, 2_000),
+        pick(&data.test, 1_783),
+    );
+    let config = bench_config(device, OptimizerKind::Sgd, batch_size);
+    let cancel = AtomicBool::new(false);
+    let trained = train::train(
+        &config,
+        TrainData {
+            train: &train_set,
+            test: &test,
+            triggered: Some(&triggered),
+        },
+        &cancel,
+        &mut |_| {},
+    )?;
+    Ok(trained.seconds)
+}
+
+/// Our figures for one round on `threads` CPU threads.
+fn ours(
+    device: DeviceKind,
+    threads: usize,
+    args: &TrainArgs,
+    data: &SplitDataset,
+) -> anyhow::Result<Round> {
+    // Burn's CPU backend and the fused block's matrix products run on the current rayon pool.
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .context("could not start the benchmark's thread pool")?;
+    pool.install(|| {
+        Ok(Round {
+            sgd_images_per_second: measure(device, OptimizerKind::Sgd, args, data)?,
+            sam_images_per_second: measure(device, OptimizerKind::Sam, args, data)?,
+            epoch_seconds: if args.epoch {
+                Some(epoch_seconds(device, args.batch_size, data)?)
+            } else {
+                None
+            },
+        })
+    })
+}
+
+/// PyTorch's figures for one round on `threads` threads.
+fn reference(threads: usize, args: &TrainArgs) -> anyhow::Result<(Round, String)> {
+    let mut command = Command::new(&args.python);
+    command
+        .arg("-c")
+        .arg(TORCH_SCRIPT)
+        .args(["--threads", &threads.to_string()])
+        .args(["--steps", &args.batches.to_string()])
+        .args(["--warmup", &args.warmup.to_string()])
+        .args(["--batch-size", &args.batch_size.to_string()])
+        .env("OMP_NUM_THREADS", threads.to_string())
+        .env("MKL_NUM_THREADS", threads.to_string());
+    if args.epoch {
+        command.arg("--epoch");
+    }
+    let output = command.output().with_context(|| {
+        format!(
+            "--compare-reference: could not run {} (give a Python with torch: --python PATH)",
+            args.python
+        )
+    })?;
+    if !output.status.success() {
+        anyhow::bail!(
+            "--compare-reference: {} benches/torch_step.py failed: {}",
+            args.python,
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
+    }
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let line = stdout.lines().last().unwrap_or_default();
+    let round: Round = serde_json::from_str(line)
+        .with_context(|| format!("--compare-reference: unexpected output {line:?}"))?;
+    let version = serde_json::from_str::<serde_json::Value>(line)
+        .ok()
+        .and_then(|v| v["torch"].as_str().map(str::to_owned))
+        .unwrap_or_default();
+    Ok((round, version))
+}
+
+fn median(values: impl Iterator<Item = f64>) -> f64 {
+    let mut v: Vec<f64> = values.collect();
+    v.sort_by(f64::total_cmp);
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    let mid = v.len() / 2;
+    if v.len() % 2 == 1 {
+        v[mid]
+    } else {
+        0.5 * (v[mid - 1] + v[mid])
+    }
+}
+
+/// Medians over rounds.
+fn medians(rounds: &[Round]) -> Round {
+    let epochs: Vec<f64> = rounds.iter().filter_map(|r| r.epoch_seconds).collect();
+    Round {
+        sgd_images_per_second: median(rounds.iter().map(|r| r.sgd_images_per_second)),
+        sam_images_per_second: median(rounds.iter().map(|r| r.sam_images_per_second)),
+        epoch_seconds: (!epochs.is_empty()).then(|| median(epochs.into_iter())),
+    }
+}
+
+/// The thread counts to measure.
+fn thread_counts(args: &TrainArgs) -> Vec<usize> {
+    if !args.threads.is_empty() {
+        return args.threads.iter().map(|&t| t.max(1)).collect();
+    }
+    let from_env = std::env::var("RAYON_NUM_THREADS")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+        .filter(|&n| n > 0);
+    vec![from_env.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))]
+}
+
+pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
+    let data = data::load(data::EMBEDDED_MNIST, &LoadOptions::default())?;
+    let config = TrainConfig {
+        device: args.device.into(),
+        ..TrainConfig::default()
+    };
+    config.validate()?;
+    let device = train::device::resolve(args.device.into());
+    let threads = thread_counts(args);
+    let rounds = args.rounds.max(1);
+    // rows[t] = (our rounds, PyTorch's rounds) at threads[t]; rounds interleave ours and PyTorch's
+    // at every thread count so slow spells of a shared machine hit both sides.
+    let mut rows: Vec<(Vec<Round>, Vec<Round>)> = vec![(Vec::new(), Vec::new()); threads.len()];
+    let mut torch_version = String::new();
+    for round in 0..rounds {
+        for (t, &n) in threads.iter().enumerate() {
+            if !args.json {
+                eprintln!("round {}/{rounds}, {n} thread(s)…", round + 1);
+            }
+            rows[t].0.push(ours(device, n, args, &data)?);
+            if args.compare_reference {
+                let (r, version) = reference(n, args)?;
+                rows[t].1.push(r);
+                torch_version = version;
+            }
+        }
+    }
+    let place = match device {
+        DeviceKind::Cuda => "CUDA GPU 0".to_owned(),
+        _ => "flex CPU".to_owned(),
+    };
+    let summary: Vec<serde_json::Value> = threads
+        .iter()
+        .zip(&rows)
+        .map(|(&n, (ours, theirs))| {
+            let (o, p) = (medians(ours), medians(theirs));
+            serde_json::json!({
+                "threads": n,
+                "ours": o, "ours_rounds": ours,
+                "sam_step_over_sgd_step": o.sgd_images_per_second / o.sam_images_per_second,
+                "pytorch": args.compare_reference.then_some(&p),
+                "pytorch_rounds": theirs,
+                "ours_over_pytorch_sgd": args.compare_reference
+                    .then(|| o.sgd_images_per_second / p.sgd_images_per_second),
+                "ours_over_pytorch_sam": args.compare_reference
+                    .then(|| o.sam_images_per_second / p.sam_images_per_second),
+            })
+        })
+        .collect();
+    if args.json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "model": "cnn", "dataset": "embedded:mnist", "batch_size": args.batch_size,
+                "batches": args.batches, "rounds": rounds, "device": device.name(),
+                "profile": profile(), "torch": torch_version, "results": summary,
+            })
+        );
+        return Ok(());
+    }
+    println!(
+        "small CNN, embedded MNIST, batch {}, {} timed batches, {place}, {} build, median of {rounds} round(s){}",
+        args.batch_size,
+        args.batches,
+        profile(),
+        if args.compare_reference {
+            format!(", interleaved with PyTorch {torch_version}")
+        } else {
+            String::new()
+        }
+    );
+    for (&n, (ours, theirs)) in threads.iter().zip(&rows) {
+        let o = medians(ours);
+        println!("{n} thread(s):");
+        println!("  SGD  {:8.1} images/s", o.sgd_images_per_second);
+        println!("  SAM  {:8.1} images/s", o.sam_images_per_second);
+        println!(
+            "  SAM step / SGD step = {:.2}",
+            o.sgd_images_per_second / o.sam_images_per_second
+        );
+        if let Some(s) = o.epoch_seconds {
+            println!("  epoch (8 000 images + evaluation of 3 783) {s:.1} s");
+        }
+        if args.compare_reference {
+            let p = medians(theirs);
+            println!(
+                "  PyTorch SGD {:8.1}, SAM {:8.1} images/s, SAM/SGD step {:.2}",
+                p.sgd_images_per_second,
+                p.sam_images_per_second,
+                p.sgd_images_per_second / p.sam_images_per_second
+            );
+            println!(
+                "  ours ÷ PyTorch: SGD {:.2}, SAM {:.2}{}",
+                o.sgd_images_per_second / p.sgd_images_per_second,
+                o.sam_images_per_second / p.sam_images_per_second,
+                match (o.epoch_seconds, p.epoch_seconds) {
+                    (Some(a), Some(b)) => format!(", epoch {:.2} (PyTorch {b:.1} s)", b / a),
+                    _ => String::new(),
+                }
+            );
+        }
+    }
+    Ok(())
+}
