@@ -103,10 +103,13 @@ pub fn poison(
     let epochs = surrogate.epochs;
     let trained = train::train(&surrogate, data, cancel, &mut |e| {
         if let TrainEvent::Epoch(stats) = e {
+            let accuracy = stats
+                .test_accuracy
+                .map(|a| format!(", test accuracy {:.1} %", 100.0 * a))
+                .unwrap_or_default();
             on_stage(format!(
-                "lc: clean model epoch {}/{epochs}, test accuracy {:.1} %",
-                stats.epoch,
-                100.0 * stats.test_accuracy
+                "lc: clean model epoch {}/{epochs}{accuracy}",
+                stats.epoch
             ));
         }
     })

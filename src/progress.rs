@@ -156,14 +156,17 @@ impl Progress {
                     .attack_success_rate
                     .map(|a| format!(", ASR {:.2}%", 100.0 * a))
                     .unwrap_or_default();
+                let test = stats
+                    .test_accuracy
+                    .map(|a| format!(", test acc {:.2}%", 100.0 * a))
+                    .unwrap_or_default();
                 let _ = writeln!(
                     err,
-                    "{}: epoch {} loss {:.4}, train acc {:.2}%, test acc {:.2}%{asr}, {} ({:.0} img/s)",
+                    "{}: epoch {} loss {:.4}, train acc {:.2}%{test}{asr}, {} ({:.0} img/s)",
                     self.label,
                     stats.epoch,
                     stats.train_loss,
                     100.0 * stats.train_accuracy,
-                    100.0 * stats.test_accuracy,
                     duration(stats.seconds),
                     stats.images_per_second
                 );

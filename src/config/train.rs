@@ -129,6 +129,10 @@ pub struct TrainConfig {
     pub normalize: InputNormalization,
     pub seed: u64,
     pub device: DeviceKind,
+    /// Test accuracy and attack success rate every this many epochs (the last epoch always);
+    /// 0: after the last epoch only. Unset: every epoch in the window (its curves), after the
+    /// last epoch on the command line (evaluation costs about a quarter of an epoch).
+    pub evaluate_every: Option<usize>,
 }
 
 impl Default for TrainConfig {
@@ -153,6 +157,7 @@ impl Default for TrainConfig {
             normalize: InputNormalization::Unit,
             seed: 0,
             device: DeviceKind::Cpu,
+            evaluate_every: None,
         }
     }
 }
@@ -161,6 +166,9 @@ impl TrainConfig {
     /// Range checks of the training settings.
     pub fn validate(&self) -> Result<(), ConfigError> {
         count_in("train.epochs", self.epochs, 1, 10_000)?;
+        if let Some(every) = self.evaluate_every {
+            count_in("train.evaluate_every", every, 0, 10_000)?;
+        }
         // BatchNorm needs two samples to estimate a variance.
         count_in("train.batch_size", self.batch_size, 2, 65_536)?;
         in_range("train.lr", self.lr, 0.0, true, 10.0, false)?;

@@ -80,7 +80,7 @@ pub(super) fn curves(arms: &[Arm]) -> String {
         acc.push((
             format!("{name} test acc."),
             color,
-            point(&|e| Some(e.test_accuracy)),
+            point(&|e| e.test_accuracy),
         ));
         let asr = point(&|e| e.attack_success_rate);
         if !asr.is_empty() {

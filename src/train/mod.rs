@@ -85,8 +85,10 @@ pub struct EpochStats {
     pub train_loss: f64,
     /// Training accuracy of the first pass, on the (augmented) batches as trained.
     pub train_accuracy: f64,
-    pub test_accuracy: f64,
-    /// Attack success rate on the triggered test set, when an attack is configured.
+    /// Clean test accuracy; `None` for an epoch not evaluated (`train.evaluate_every`).
+    pub test_accuracy: Option<f64>,
+    /// Attack success rate on the triggered test set, when an attack is configured and the
+    /// epoch was evaluated.
     pub attack_success_rate: Option<f64>,
     pub seconds: f64,
     pub images_per_second: f64,
@@ -287,11 +289,15 @@ pub fn train(
             });
         }
         let train_seconds = epoch_started.elapsed().as_secs_f64();
-        let eval_model = model.valid();
-        let test_accuracy = eval::accuracy(&eval_model, data.test, &normalization, &device);
-        let attack_success_rate = data
-            .triggered
-            .map(|t| eval::accuracy(&eval_model, t, &normalization, &device));
+        let every = config.evaluate_every.unwrap_or(0);
+        let (test_accuracy, attack_success_rate) =
+            if epoch == config.epochs || (every > 0 && epoch % every == 0) {
+                let eval_model = model.valid();
+                let accuracy = |set| eval::accuracy(&eval_model, set, &normalization, &device);
+                (Some(accuracy(data.test)), data.triggered.map(accuracy))
+            } else {
+                (None, None)
+            };
         let stats = EpochStats {
             epoch,
             train_loss: loss_sum / n as f64,
@@ -314,7 +320,7 @@ pub fn train(
     Ok(Trained {
         model: model.valid(),
         normalization,
-        clean_accuracy: last.as_ref().map_or(0.0, |e| e.test_accuracy),
+        clean_accuracy: last.as_ref().and_then(|e| e.test_accuracy).unwrap_or(0.0),
         attack_success_rate: last.and_then(|e| e.attack_success_rate),
         history,
         seconds,
@@ -325,6 +331,67 @@ pub fn train(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::data::{Origin, Shape};
+
+    /// 64 8×8 images of two classes (bright top half or bright bottom half).
+    fn halves() -> Dataset {
+        let shape = Shape {
+            height: 8,
+            width: 8,
+            channels: 1,
+        };
+        let mut d = Dataset::empty(shape, vec!["top".into(), "bottom".into()]);
+        for index in 0..64 {
+            let label = (index % 2) as u16;
+            let image: Vec<u8> = (0..64)
+                .map(|p| {
+                    if (p < 32) == (label == 0) {
+                        200
+                    } else {
+                        (index * 3 % 50) as u8
+                    }
+                })
+                .collect();
+            d.push(&image, label, Origin::Embedded { split: "t", index });
+        }
+        d
+    }
+
+    #[test]
+    fn evaluation_runs_on_the_asked_schedule_and_always_after_the_last_epoch() {
+        let data = halves();
+        let epochs_evaluated = |every: Option<usize>| {
+            let config = TrainConfig {
+                epochs: 3,
+                batch_size: 16,
+                evaluate_every: every,
+                ..TrainConfig::default()
+            };
+            let data = TrainData {
+                train: &data,
+                test: &data,
+                triggered: Some(&data),
+            };
+            let trained = train(&config, data, &AtomicBool::new(false), &mut |_| {}).unwrap();
+            for e in &trained.history {
+                assert_eq!(e.test_accuracy.is_some(), e.attack_success_rate.is_some());
+            }
+            assert_eq!(
+                Some(trained.clean_accuracy),
+                trained.history.last().unwrap().test_accuracy
+            );
+            trained
+                .history
+                .iter()
+                .filter(|e| e.test_accuracy.is_some())
+                .map(|e| e.epoch)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(epochs_evaluated(None), [3]);
+        assert_eq!(epochs_evaluated(Some(0)), [3]);
+        assert_eq!(epochs_evaluated(Some(1)), [1, 2, 3]);
+        assert_eq!(epochs_evaluated(Some(2)), [2, 3]);
+    }
 
     #[test]
     fn cosine_schedule_starts_at_lr_and_decays_to_near_zero() {

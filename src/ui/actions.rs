@@ -82,7 +82,10 @@ impl App {
 
     /// Starts a run (or the SGD-vs-SAM comparison) of the current config.
     pub fn start(&mut self, ctx: &egui::Context, compare: bool) {
-        let config = self.experiment();
+        let mut config = self.experiment();
+        // The window draws test-accuracy and ASR curves: evaluate every epoch unless the config
+        // says otherwise (the command line evaluates after the last epoch only).
+        config.train.evaluate_every.get_or_insert(1);
         if let Err(e) = config.validate() {
             self.say(false, format!("config: {e}"));
             return;

@@ -88,8 +88,10 @@ impl Progress {
             }
             RunEvent::Train(TrainEvent::Epoch(stats)) => {
                 let x = stats.epoch as f64;
-                if let Some(curve) = self.accuracy.get_mut(arm) {
-                    curve.push([x, stats.test_accuracy]);
+                if let (Some(curve), Some(accuracy)) =
+                    (self.accuracy.get_mut(arm), stats.test_accuracy)
+                {
+                    curve.push([x, accuracy]);
                 }
                 if let (Some(curve), Some(asr)) = (self.asr.get_mut(arm), stats.attack_success_rate)
                 {
