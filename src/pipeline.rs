@@ -134,7 +134,7 @@ pub fn redetect(
     let device = train::device_for(config.train.device)?;
     let loaded = checkpoint::load_for(run_dir, &device, Some(prepared.train_data().train))?;
     anyhow::ensure!(
-        loaded.meta.train == config.train,
+        loaded.meta.train.trains_like(&config.train),
         "{}: the checkpoint was trained with other [train] settings than this config",
         run_dir.display()
     );

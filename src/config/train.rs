@@ -163,6 +163,16 @@ impl Default for TrainConfig {
 }
 
 impl TrainConfig {
+    /// Whether a model trained with `self` is the model `other` would train: every setting but
+    /// the evaluation schedule, which changes what is measured, not the weights.
+    pub fn trains_like(&self, other: &TrainConfig) -> bool {
+        let weights_only = |c: &TrainConfig| TrainConfig {
+            evaluate_every: None,
+            ..c.clone()
+        };
+        weights_only(self) == weights_only(other)
+    }
+
     /// Range checks of the training settings.
     pub fn validate(&self) -> Result<(), ConfigError> {
         count_in("train.epochs", self.epochs, 1, 10_000)?;
@@ -189,5 +199,25 @@ impl TrainConfig {
             return invalid(&format!("train.device = \"cuda\": {why}"));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_evaluation_schedule_does_not_change_which_model_a_config_trains() {
+        let base = TrainConfig::default();
+        let every_epoch = TrainConfig {
+            evaluate_every: Some(1),
+            ..base.clone()
+        };
+        assert!(base.trains_like(&every_epoch));
+        let other_seed = TrainConfig {
+            seed: 1,
+            ..every_epoch.clone()
+        };
+        assert!(!every_epoch.trains_like(&other_seed));
     }
 }

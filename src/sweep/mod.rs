@@ -241,7 +241,7 @@ fn run_cell(
             .and_then(|device| {
                 checkpoint::load_for(&arm_dir, &device, Some(prepared.train_data().train)).ok()
             })
-            .filter(|loaded| loaded.meta.train == arm_config.train);
+            .filter(|loaded| loaded.meta.train.trains_like(&arm_config.train));
         let (trained, train_seconds) = match saved {
             Some(loaded) => (loaded.into_trained(Vec::new(), 0.0, 0.0), None),
             None => {
