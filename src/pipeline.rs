@@ -1,17 +1,57 @@
 //! The stages of one experiment, shared by the CLI and the GUI: load the dataset, apply the
 //! optional attack, train, save the checkpoint, detect, measure, report.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 
-use anyhow::Context as _;
-
-use crate::config::{Experiment, OptimizerKind, TrainConfig};
+use crate::config::{ConfigError, Experiment, OptimizerKind, TrainConfig};
 use crate::detect::{self, DetectEvent, DetectionRun};
 use crate::evaluate;
-use crate::prepare::Prepared;
+use crate::prepare::{PrepareError, Prepared};
 use crate::report::{self, Comparison, Report, TrainingLog};
-use crate::train::{self, TrainEvent, Trained, checkpoint};
+use crate::train::{self, TrainError, TrainEvent, Trained, checkpoint};
+
+/// Why a run, a comparison or a re-detection stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    /// Loading the dataset or applying the attack failed.
+    #[error(transparent)]
+    Prepare(#[from] PrepareError),
+    /// Training failed, was cancelled, or a checkpoint could not be saved or loaded.
+    #[error(transparent)]
+    Train(#[from] TrainError),
+    /// Detection failed or was cancelled.
+    #[error(transparent)]
+    Detect(#[from] detect::RunError),
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// An output file or folder could not be written.
+    #[error("{}: cannot {action}", path.display())]
+    Write {
+        path: PathBuf,
+        action: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    /// `detect` on a saved run with a config whose `[train]` differs from the run's.
+    #[error("{}: the checkpoint was trained with other [train] settings than this config", .0.display())]
+    OtherTraining(PathBuf),
+    #[error("cannot serialise the report: {0}")]
+    Serialize(#[from] serde_json::Error),
+    /// Outputs are saved for one or two trained models.
+    #[error("a run has one or two trained models, not {0}")]
+    ArmCount(usize),
+}
+
+/// `PipelineError::Write` for `path`.
+fn cannot(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> PipelineError {
+    let path = path.to_path_buf();
+    move |source| PipelineError::Write {
+        path,
+        action,
+        source,
+    }
+}
 
 /// Trains on `prepared` and, once training has finished, saves the checkpoint into `dir`.
 /// A cancelled or failed training writes nothing.
@@ -21,7 +61,7 @@ pub fn train_and_save(
     dir: &Path,
     cancel: &AtomicBool,
     on_event: &mut dyn FnMut(TrainEvent),
-) -> anyhow::Result<Trained> {
+) -> Result<Trained, PipelineError> {
     let data = prepared.train_data();
     let trained = train::train(config, data, cancel, on_event)?;
     checkpoint::save(
@@ -70,7 +110,7 @@ pub fn run(
     prepared: &Prepared,
     cancel: &AtomicBool,
     on_event: &mut dyn FnMut(RunEvent),
-) -> anyhow::Result<Outcome> {
+) -> Result<Outcome, PipelineError> {
     let optimizer = config.train.optimizer.name();
     on_event(RunEvent::Training(optimizer));
     let trained = train::train(&config.train, prepared.train_data(), cancel, &mut |e| {
@@ -86,7 +126,7 @@ pub fn detect_and_report(
     trained: Trained,
     cancel: &AtomicBool,
     on_event: &mut dyn FnMut(RunEvent),
-) -> anyhow::Result<Outcome> {
+) -> Result<Outcome, PipelineError> {
     on_event(RunEvent::Stage("detection".to_owned()));
     let device = train::device_for(config.train.device)?;
     let data = prepared.train_data();
@@ -128,16 +168,14 @@ pub fn redetect(
     run_dir: &Path,
     cancel: &AtomicBool,
     on_event: &mut dyn FnMut(RunEvent),
-) -> anyhow::Result<(Prepared, Outcome)> {
+) -> Result<(Prepared, Outcome), PipelineError> {
     on_event(RunEvent::Stage("loading the data and the model".to_owned()));
     let prepared = Prepared::load_with(config, cancel, &mut |s| on_event(RunEvent::Stage(s)))?;
     let device = train::device_for(config.train.device)?;
     let loaded = checkpoint::load_for(run_dir, &device, Some(prepared.train_data().train))?;
-    anyhow::ensure!(
-        loaded.meta.train.trains_like(&config.train),
-        "{}: the checkpoint was trained with other [train] settings than this config",
-        run_dir.display()
-    );
+    if !loaded.meta.train.trains_like(&config.train) {
+        return Err(PipelineError::OtherTraining(run_dir.to_path_buf()));
+    }
     fn read<T: serde::de::DeserializeOwned>(path: &Path) -> Option<T> {
         serde_json::from_str(&std::fs::read_to_string(path).ok()?).ok()
     }
@@ -159,11 +197,10 @@ pub fn write_outputs(
     config: &Experiment,
     prepared: &Prepared,
     outcome: &Outcome,
-) -> anyhow::Result<()> {
+) -> Result<(), PipelineError> {
     let write = |name: &str, text: &str| {
         let path = dir.join(name);
-        crate::artifacts::write_text(&path, text)
-            .with_context(|| format!("{}: cannot write", path.display()))
+        crate::artifacts::write_text(&path, text).map_err(cannot("write", &path))
     };
     write("config.toml", &config.to_toml()?)?;
     write(
@@ -287,7 +324,7 @@ pub fn run_arms(
     compare: bool,
     cancel: &AtomicBool,
     on_event: &mut dyn FnMut(usize, RunEvent),
-) -> anyhow::Result<Vec<ArmRun>> {
+) -> Result<Vec<ArmRun>, PipelineError> {
     arm_configs(config, compare)
         .into_iter()
         .enumerate()
@@ -309,11 +346,10 @@ pub fn save_arms(
     dir: &Path,
     prepared: &Prepared,
     arms: &[ArmRun],
-) -> anyhow::Result<Option<Comparison>> {
+) -> Result<Option<Comparison>, PipelineError> {
     let data = prepared.train_data();
-    let save = |dir: &Path, arm: &ArmRun| -> anyhow::Result<()> {
-        std::fs::create_dir_all(dir)
-            .with_context(|| format!("{}: cannot create the folder", dir.display()))?;
+    let save = |dir: &Path, arm: &ArmRun| -> Result<(), PipelineError> {
+        std::fs::create_dir_all(dir).map_err(cannot("create the folder", dir))?;
         checkpoint::save(
             dir,
             &arm.outcome.trained,
@@ -336,10 +372,10 @@ pub fn save_arms(
             comparison.fused = fuse(&sgd.outcome.detection, &sam.outcome.detection, prepared);
             let path = dir.join("comparison.json");
             crate::artifacts::write_text(&path, &serde_json::to_string_pretty(&comparison)?)
-                .with_context(|| format!("{}: cannot write", path.display()))?;
+                .map_err(cannot("write", &path))?;
             Ok(Some(comparison))
         }
-        _ => anyhow::bail!("a run has one or two trained models, not {}", arms.len()),
+        _ => Err(PipelineError::ArmCount(arms.len())),
     }
 }
 
@@ -350,8 +386,8 @@ pub fn compare(
     dir: &Path,
     cancel: &AtomicBool,
     on_event: &mut dyn FnMut(RunEvent),
-) -> anyhow::Result<Comparison> {
+) -> Result<Comparison, PipelineError> {
     let prepared = Prepared::load_with(config, cancel, &mut |s| on_event(RunEvent::Stage(s)))?;
     let arms = run_arms(config, &prepared, true, cancel, &mut |_, e| on_event(e))?;
-    save_arms(dir, &prepared, &arms)?.context("a comparison has two models")
+    save_arms(dir, &prepared, &arms)?.ok_or(PipelineError::ArmCount(1))
 }

@@ -190,10 +190,7 @@ fn cancelling_mid_epoch_stops_before_the_next_batch_and_writes_no_checkpoint() {
     });
     let error = result.unwrap_err();
     assert!(
-        matches!(
-            error.downcast_ref::<TrainError>(),
-            Some(TrainError::Cancelled)
-        ),
+        matches!(error, pipeline::PipelineError::Train(TrainError::Cancelled)),
         "{error}"
     );
     assert_eq!(batches_after_cancel, 0);

@@ -113,7 +113,7 @@ pub(super) const SCATTER_POINTS: usize = 3000;
 
 /// The training features on their two principal axes, coloured by the consensus flag and the
 /// ground truth.
-pub(super) fn scatter(arm: &Arm, prepared: &Prepared) -> anyhow::Result<String> {
+pub(super) fn scatter(arm: &Arm, prepared: &Prepared) -> Result<String, super::ReportError> {
     let train = prepared.train_data().train;
     let device = train::device_for(arm.config.train.device)?;
     let loaded = checkpoint::load_for(&arm.dir, &device, Some(train))?;
@@ -126,7 +126,7 @@ pub(super) fn scatter(arm: &Arm, prepared: &Prepared) -> anyhow::Result<String> 
         &cancel,
         &mut |_, _| {},
     )
-    .map_err(|_| anyhow::anyhow!("feature extraction was cancelled"))?;
+    .map_err(|_| super::ReportError::Cancelled)?;
     let projected = linalg::principal_plane(extracted.features.view());
     let flags = &arm.consensus.1;
     let poisoned = arm.scores.poisoned.clone();

@@ -14,10 +14,9 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 
-use anyhow::Context as _;
 use base64::Engine as _;
 
-use crate::config::Experiment;
+use crate::config::{ConfigError, Experiment};
 use crate::data::Dataset;
 use crate::detect::{consensus, features, linalg};
 use crate::prepare::Prepared;
@@ -42,6 +41,42 @@ struct Arm {
     consensus: (Vec<f64>, Vec<bool>),
 }
 
+/// Why a report could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    #[error("{}: cannot read", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A run file that exists but is not what a run writes.
+    #[error("{}: {problem}", path.display())]
+    Malformed { path: PathBuf, problem: String },
+    /// The folder is neither a run nor a comparison.
+    #[error("{}: holds neither report.json (a run) nor comparison.json (a compare)", .0.display())]
+    NotARun(PathBuf),
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The run's model could not be loaded.
+    #[error(transparent)]
+    Model(#[from] train::TrainError),
+    #[error("feature extraction was cancelled")]
+    Cancelled,
+}
+
+fn cannot_read(path: &Path) -> impl FnOnce(std::io::Error) -> ReportError {
+    let path = path.to_path_buf();
+    move |source| ReportError::Read { path, source }
+}
+
+fn malformed(path: &Path, problem: impl Into<String>) -> ReportError {
+    ReportError::Malformed {
+        path: path.to_path_buf(),
+        problem: problem.into(),
+    }
+}
+
 /// `scores.csv`: per sample, the given label, the ground truth when known, and per detector
 /// the score and the flag.
 #[derive(Default)]
@@ -52,13 +87,12 @@ struct Scores {
 }
 
 impl Scores {
-    fn read(path: &Path) -> anyhow::Result<Self> {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("{}: cannot read", path.display()))?;
+    fn read(path: &Path) -> Result<Self, ReportError> {
+        let text = std::fs::read_to_string(path).map_err(cannot_read(path))?;
         let mut lines = text.lines();
         let header: Vec<&str> = lines
             .next()
-            .with_context(|| format!("{}: empty", path.display()))?
+            .ok_or_else(|| malformed(path, "empty"))?
             .split(',')
             .collect();
         let column = |name: &str| header.iter().position(|h| *h == name);
@@ -79,7 +113,7 @@ impl Scores {
         let mut poisoned = Vec::new();
         for (row, line) in lines.enumerate() {
             let cells: Vec<&str> = line.split(',').collect();
-            let bad = || anyhow::anyhow!("{}: row {} is malformed", path.display(), row + 2);
+            let bad = || malformed(path, format!("row {} is malformed", row + 2));
             let cell = |at: Option<usize>| at.and_then(|a| cells.get(a).copied());
             out.given.push(
                 cell(given_at)
@@ -117,15 +151,15 @@ impl Scores {
     }
 }
 
-fn read_arm(name: &str, dir: &Path) -> anyhow::Result<Arm> {
+fn read_arm(name: &str, dir: &Path) -> Result<Arm, ReportError> {
     let read = |file: &str| {
         let path = dir.join(file);
-        std::fs::read_to_string(&path).with_context(|| format!("{}: cannot read", path.display()))
+        std::fs::read_to_string(&path).map_err(cannot_read(&path))
     };
-    let report: Report = serde_json::from_str(&read("report.json")?).with_context(|| {
-        format!(
-            "{}: not a poisonscope report",
-            dir.join("report.json").display()
+    let report: Report = serde_json::from_str(&read("report.json")?).map_err(|e| {
+        malformed(
+            &dir.join("report.json"),
+            format!("not a poisonscope report: {e}"),
         )
     })?;
     let config = Experiment::from_file(&dir.join("config.toml"), &[])?;
@@ -148,18 +182,16 @@ fn read_arm(name: &str, dir: &Path) -> anyhow::Result<Arm> {
 }
 
 /// The arms of DIR: `sgd/` and `sam/` of a comparison, or the run itself.
-fn read_arms(dir: &Path) -> anyhow::Result<Vec<Arm>> {
+fn read_arms(dir: &Path) -> Result<Vec<Arm>, ReportError> {
     if dir.join("comparison.json").is_file() {
         return ["sgd", "sam"]
             .iter()
             .map(|name| read_arm(name, &dir.join(name)))
             .collect();
     }
-    anyhow::ensure!(
-        dir.join("report.json").is_file(),
-        "{}: holds neither report.json (a run) nor comparison.json (a compare)",
-        dir.display()
-    );
+    if !dir.join("report.json").is_file() {
+        return Err(ReportError::NotARun(dir.to_path_buf()));
+    }
     Ok(vec![read_arm("run", dir)?])
 }
 
@@ -192,13 +224,17 @@ td:first-child,th:first-child{text-align:left}.warn{color:#b00}\
 figure{display:inline-block;margin:0 1em 1em 0}figcaption{font-size:12px;color:#444}";
 
 /// The whole page for DIR, with `top` images per ranking.
-pub fn build(dir: &Path, top: usize) -> anyhow::Result<String> {
+pub fn build(dir: &Path, top: usize) -> Result<String, ReportError> {
     build_with(dir, top, None)
 }
 
 /// [`build`], with the run's data already prepared (the window has it; the CLI loads it again
 /// from the run's config).
-pub fn build_with(dir: &Path, top: usize, prepared: Option<&Prepared>) -> anyhow::Result<String> {
+pub fn build_with(
+    dir: &Path,
+    top: usize,
+    prepared: Option<&Prepared>,
+) -> Result<String, ReportError> {
     let arms = read_arms(dir)?;
     let mut html = format!(
         "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>poisonscope report — {0}</title><style>{STYLE}</style></head><body><h1>poisonscope report</h1><p><code>{0}</code></p>",

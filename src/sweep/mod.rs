@@ -24,13 +24,12 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 
-use anyhow::Context as _;
 use serde::{Deserialize, Serialize};
 
-use crate::config::{Experiment, OptimizerKind};
+use crate::config::{ConfigError, Experiment, OptimizerKind};
 use crate::detect::DetectionRun;
-use crate::pipeline::{self, RunEvent};
-use crate::prepare::Prepared;
+use crate::pipeline::{self, PipelineError, RunEvent};
+use crate::prepare::{PrepareError, Prepared};
 use crate::report::DetectorReport;
 use crate::train::checkpoint;
 
@@ -104,18 +103,82 @@ pub struct Row {
     pub train_seconds: Option<f64>,
 }
 
+/// Why a grid could not be read or run.
+#[derive(Debug, thiserror::Error)]
+pub enum SweepError {
+    #[error("{}: cannot {action}", path.display())]
+    Io {
+        path: PathBuf,
+        action: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The grid file is not a valid grid.
+    #[error("{}: {message}", path.display())]
+    Grid { path: PathBuf, message: String },
+    /// A cell's experiment is not a valid config.
+    #[error("{}: cell {cell}", path.display())]
+    Cell {
+        path: PathBuf,
+        cell: String,
+        #[source]
+        source: Box<SweepError>,
+    },
+    #[error("variant {variant}: bad detect settings {set:?}")]
+    Variant {
+        variant: String,
+        set: Vec<String>,
+        #[source]
+        source: Box<toml::de::Error>,
+    },
+    #[error("{}: no finished cells", .0.display())]
+    NoFinishedCells(PathBuf),
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Prepare(#[from] PrepareError),
+    #[error(transparent)]
+    Pipeline(#[from] PipelineError),
+    #[error("cannot write a config: {0}")]
+    Toml(#[from] toml::ser::Error),
+    #[error("cannot serialise the results: {0}")]
+    Json(#[from] serde_json::Error),
+}
+
+/// `SweepError::Io` for `path`.
+pub(crate) fn cannot(
+    action: &'static str,
+    path: &Path,
+) -> impl FnOnce(std::io::Error) -> SweepError {
+    let path = path.to_path_buf();
+    move |source| SweepError::Io {
+        path,
+        action,
+        source,
+    }
+}
+
 impl Grid {
     /// Reads a grid file; every cell's config is validated before anything runs.
-    pub fn from_file(path: &Path) -> anyhow::Result<Self> {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("{}: cannot read", path.display()))?;
-        let grid: Self =
-            toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-        anyhow::ensure!(!grid.seeds.is_empty(), "{}: no seeds", path.display());
-        anyhow::ensure!(!grid.arms.is_empty(), "{}: no arms", path.display());
+    pub fn from_file(path: &Path) -> Result<Self, SweepError> {
+        let text = std::fs::read_to_string(path).map_err(cannot("read", path))?;
+        let invalid = |message: String| SweepError::Grid {
+            path: path.to_path_buf(),
+            message,
+        };
+        let grid: Self = toml::from_str(&text).map_err(|e| invalid(e.to_string()))?;
+        if grid.seeds.is_empty() {
+            return Err(invalid("no seeds".to_owned()));
+        }
+        if grid.arms.is_empty() {
+            return Err(invalid("no arms".to_owned()));
+        }
         for cell in grid.cells() {
-            grid.experiment(&cell)
-                .with_context(|| format!("{}: cell {}", path.display(), cell.id()))?;
+            grid.experiment(&cell).map_err(|e| SweepError::Cell {
+                path: path.to_path_buf(),
+                cell: cell.id(),
+                source: Box::new(e),
+            })?;
         }
         Ok(grid)
     }
@@ -141,7 +204,7 @@ impl Grid {
 
     /// The experiment of a cell: the base, its attack at its ratio, the seed on attack and
     /// training.
-    pub fn experiment(&self, cell: &Cell) -> anyhow::Result<Experiment> {
+    pub fn experiment(&self, cell: &Cell) -> Result<Experiment, SweepError> {
         let mut table = self.base.clone();
         let mut attack = self
             .attack
@@ -214,7 +277,7 @@ fn run_cell(
     on_event: &mut dyn FnMut(SweepEvent),
     index: usize,
     total: usize,
-) -> anyhow::Result<Vec<Row>> {
+) -> Result<Vec<Row>, SweepError> {
     let id = cell.id();
     let config = grid.experiment(cell)?;
     let prepared = Prepared::load(&config)?;
@@ -232,8 +295,7 @@ fn run_cell(
         let mut arm_config = config.clone();
         arm_config.train.optimizer = optimizer;
         let arm_dir = dir.join("models").join(&id).join(arm);
-        std::fs::create_dir_all(&arm_dir)
-            .with_context(|| format!("{}: cannot create the folder", arm_dir.display()))?;
+        std::fs::create_dir_all(&arm_dir).map_err(cannot("create the folder", &arm_dir))?;
         // A model this arm saved before (same [train] settings) is reused: detection changes
         // are re-measured without retraining by deleting `cells/`.
         let saved = crate::train::device_for(arm_config.train.device)
@@ -263,11 +325,10 @@ fn run_cell(
                 let key = assignment.trim_start_matches("detect.");
                 crate::config::apply_override(&mut table, key)?;
             }
-            variant_config.detect = table.try_into().with_context(|| {
-                format!(
-                    "variant {}: bad detect settings {:?}",
-                    variant.name, variant.set
-                )
+            variant_config.detect = table.try_into().map_err(|source| SweepError::Variant {
+                variant: variant.name.clone(),
+                set: variant.set.clone(),
+                source: Box::new(source),
             })?;
             let outcome = pipeline::detect_and_report(
                 &variant_config,
@@ -317,10 +378,9 @@ pub fn run(
     dir: &Path,
     cancel: &AtomicBool,
     on_event: &mut dyn FnMut(SweepEvent),
-) -> anyhow::Result<Vec<Row>> {
+) -> Result<Vec<Row>, SweepError> {
     let cells_dir = dir.join("cells");
-    std::fs::create_dir_all(&cells_dir)
-        .with_context(|| format!("{}: cannot create the folder", cells_dir.display()))?;
+    std::fs::create_dir_all(&cells_dir).map_err(cannot("create the folder", &cells_dir))?;
     let cells = grid.cells();
     let mut all = Vec::new();
     for (index, cell) in cells.iter().enumerate() {
@@ -333,7 +393,7 @@ pub fn run(
         }
         let rows = run_cell(grid, cell, dir, cancel, on_event, index, cells.len())?;
         crate::artifacts::write_text(&path, &serde_json::to_string_pretty(&rows)?)
-            .with_context(|| format!("{}: cannot write", path.display()))?;
+            .map_err(cannot("write", &path))?;
         all.extend(rows);
         // The tables so far: a long grid shows its finished cells while it runs.
         write_results(dir, grid, &all)?;

@@ -5,9 +5,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::Path;
 
-use anyhow::Context as _;
-
-use super::{Cell, Grid, Row, cell_path, finished_rows};
+use super::{Cell, Grid, Row, SweepError, cannot, cell_path, finished_rows};
 use crate::report::{self, DetectorReport};
 
 /// Mean and sample standard deviation (0 for one value); `None` when empty.
@@ -50,11 +48,10 @@ fn detector_names(rows: &[Row]) -> Vec<String> {
 }
 
 /// Writes `results.json`, `results.csv` and `results.md`.
-pub fn write_results(dir: &Path, grid: &Grid, rows: &[Row]) -> anyhow::Result<()> {
+pub fn write_results(dir: &Path, grid: &Grid, rows: &[Row]) -> Result<(), SweepError> {
     let write = |name: &str, text: &str| {
         let path = dir.join(name);
-        crate::artifacts::write_text(&path, text)
-            .with_context(|| format!("{}: cannot write", path.display()))
+        crate::artifacts::write_text(&path, text).map_err(cannot("write", &path))
     };
     write("results.json", &serde_json::to_string_pretty(rows)?)?;
     let names = detector_names(rows);
@@ -295,14 +292,16 @@ pub fn markdown(grid: &Grid, rows: &[Row]) -> String {
 }
 
 /// Rewrites the result files from the cells finished so far, running nothing.
-pub fn tables(grid: &Grid, dir: &Path) -> anyhow::Result<Vec<Row>> {
+pub fn tables(grid: &Grid, dir: &Path) -> Result<Vec<Row>, SweepError> {
     let rows: Vec<Row> = grid
         .cells()
         .iter()
         .filter_map(|cell| finished_rows(&cell_path(dir, cell)))
         .flatten()
         .collect();
-    anyhow::ensure!(!rows.is_empty(), "{}: no finished cells", dir.display());
+    if rows.is_empty() {
+        return Err(SweepError::NoFinishedCells(dir.to_path_buf()));
+    }
     write_results(dir, grid, &rows)?;
     Ok(rows)
 }

@@ -293,10 +293,12 @@ pub fn save_run(
     pipeline::save_arms(staged.path(), prepared, runs)?;
     staged.commit()?;
     let report = dir.join("report.html");
-    let written = crate::html_report::build_with(dir, top, Some(prepared)).and_then(|html| {
-        crate::artifacts::write_file(&report, html.as_bytes())
-            .map_err(|e| anyhow::anyhow!("{}: cannot write: {e}", report.display()))
-    });
+    let written = crate::html_report::build_with(dir, top, Some(prepared))
+        .map_err(anyhow::Error::from)
+        .and_then(|html| {
+            crate::artifacts::write_file(&report, html.as_bytes())
+                .map_err(|e| anyhow::anyhow!("{}: cannot write: {e}", report.display()))
+        });
     match written {
         Ok(()) => Ok(format!("saved the run and {}", report.display())),
         Err(e) => Ok(format!(
