@@ -10,7 +10,7 @@ use poisonscope::attack::export;
 use poisonscope::config::Experiment;
 use poisonscope::data::{self, LoadOptions, Summary};
 use poisonscope::pipeline;
-use poisonscope::prepare::Prepared;
+use poisonscope::run::Run;
 use poisonscope::train::checkpoint;
 
 use crate::progress;
@@ -123,16 +123,11 @@ pub(crate) fn run_experiment(config: &Experiment, out: &Path, force: bool) -> an
     check_out(out, config, force)?;
     let mut bar = progress::Progress::new("run");
     let cancel = AtomicBool::new(false);
-    let prepared = Prepared::load_with(config, &cancel, &mut |s| {
-        bar.run_event(&pipeline::RunEvent::Stage(s))
-    })?;
+    let run = Run::execute(config, false, &cancel, &mut |_, e| bar.run_event(&e))?;
     let staged = stage_out(out, force)?;
-    let arms = pipeline::run_arms(config, &prepared, false, &cancel, &mut |_, e| {
-        bar.run_event(&e)
-    })?;
-    pipeline::save_arms(staged.path(), &prepared, &arms)?;
+    run.save(staged.path())?;
     staged.commit()?;
-    let outcome = &arms.first().context("a run trains one model")?.outcome;
+    let outcome = &run.arms.first().context("a run trains one model")?.outcome;
     let training = &outcome.report.training;
     let asr = training
         .attack_success_rate
@@ -185,11 +180,16 @@ pub(crate) fn redetect(run_dir: &Path, out: &Path, overrides: &[String]) -> anyh
 pub(crate) fn compare(config: &Experiment, out: &Path, force: bool) -> anyhow::Result<()> {
     config.validate()?;
     check_out(out, config, force)?;
-    let staged = stage_out(out, force)?;
     let mut bar = progress::Progress::new("compare");
     let cancel = AtomicBool::new(false);
-    let comparison = pipeline::compare(config, staged.path(), &cancel, &mut |e| bar.run_event(&e))?;
+    let run = Run::execute(config, true, &cancel, &mut |_, e| bar.run_event(&e))?;
+    let staged = stage_out(out, force)?;
+    run.save(staged.path())?;
     staged.commit()?;
+    let comparison = run
+        .comparison
+        .as_ref()
+        .context("a comparison trains two models")?;
     print!("{}", comparison.table());
     println!(
         "wrote {0}/sgd, {0}/sam and {0}/comparison.json",

@@ -18,6 +18,7 @@ pub mod model;
 pub mod pipeline;
 pub mod prepare;
 pub mod report;
+pub mod run;
 pub mod sweep;
 pub mod train;
 pub mod ui;

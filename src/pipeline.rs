@@ -341,12 +341,14 @@ pub fn run_arms(
 
 /// Writes finished arms into `dir` in the layout `run` and `compare` produce: one arm's model
 /// (checkpoint), `report.json`, `scores.csv`, `training.json` and `config.toml` in `dir`; two
-/// arms in `dir/sgd` and `dir/sam`, with `comparison.json` (fused rows included) beside them.
+/// arms in `dir/sgd` and `dir/sam`, with `comparison.json` (the arms' [`Comparison`], fused rows
+/// included) beside them.
 pub fn save_arms(
     dir: &Path,
     prepared: &Prepared,
     arms: &[ArmRun],
-) -> Result<Option<Comparison>, PipelineError> {
+    comparison: Option<&Comparison>,
+) -> Result<(), PipelineError> {
     let data = prepared.train_data();
     let save = |dir: &Path, arm: &ArmRun| -> Result<(), PipelineError> {
         std::fs::create_dir_all(dir).map_err(cannot("create the folder", dir))?;
@@ -359,35 +361,15 @@ pub fn save_arms(
         )?;
         write_outputs(dir, &arm.config, prepared, &arm.outcome)
     };
-    match arms {
-        [arm] => {
-            save(dir, arm)?;
-            Ok(None)
-        }
-        [sgd, sam] => {
+    match (arms, comparison) {
+        ([arm], _) => save(dir, arm),
+        ([sgd, sam], Some(comparison)) => {
             save(&dir.join("sgd"), sgd)?;
             save(&dir.join("sam"), sam)?;
-            let mut comparison =
-                Comparison::new(sgd.outcome.report.clone(), sam.outcome.report.clone());
-            comparison.fused = fuse(&sgd.outcome.detection, &sam.outcome.detection, prepared);
             let path = dir.join("comparison.json");
-            crate::artifacts::write_text(&path, &serde_json::to_string_pretty(&comparison)?)
-                .map_err(cannot("write", &path))?;
-            Ok(Some(comparison))
+            crate::artifacts::write_text(&path, &serde_json::to_string_pretty(comparison)?)
+                .map_err(cannot("write", &path))
         }
         _ => Err(PipelineError::ArmCount(arms.len())),
     }
-}
-
-/// `compare`: `config` trained with SGD and with SAM on identical data and seed, both inspected,
-/// saved into `dir` ([`save_arms`]).
-pub fn compare(
-    config: &Experiment,
-    dir: &Path,
-    cancel: &AtomicBool,
-    on_event: &mut dyn FnMut(RunEvent),
-) -> Result<Comparison, PipelineError> {
-    let prepared = Prepared::load_with(config, cancel, &mut |s| on_event(RunEvent::Stage(s)))?;
-    let arms = run_arms(config, &prepared, true, cancel, &mut |_, e| on_event(e))?;
-    save_arms(dir, &prepared, &arms)?.ok_or(PipelineError::ArmCount(1))
 }

@@ -414,7 +414,7 @@ fn a_comparison_offers_the_fused_models() {
     let finished = h.state().finished.as_ref().expect("results");
     let names: Vec<&str> = finished.arms.iter().map(|a| a.name.as_str()).collect();
     assert_eq!(names, ["sgd", "sam", "fused"]);
-    assert!(finished.comparison.is_some());
+    assert!(finished.run.comparison.is_some());
     let (sgd, sam, fused) = (&finished.arms[0], &finished.arms[1], &finished.arms[2]);
     let either: Vec<bool> = (0..600)
         .map(|i| sgd.consensus.flags[i] || sam.consensus.flags[i])

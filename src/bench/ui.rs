@@ -88,12 +88,11 @@ pub fn frames(points: usize, frames: usize) -> anyhow::Result<()> {
     };
     let mut app = App::new(None);
     app.show_results(worker::Finished {
-        prepared: std::sync::Arc::new(prepared),
-        truth: None,
+        run: std::sync::Arc::new(poisonscope::run::Run::without_models(
+            poisonscope::config::Experiment::default(),
+            std::sync::Arc::new(prepared),
+        )),
         arms: vec![arm],
-        comparison: None,
-        config: poisonscope::config::Experiment::default(),
-        runs: std::sync::Arc::default(),
     });
     let ctx = egui::Context::default();
     let screen = egui::Rect::from_min_size(egui::Pos2::ZERO, egui::vec2(1400.0, 900.0));

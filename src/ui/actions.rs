@@ -18,8 +18,8 @@ impl App {
             let ctx = ctx.clone();
             move || ctx.request_repaint()
         };
-        let source = finished.config.dataset.source.clone();
-        let prepared = Arc::clone(&finished.prepared);
+        let source = finished.run.config.dataset.source.clone();
+        let prepared = Arc::clone(&finished.run.prepared);
         let spawned = match export {
             Export::Decisions { path, text } => {
                 Task::spawn(format!("writing {}", path.display()), wake, move || {
@@ -44,11 +44,11 @@ impl App {
                 },
             ),
             Export::Run { dir } => {
-                let runs = Arc::clone(&finished.runs);
+                let run = Arc::clone(&finished.run);
                 Task::spawn(
                     format!("saving the run and its report to {}", dir.display()),
                     wake,
-                    move || worker::save_run(&dir, &prepared, &runs, &source, REPORT_TOP),
+                    move || worker::save_run(&dir, &run, REPORT_TOP),
                 )
             }
         };

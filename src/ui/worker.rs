@@ -11,7 +11,8 @@ use crate::data::{self, SplitDataset};
 use crate::detect::DetectionRun;
 use crate::pipeline::{self, RunEvent};
 use crate::prepare::Prepared;
-use crate::report::{Comparison, Report};
+use crate::report::Report;
+use crate::run::Run;
 use crate::train::TrainEvent;
 use crate::train::job::{Reporter, Worker};
 
@@ -36,16 +37,11 @@ pub struct Arm {
 /// Everything a finished job hands to the window.
 #[derive(Debug)]
 pub struct Finished {
-    pub prepared: Arc<Prepared>,
-    /// The ground-truth poison mask of the training set, when an attack was planted (for the
-    /// metrics' views only; the detectors never saw it).
-    pub truth: Option<Vec<bool>>,
+    /// The job: data, ground truth, trained models and their outcomes, comparison (shared with
+    /// the worker that saves it).
+    pub run: Arc<Run>,
+    /// What the window shows of each arm (a comparison adds the fused arm).
     pub arms: Vec<Arm>,
-    pub comparison: Option<Comparison>,
-    pub config: Experiment,
-    /// The trained models and their full outcomes, for saving the run (shared with the worker
-    /// that writes it).
-    pub runs: Arc<Vec<pipeline::ArmRun>>,
 }
 
 /// What the worker sends.
@@ -108,11 +104,9 @@ fn work(
         reporter.send(WorkerEvent::Run(arm, event), droppable);
     };
     send(0, RunEvent::Stage("loading the dataset".to_owned()));
-    let prepared = Arc::new(Prepared::load_with(config, cancel, &mut |s| {
-        send(0, RunEvent::Stage(s))
-    })?);
-    let runs = pipeline::run_arms(config, &prepared, compare, cancel, &mut |i, e| send(i, e))?;
-    let mut arms: Vec<Arm> = runs
+    let run = Run::execute(config, compare, cancel, &mut |i, e| send(i, e))?;
+    let mut arms: Vec<Arm> = run
+        .arms
         .iter()
         .map(|run| {
             let outcome = &run.outcome;
@@ -139,21 +133,18 @@ fn work(
             }
         })
         .collect();
-    let comparison = match arms.as_slice() {
-        [sgd, sam] => Some(Comparison::new(sgd.report.clone(), sam.report.clone())),
-        _ => None,
-    };
-    if let ([a, b], [_, sam]) = (runs.as_slice(), arms.as_slice()) {
-        let fused = fused_arm(&a.outcome.detection, &b.outcome.detection, sam, &prepared);
+    if let ([a, b], [_, sam]) = (run.arms.as_slice(), arms.as_slice()) {
+        let fused = fused_arm(
+            &a.outcome.detection,
+            &b.outcome.detection,
+            sam,
+            &run.prepared,
+        );
         arms.push(fused);
     }
     Ok(Finished {
-        truth: crate::evaluate::poison_mask(&prepared),
-        prepared,
+        run: Arc::new(run),
         arms,
-        comparison,
-        config: config.clone(),
-        runs: Arc::new(runs),
     })
 }
 
@@ -281,19 +272,13 @@ impl Task {
 /// dataset, written under a temporary name and renamed into place), then its HTML report
 /// (`report.html`, with `top` images per ranking) beside them. A report that cannot be built
 /// leaves the saved run and says why.
-pub fn save_run(
-    dir: &std::path::Path,
-    prepared: &Prepared,
-    runs: &[pipeline::ArmRun],
-    source: &str,
-    top: usize,
-) -> anyhow::Result<String> {
-    crate::attack::export::check_not_in_source(dir, source)?;
+pub fn save_run(dir: &std::path::Path, run: &Run, top: usize) -> anyhow::Result<String> {
+    crate::attack::export::check_not_in_source(dir, &run.config.dataset.source)?;
     let staged = crate::artifacts::Staged::new(dir, None)?;
-    pipeline::save_arms(staged.path(), prepared, runs)?;
+    run.save(staged.path())?;
     staged.commit()?;
     let report = dir.join("report.html");
-    let written = crate::html_report::build_with(dir, top, Some(prepared))
+    let written = crate::html_report::build_with(dir, top, Some(&run.prepared))
         .map_err(anyhow::Error::from)
         .and_then(|html| {
             crate::artifacts::write_file(&report, html.as_bytes())

@@ -112,7 +112,7 @@ impl Inspect {
                 100.0 * share
             ));
             ui.separator();
-            let saved_models = !finished.runs.is_empty();
+            let saved_models = !finished.run.arms.is_empty();
             if ui
                 .add_enabled(ready && saved_models, egui::Button::new("Save run + report"))
                 .on_hover_text(

@@ -216,8 +216,8 @@ impl Inspect {
             .arms
             .get(self.arm.min(finished.arms.len().saturating_sub(1)))?;
         let mut export = None;
-        let truth = finished.truth.as_deref();
-        let train = finished.prepared.train_data().train;
+        let truth = finished.run.truth.as_deref();
+        let train = finished.run.prepared.train_data().train;
         egui::Panel::top("inspect_top").show(ui, |ui| {
             warnings_banner(ui, finished);
             egui::ScrollArea::horizontal()
