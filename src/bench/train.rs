@@ -139,6 +139,30 @@ fn ours(
     })
 }
 
+/// Checks, before any round, that `--python` runs and imports torch.
+fn check_python(args: &TrainArgs) -> anyhow::Result<()> {
+    let output = Command::new(&args.python)
+        .args(["-c", "import torch"])
+        .output()
+        .with_context(|| {
+            format!(
+                "--compare-reference: could not run {} (give a Python with torch: --python PATH)",
+                args.python
+            )
+        })?;
+    if !output.status.success() {
+        anyhow::bail!(
+            "--compare-reference: {} cannot import torch (install it: python3 -m venv DIR && DIR/bin/pip install torch; then --python DIR/bin/python): {}",
+            args.python,
+            String::from_utf8_lossy(&output.stderr)
+                .lines()
+                .last()
+                .unwrap_or_default()
+        );
+    }
+    Ok(())
+}
+
 /// PyTorch's figures for one round on `threads` threads.
 fn reference(threads: usize, args: &TrainArgs) -> anyhow::Result<(Round, String)> {
     let mut command = Command::new(&args.python);
@@ -224,6 +248,9 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
     let device = train::device::resolve(args.device.into());
     let threads = thread_counts(args);
     let rounds = args.rounds.max(1);
+    if args.compare_reference {
+        check_python(args)?;
+    }
     // rows[t] = (our rounds, PyTorch's rounds) at threads[t]; rounds interleave ours and PyTorch's
     // at every thread count so slow spells of a shared machine hit both sides.
     let mut rows: Vec<(Vec<Round>, Vec<Round>)> = vec![(Vec::new(), Vec::new()); threads.len()];
