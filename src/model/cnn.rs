@@ -73,19 +73,27 @@ impl SmallCnn {
             return fused;
         }
         let mut x = images;
-        for (conv, bn) in [(&self.conv1, &self.bn1), (&self.conv2, &self.bn2)]
-            .into_iter()
-            .take(blocks)
-        {
+        for (conv, bn) in self.block_layers().into_iter().take(blocks) {
             x = self.pool.forward(relu(bn.forward(conv.forward(x))));
         }
         x
+    }
+
+    /// The conv and BatchNorm of each block, shallow first.
+    fn block_layers(&self) -> [(&Conv2d, &BatchNorm); 2] {
+        [(&self.conv1, &self.bn1), (&self.conv2, &self.bn2)]
     }
 
     /// The first `blocks` conv blocks (1 or 2) through the fused CPU blocks ([`super::fused`]):
     /// the training block on a tracked CPU tensor, the inference block on a plain one; `None`
     /// elsewhere (CUDA), where Burn's layers run.
     fn fused_blocks(&self, images: &Tensor<4>, blocks: usize) -> Option<Tensor<4>> {
+        let layers = self.block_layers();
+        // Checked before any block runs: a training block updates its running statistics, so
+        // falling back to Burn's layers half-way would update them twice.
+        if !layers.iter().all(|(conv, _)| super::fused::suitable(conv)) {
+            return None;
+        }
         let training = super::fused::applies(images, &[&self.bn1, &self.bn2]);
         if !training && !super::fused::is_plain_cpu(images) {
             return None;
@@ -104,10 +112,7 @@ impl SmallCnn {
         } else {
             images.clone().swap_dims(0, 1)
         };
-        for (conv, bn) in [(&self.conv1, &self.bn1), (&self.conv2, &self.bn2)]
-            .into_iter()
-            .take(blocks)
-        {
+        for (conv, bn) in layers.into_iter().take(blocks) {
             x = block(x, conv, bn)?;
         }
         Some(x.swap_dims(0, 1))

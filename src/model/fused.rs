@@ -11,8 +11,9 @@
 //! The block computes the same function as Burn's layers (the tests compare outputs and every
 //! gradient with Burn's), and updates the BatchNorm running statistics the way Burn's
 //! `BatchNorm::forward` does. It applies only where it can: a tracked CPU tensor, a layer in
-//! training mode, a 3×3 / stride 1 / padding 1 convolution with bias; anything else (CUDA,
-//! evaluation, other layers) returns `None` and the caller uses Burn's layers.
+//! training mode, a 3×3 / stride 1 / padding 1 convolution with bias. Its twin
+//! [`conv_block_inference`] serves evaluation (a plain CPU tensor, running statistics). Anything
+//! else (CUDA, other layers) gets `None` and the caller uses Burn's layers.
 
 use std::sync::Arc;
 
@@ -48,7 +49,7 @@ pub fn is_plain_cpu(input: &Tensor<4>) -> bool {
 }
 
 /// Whether `conv` is the fused block's convolution: 3×3, stride 1, padding 1, with a bias.
-fn suitable(conv: &Conv2d) -> bool {
+pub fn suitable(conv: &Conv2d) -> bool {
     conv.kernel_size == [3, 3]
         && conv.stride == [1, 1]
         && conv.dilation == [1, 1]
