@@ -24,6 +24,9 @@ struct Round {
     sam_images_per_second: f64,
     #[serde(default)]
     epoch_seconds: Option<f64>,
+    /// PyTorch's version (the reference's rounds only).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    torch: String,
 }
 
 /// Images/s of `optimizer` over the timed batches.
@@ -135,6 +138,7 @@ fn ours(
             } else {
                 None
             },
+            torch: String::new(),
         })
     })
 }
@@ -164,7 +168,7 @@ fn check_python(args: &TrainArgs) -> anyhow::Result<()> {
 }
 
 /// PyTorch's figures for one round on `threads` threads.
-fn reference(threads: usize, args: &TrainArgs) -> anyhow::Result<(Round, String)> {
+fn reference(threads: usize, args: &TrainArgs) -> anyhow::Result<Round> {
     let mut command = Command::new(&args.python);
     command
         .arg("-c")
@@ -193,13 +197,8 @@ fn reference(threads: usize, args: &TrainArgs) -> anyhow::Result<(Round, String)
     }
     let stdout = String::from_utf8_lossy(&output.stdout);
     let line = stdout.lines().last().unwrap_or_default();
-    let round: Round = serde_json::from_str(line)
-        .with_context(|| format!("--compare-reference: unexpected output {line:?}"))?;
-    let version = serde_json::from_str::<serde_json::Value>(line)
-        .ok()
-        .and_then(|v| v["torch"].as_str().map(str::to_owned))
-        .unwrap_or_default();
-    Ok((round, version))
+    serde_json::from_str(line)
+        .with_context(|| format!("--compare-reference: unexpected output {line:?}"))
 }
 
 fn median(values: impl Iterator<Item = f64>) -> f64 {
@@ -223,6 +222,7 @@ fn medians(rounds: &[Round]) -> Round {
         sgd_images_per_second: median(rounds.iter().map(|r| r.sgd_images_per_second)),
         sam_images_per_second: median(rounds.iter().map(|r| r.sam_images_per_second)),
         epoch_seconds: (!epochs.is_empty()).then(|| median(epochs.into_iter())),
+        torch: rounds.first().map(|r| r.torch.clone()).unwrap_or_default(),
     }
 }
 
@@ -262,9 +262,9 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
             }
             rows[t].0.push(ours(device, n, args, &data)?);
             if args.compare_reference {
-                let (r, version) = reference(n, args)?;
-                rows[t].1.push(r);
-                torch_version = version;
+                let round = reference(n, args)?;
+                torch_version.clone_from(&round.torch);
+                rows[t].1.push(round);
             }
         }
     }
