@@ -89,9 +89,12 @@ impl SmallCnn {
     /// elsewhere (CUDA), where Burn's layers run.
     fn fused_blocks(&self, images: &Tensor<4>, blocks: usize) -> Option<Tensor<4>> {
         let layers = self.block_layers();
+        let [b, c, h, w] = images.dims();
         // Checked before any block runs: a training block updates its running statistics, so
         // falling back to Burn's layers half-way would update them twice.
-        if !layers.iter().all(|(conv, _)| super::fused::suitable(conv)) {
+        let sizes_fit = super::fused::fits(c, b, h, w)
+            && super::fused::fits(layers[0].0.weight.dims()[0], b, h / 2, w / 2);
+        if !sizes_fit || !layers.iter().all(|(conv, _)| super::fused::suitable(conv)) {
             return None;
         }
         let training = super::fused::applies(images, &[&self.bn1, &self.bn2]);
@@ -105,7 +108,6 @@ impl SmallCnn {
                 super::fused::conv_block_inference(x, conv, bn)
             }
         };
-        let [b, c, h, w] = images.dims();
         // The blocks work channel-major, [C, B, H, W]; one channel needs no copy.
         let mut x = if c == 1 {
             images.clone().reshape([1, b, h, w])

@@ -48,6 +48,19 @@ pub fn is_plain_cpu(input: &Tensor<4>) -> bool {
     !input.device().is_autodiff() && input.clone().try_into_primitive::<Flex>().is_ok()
 }
 
+/// Largest im2col matrix the block builds (64 Mi values, 256 MB). The block builds it for the
+/// whole batch at once (Burn's convolution works in tiles), so large images (say 256×256 RGB at
+/// batch 128: 0.9 GB for the first convolution alone) go through Burn's layers instead.
+const MAX_COL_VALUES: usize = 1 << 26;
+
+/// Whether the block's im2col matrix for a `[C, B, H, W]` input stays within [`MAX_COL_VALUES`].
+pub fn fits(c: usize, b: usize, h: usize, w: usize) -> bool {
+    [c, b, h, w, 9]
+        .iter()
+        .try_fold(1usize, |acc, &v| acc.checked_mul(v))
+        .is_some_and(|values| values <= MAX_COL_VALUES)
+}
+
 /// Whether `conv` is the fused block's convolution: 3×3, stride 1, padding 1, with a bias.
 pub fn suitable(conv: &Conv2d) -> bool {
     conv.kernel_size == [3, 3]
@@ -533,6 +546,14 @@ mod tests {
             let error = relative_error(&to_vec(fused), &reference);
             assert!(error < 1e-5, "outputs differ by {error}");
         }
+    }
+
+    #[test]
+    fn the_im2col_size_limit_sends_large_images_to_burns_layers() {
+        assert!(fits(1, 128, 28, 28));
+        assert!(fits(32, 256, 14, 14));
+        assert!(!fits(3, 128, 256, 256));
+        assert!(!fits(usize::MAX, 2, 2, 2));
     }
 
     #[test]

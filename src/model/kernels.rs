@@ -20,6 +20,9 @@ pub struct Buffer(Vec<f32>);
 /// Buffers kept for reuse (the block needs about eight live at once).
 static POOL: std::sync::Mutex<Vec<Vec<f32>>> = std::sync::Mutex::new(Vec::new());
 const POOL_SIZE: usize = 12;
+/// Most memory the pool keeps (large images make buffers of gigabytes; those go back to the
+/// system rather than staying with a long-lived window).
+const POOL_BYTES: usize = 512 << 20;
 /// Smaller buffers are cheap to allocate and are not pooled.
 const POOL_MIN: usize = 1 << 16;
 
@@ -51,7 +54,9 @@ impl Drop for Buffer {
             return;
         }
         let mut pool = POOL.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        if pool.len() < POOL_SIZE {
+        let bytes = |v: &Vec<f32>| v.capacity() * std::mem::size_of::<f32>();
+        let kept: usize = pool.iter().map(bytes).sum();
+        if pool.len() < POOL_SIZE && kept + bytes(&self.0) <= POOL_BYTES {
             pool.push(std::mem::take(&mut self.0));
         }
     }
