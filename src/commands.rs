@@ -117,16 +117,29 @@ fn stage_out(out: &Path, force: bool) -> anyhow::Result<Staged> {
     Ok(Staged::new(out, force.then_some(&is_previous_output as _))?)
 }
 
-/// `run`: dataset → attack → train → checkpoint → detect → report.json, scores.csv, config.toml.
-pub(crate) fn run_experiment(config: &Experiment, out: &Path, force: bool) -> anyhow::Result<()> {
+/// Checks `config` and `out`, runs the job (both optimisers when `compare`) with a progress bar
+/// labelled `label`, and writes it into `out` (staged, renamed into place when complete).
+fn execute_into(
+    config: &Experiment,
+    out: &Path,
+    force: bool,
+    compare: bool,
+    label: &str,
+) -> anyhow::Result<Run> {
     config.validate()?;
     check_out(out, config, force)?;
-    let mut bar = progress::Progress::new("run");
+    let mut bar = progress::Progress::new(label);
     let cancel = AtomicBool::new(false);
-    let run = Run::execute(config, false, &cancel, &mut |_, e| bar.run_event(&e))?;
+    let run = Run::execute(config, compare, &cancel, &mut |_, e| bar.run_event(&e))?;
     let staged = stage_out(out, force)?;
     run.save(staged.path())?;
     staged.commit()?;
+    Ok(run)
+}
+
+/// `run`: dataset → attack → train → checkpoint → detect → report.json, scores.csv, config.toml.
+pub(crate) fn run_experiment(config: &Experiment, out: &Path, force: bool) -> anyhow::Result<()> {
+    let run = execute_into(config, out, force, false, "run")?;
     let outcome = &run.arms.first().context("a run trains one model")?.outcome;
     let training = &outcome.report.training;
     let asr = training
@@ -178,14 +191,7 @@ pub(crate) fn redetect(run_dir: &Path, out: &Path, overrides: &[String]) -> anyh
 
 /// `compare`: the config trained with SGD and with SAM on identical data and seed.
 pub(crate) fn compare(config: &Experiment, out: &Path, force: bool) -> anyhow::Result<()> {
-    config.validate()?;
-    check_out(out, config, force)?;
-    let mut bar = progress::Progress::new("compare");
-    let cancel = AtomicBool::new(false);
-    let run = Run::execute(config, true, &cancel, &mut |_, e| bar.run_event(&e))?;
-    let staged = stage_out(out, force)?;
-    run.save(staged.path())?;
-    staged.commit()?;
+    let run = execute_into(config, out, force, true, "compare")?;
     let comparison = run
         .comparison
         .as_ref()

@@ -143,17 +143,22 @@ fn ours(
     })
 }
 
+/// Runs `command` (the `--python` interpreter) to its end.
+fn run_python(command: &mut Command, args: &TrainArgs) -> anyhow::Result<std::process::Output> {
+    command.output().with_context(|| {
+        format!(
+            "--compare-reference: could not run {} (give a Python with torch: --python PATH)",
+            args.python
+        )
+    })
+}
+
 /// Checks, before any round, that `--python` runs and imports torch.
 fn check_python(args: &TrainArgs) -> anyhow::Result<()> {
-    let output = Command::new(&args.python)
-        .args(["-c", "import torch"])
-        .output()
-        .with_context(|| {
-            format!(
-                "--compare-reference: could not run {} (give a Python with torch: --python PATH)",
-                args.python
-            )
-        })?;
+    let output = run_python(
+        Command::new(&args.python).args(["-c", "import torch"]),
+        args,
+    )?;
     if !output.status.success() {
         anyhow::bail!(
             "--compare-reference: {} cannot import torch (install it: python3 -m venv DIR && DIR/bin/pip install torch; then --python DIR/bin/python): {}",
@@ -182,12 +187,7 @@ fn reference(threads: usize, args: &TrainArgs) -> anyhow::Result<Round> {
     if args.epoch {
         command.arg("--epoch");
     }
-    let output = command.output().with_context(|| {
-        format!(
-            "--compare-reference: could not run {} (give a Python with torch: --python PATH)",
-            args.python
-        )
-    })?;
+    let output = run_python(&mut command, args)?;
     if !output.status.success() {
         anyhow::bail!(
             "--compare-reference: {} benches/torch_step.py failed: {}",
