@@ -26,14 +26,18 @@ use std::sync::atomic::AtomicBool;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{ConfigError, Experiment, OptimizerKind};
+use crate::config::{Experiment, OptimizerKind};
 use crate::detect::DetectionRun;
-use crate::pipeline::{self, PipelineError, RunEvent};
-use crate::prepare::{PrepareError, Prepared};
+use crate::pipeline::{self, RunEvent};
+use crate::prepare::Prepared;
 use crate::report::DetectorReport;
 use crate::train::checkpoint;
 
+mod error;
 mod tables;
+
+pub use error::SweepError;
+pub(crate) use error::cannot;
 
 use tables::row_of;
 pub use tables::{markdown, tables, write_results};
@@ -101,61 +105,6 @@ pub struct Row {
     /// Per detector (and `consensus`).
     pub detectors: BTreeMap<String, DetectorReport>,
     pub train_seconds: Option<f64>,
-}
-
-/// Why a grid could not be read or run.
-#[derive(Debug, thiserror::Error)]
-pub enum SweepError {
-    #[error("{}: cannot {action}", path.display())]
-    Io {
-        path: PathBuf,
-        action: &'static str,
-        #[source]
-        source: std::io::Error,
-    },
-    /// The grid file is not a valid grid.
-    #[error("{}: {message}", path.display())]
-    Grid { path: PathBuf, message: String },
-    /// A cell's experiment is not a valid config.
-    #[error("{}: cell {cell}", path.display())]
-    Cell {
-        path: PathBuf,
-        cell: String,
-        #[source]
-        source: Box<SweepError>,
-    },
-    #[error("variant {variant}: bad detect settings {set:?}")]
-    Variant {
-        variant: String,
-        set: Vec<String>,
-        #[source]
-        source: Box<toml::de::Error>,
-    },
-    #[error("{}: no finished cells", .0.display())]
-    NoFinishedCells(PathBuf),
-    #[error(transparent)]
-    Config(#[from] ConfigError),
-    #[error(transparent)]
-    Prepare(#[from] PrepareError),
-    #[error(transparent)]
-    Pipeline(#[from] PipelineError),
-    #[error("cannot write a config: {0}")]
-    Toml(#[from] toml::ser::Error),
-    #[error("cannot serialise the results: {0}")]
-    Json(#[from] serde_json::Error),
-}
-
-/// `SweepError::Io` for `path`.
-pub(crate) fn cannot(
-    action: &'static str,
-    path: &Path,
-) -> impl FnOnce(std::io::Error) -> SweepError {
-    let path = path.to_path_buf();
-    move |source| SweepError::Io {
-        path,
-        action,
-        source,
-    }
 }
 
 impl Grid {
@@ -414,32 +363,4 @@ fn finished_rows(path: &Path) -> Option<Vec<Row>> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn grid_expands_cells_and_configs() {
-        let text = r#"
-seeds = [0, 1]
-[base.train]
-epochs = 2
-[[attack]]
-label = "BadNets"
-kind = "badnets"
-patch_size = 4
-ratios = [0.01, 0.05]
-"#;
-        let grid: Grid = toml::from_str(text).unwrap();
-        let cells = grid.cells();
-        assert_eq!(cells.len(), 4);
-        let e = grid.experiment(&cells[3]).unwrap();
-        let attack = e.attack.unwrap();
-        assert_eq!(
-            (attack.ratio, attack.seed, attack.patch_size),
-            (0.05, 1, Some(4))
-        );
-        assert_eq!((e.train.seed, e.train.epochs), (1, 2));
-        assert_eq!(cells[3].id(), "0-badnets-r0.05-s1");
-        assert_eq!(grid.arms, vec![OptimizerKind::Sgd, OptimizerKind::Sam]);
-    }
-}
+mod tests;

@@ -7,6 +7,13 @@
 //! the matrix products use the `gemm` crate (Burn's CPU backend uses it too), threaded over the
 //! same pool.
 
+mod norm;
+
+pub use norm::{
+    CUT, Stats, add_row_bias, affine_relu_maxpool, affine_relu_maxpool_backward, normalize_rows,
+    row_sums,
+};
+
 use rayon::prelude::*;
 
 /// A recycled `f32` buffer for the fused block's large activations (im2col matrices, normalised
@@ -110,7 +117,7 @@ impl Dims {
 
 /// Threads for a kernel of `work` multiply-adds: one below a size where splitting costs more
 /// than it saves.
-fn threads_for(work: usize) -> usize {
+pub(super) fn threads_for(work: usize) -> usize {
     if work < 1 << 18 {
         1
     } else {
@@ -279,207 +286,6 @@ pub fn matmul(m: usize, n: usize, k: usize, a: Mat<'_>, b: Mat<'_>, out: &mut [f
             parallelism,
         );
     }
-}
-
-/// Per-channel batch statistics.
-#[derive(Clone, Debug, Default)]
-pub struct Stats {
-    pub mean: Vec<f32>,
-    /// The biased variance (÷ n), as Burn's and PyTorch's training-mode BatchNorm use.
-    pub var: Vec<f32>,
-    /// `1/√(var + ε)`
-    pub inv_std: Vec<f32>,
-}
-
-/// Sum of `f(v)` over `values`, in 16 independent f32 lanes (vectorised) added up in f64.
-fn lane_sum(values: &[f32], f: impl Fn(f32) -> f32) -> f64 {
-    let mut lanes = [0.0f32; 16];
-    let mut chunks = values.chunks_exact(16);
-    for chunk in &mut chunks {
-        for (lane, &v) in lanes.iter_mut().zip(chunk) {
-            *lane += f(v);
-        }
-    }
-    let tail: f64 = chunks.remainder().iter().map(|&v| f64::from(f(v))).sum();
-    lanes.iter().map(|&v| f64::from(v)).sum::<f64>() + tail
-}
-
-/// Per-channel BatchNorm statistics of a channel-major activation: replaces every row of `y`
-/// (`[c, plane]`) by its normalised values `(y − mean)/√(var + ε)`.
-pub fn normalize_rows(y: &mut [f32], plane: usize, epsilon: f64) -> Stats {
-    let body = |row: &mut [f32]| {
-        let n = row.len().max(1) as f64;
-        let mean = (lane_sum(row, |v| v) / n) as f32;
-        let var = lane_sum(row, |v| (v - mean) * (v - mean)) / n;
-        let inv_std = (1.0 / (var + epsilon).sqrt()) as f32;
-        row.iter_mut().for_each(|v| *v = (*v - mean) * inv_std);
-        (mean, var as f32, inv_std)
-    };
-    let rows: Vec<(f32, f32, f32)> = if threads_for(y.len()) > 1 {
-        y.par_chunks_mut(plane.max(1)).map(body).collect()
-    } else {
-        y.chunks_mut(plane.max(1)).map(body).collect()
-    };
-    let mut stats = Stats::default();
-    for (mean, var, inv_std) in rows {
-        stats.mean.push(mean);
-        stats.var.push(var);
-        stats.inv_std.push(inv_std);
-    }
-    stats
-}
-
-/// No gradient flows back through this pooling window (its maximum was ≤ 0: ReLU cut it).
-pub const CUT: u8 = u8::MAX;
-
-/// Runs `body(channel, rows…)` for every channel, over rayon's pool when the work is large.
-fn per_channel<A: Send, B: Send>(
-    a: &mut [A],
-    a_len: usize,
-    b: &mut [B],
-    b_len: usize,
-    work: usize,
-    body: impl Fn(usize, &mut [A], &mut [B]) + Sync + Send,
-) {
-    let (a_len, b_len) = (a_len.max(1), b_len.max(1));
-    if threads_for(work) > 1 {
-        a.par_chunks_mut(a_len)
-            .zip(b.par_chunks_mut(b_len))
-            .enumerate()
-            .for_each(|(c, (a, b))| body(c, a, b));
-    } else {
-        a.chunks_mut(a_len)
-            .zip(b.chunks_mut(b_len))
-            .enumerate()
-            .for_each(|(c, (a, b))| body(c, a, b));
-    }
-}
-
-/// `out = maxpool2×2(relu(γ·x̂ + β))` per channel of the normalised activation `xhat` (`d`),
-/// with the window position (0–3, row-major) of each maximum in `arg`, or [`CUT`].
-pub fn affine_relu_maxpool(
-    xhat: &[f32],
-    d: Dims,
-    gamma: &[f32],
-    beta: &[f32],
-    out: &mut [f32],
-    arg: &mut [u8],
-) {
-    let p = d.pooled();
-    let (plane, pooled) = (d.plane(), p.plane());
-    assert_eq!(xhat.len(), d.len());
-    assert_eq!(out.len(), p.len());
-    assert_eq!(arg.len(), p.len());
-    per_channel(out, pooled, arg, pooled, xhat.len(), |c, out, arg| {
-        let (g, bt) = (gamma[c], beta[c]);
-        let channel = &xhat[c * plane..(c + 1) * plane];
-        for b in 0..d.b {
-            for i in 0..p.h {
-                let row = (b * d.h + 2 * i) * d.w;
-                let top = &channel[row..row + 2 * p.w];
-                let bottom = &channel[row + d.w..row + d.w + 2 * p.w];
-                let o = (b * p.h + i) * p.w;
-                let outs = out[o..o + p.w].iter_mut().zip(&mut arg[o..o + p.w]);
-                for (j, (out, arg)) in outs.enumerate() {
-                    let z = [
-                        g * top[2 * j] + bt,
-                        g * top[2 * j + 1] + bt,
-                        g * bottom[2 * j] + bt,
-                        g * bottom[2 * j + 1] + bt,
-                    ];
-                    // The first maximum wins ties, as in Burn's max-pool.
-                    let (mut best, mut at) = (z[0], 0u8);
-                    for (k, &v) in z.iter().enumerate().skip(1) {
-                        if v > best {
-                            best = v;
-                            at = k as u8;
-                        }
-                    }
-                    (*out, *arg) = if best > 0.0 { (best, at) } else { (0.0, CUT) };
-                }
-            }
-        }
-    });
-}
-
-/// The backward pass of [`affine_relu_maxpool`] and of the BatchNorm normalisation before it.
-///
-/// Given the gradient of the pooled output `grad` (`d.pooled()`), returns the gradient of the
-/// convolution output `y` (`d`, channel-major) in `grad_y` and per channel `(∂γ, ∂β)`:
-/// `∂β = Σ ∂z`, `∂γ = Σ ∂z·x̂`, `∂y = γ/σ · (∂z − ∂β/n − x̂·∂γ/n)`.
-#[allow(clippy::too_many_arguments)]
-pub fn affine_relu_maxpool_backward(
-    xhat: &[f32],
-    d: Dims,
-    gamma: &[f32],
-    inv_std: &[f32],
-    arg: &[u8],
-    grad: &[f32],
-    grad_y: &mut [f32],
-) -> (Vec<f32>, Vec<f32>) {
-    let p = d.pooled();
-    let (plane, pooled) = (d.plane(), p.plane());
-    assert_eq!(grad.len(), p.len());
-    assert_eq!(arg.len(), p.len());
-    assert_eq!(grad_y.len(), d.len());
-    // Offset of window position k from the window's top-left value.
-    let offset = |k: u8| usize::from(k / 2) * d.w + usize::from(k % 2);
-    // Each channel's (∂γ, ∂β) is written by the task that owns the channel.
-    let mut sums = vec![(0.0f32, 0.0f32); d.c];
-    per_channel(grad_y, plane, &mut sums, 1, grad_y.len(), |c, out, sum| {
-        let channel = &xhat[c * plane..(c + 1) * plane];
-        let grads = &grad[c * pooled..(c + 1) * pooled];
-        let args = &arg[c * pooled..(c + 1) * pooled];
-        // Calls `visit(input offset of the window's maximum, gradient)` for every window whose
-        // maximum passed the ReLU.
-        let windows = |visit: &mut dyn FnMut(usize, f32)| {
-            for b in 0..d.b {
-                for i in 0..p.h {
-                    let row = (b * d.h + 2 * i) * d.w;
-                    let o = (b * p.h + i) * p.w;
-                    let window_args = &args[o..o + p.w];
-                    let window_grads = &grads[o..o + p.w];
-                    for j in 0..p.w {
-                        let k = window_args[j];
-                        if k != CUT {
-                            visit(row + 2 * j + offset(k), window_grads[j]);
-                        }
-                    }
-                }
-            }
-        };
-        let (mut dbeta, mut dgamma) = (0.0f64, 0.0f64);
-        windows(&mut |at, g| {
-            dbeta += f64::from(g);
-            dgamma += f64::from(g) * f64::from(channel[at]);
-        });
-        let n = plane.max(1) as f64;
-        let scale = gamma[c] * inv_std[c];
-        let shift = (f64::from(scale) * dbeta / n) as f32;
-        let slope = (f64::from(scale) * dgamma / n) as f32;
-        out.iter_mut()
-            .zip(channel)
-            .for_each(|(o, &x)| *o = -shift - slope * x);
-        windows(&mut |at, g| out[at] += scale * g);
-        sum[0] = (dgamma as f32, dbeta as f32);
-    });
-    sums.into_iter().unzip()
-}
-
-/// Row sums of a `[rows, plane]` matrix.
-pub fn row_sums(values: &[f32], plane: usize) -> Vec<f32> {
-    values
-        .chunks(plane.max(1))
-        .map(|row| row.iter().map(|&v| f64::from(v)).sum::<f64>() as f32)
-        .collect()
-}
-
-/// Adds `bias[c]` to every value of row `c` of a `[c, plane]` matrix.
-pub fn add_row_bias(values: &mut [f32], plane: usize, bias: &[f32]) {
-    values
-        .chunks_mut(plane.max(1))
-        .zip(bias)
-        .for_each(|(row, &b)| row.iter_mut().for_each(|v| *v += b));
 }
 
 #[cfg(test)]

@@ -1,0 +1,62 @@
+//! Why a grid could not be read or run.
+
+use std::path::{Path, PathBuf};
+
+use crate::config::ConfigError;
+use crate::pipeline::PipelineError;
+use crate::prepare::PrepareError;
+
+/// Why a grid could not be read or run.
+#[derive(Debug, thiserror::Error)]
+pub enum SweepError {
+    #[error("{}: cannot {action}", path.display())]
+    Io {
+        path: PathBuf,
+        action: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The grid file is not a valid grid.
+    #[error("{}: {message}", path.display())]
+    Grid { path: PathBuf, message: String },
+    /// A cell's experiment is not a valid config.
+    #[error("{}: cell {cell}", path.display())]
+    Cell {
+        path: PathBuf,
+        cell: String,
+        #[source]
+        source: Box<SweepError>,
+    },
+    #[error("variant {variant}: bad detect settings {set:?}")]
+    Variant {
+        variant: String,
+        set: Vec<String>,
+        #[source]
+        source: Box<toml::de::Error>,
+    },
+    #[error("{}: no finished cells", .0.display())]
+    NoFinishedCells(PathBuf),
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Prepare(#[from] PrepareError),
+    #[error(transparent)]
+    Pipeline(#[from] PipelineError),
+    #[error("cannot write a config: {0}")]
+    Toml(#[from] toml::ser::Error),
+    #[error("cannot serialise the results: {0}")]
+    Json(#[from] serde_json::Error),
+}
+
+/// `SweepError::Io` for `path`.
+pub(crate) fn cannot(
+    action: &'static str,
+    path: &Path,
+) -> impl FnOnce(std::io::Error) -> SweepError {
+    let path = path.to_path_buf();
+    move |source| SweepError::Io {
+        path,
+        action,
+        source,
+    }
+}
