@@ -97,7 +97,7 @@ pub fn build(
     let truth = poison_mask(prepared);
     let attack = match (&config.attack, &prepared.poisoned) {
         (Some(a), Some(p)) => Some(AttackInfo {
-            kind: a.kind,
+            kind: a.kind(),
             ratio: a.ratio,
             target: a.target,
             n_poisoned: p.plan.poisoned.len(),

@@ -6,6 +6,7 @@
 
 pub mod artifacts;
 pub mod attack;
+pub mod check;
 pub mod config;
 pub mod cuda;
 pub mod data;
@@ -13,6 +14,7 @@ pub mod detect;
 pub mod diagnostics;
 pub mod evaluate;
 pub mod html_report;
+mod kinds;
 pub mod metrics;
 pub mod model;
 pub mod pipeline;

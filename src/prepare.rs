@@ -5,7 +5,7 @@
 use std::sync::atomic::AtomicBool;
 
 use crate::attack::{self, Attack, AttackError, PoisonedData};
-use crate::config::{AttackKind, Experiment, OptimizerKind, TrainConfig};
+use crate::config::{Experiment, OptimizerKind, TrainConfig, TriggerConfig};
 use crate::data::{self, DataError, SplitDataset};
 use crate::train::{self, TrainData, TrainError, TrainEvent};
 
@@ -84,9 +84,9 @@ pub fn poison(
         return Ok(None);
     };
     let attack = Attack::from_config(attack_config, clean.train.shape)?;
-    if attack.kind != AttackKind::Lc {
+    let TriggerConfig::Lc(lc) = &attack_config.trigger else {
         return Ok(Some(attack::poison(clean, &attack)?));
-    }
+    };
     let plan =
         attack::PoisonPlan::draw(&clean.train.labels, clean.train.num_classes(), &attack.plan)?;
     on_stage("lc: training a clean model for PGD".to_owned());
@@ -120,7 +120,7 @@ pub fn poison(
     ));
     let device = train::device_for(surrogate.device)?;
     let pgd = train::adversarial::Pgd {
-        epsilon: attack_config.epsilon.unwrap_or(attack::lc::EPSILON),
+        epsilon: lc.epsilon,
         steps: attack::lc::STEPS,
     };
     let hardened = train::adversarial::perturb(

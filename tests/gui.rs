@@ -427,6 +427,39 @@ fn a_comparison_offers_the_fused_models() {
     h.get_by_label_contains(&format!("600 images, {union} flagged"));
 }
 
+/// Every attack in the menu shows its own settings (from the attack registry), and choosing one
+/// resets the attack's keys to that kind's defaults.
+#[test]
+fn each_attack_in_the_menu_shows_its_own_settings() {
+    use poisonscope::config::{AttackKind, TriggerConfig};
+    let mut h = loaded_demo();
+    h.state_mut().settings.attack_on = true;
+    h.run();
+    for (name, setting) in [
+        ("blended", "Blend α"),
+        ("sig", "Amplitude δ"),
+        ("wanet", "Warp strength"),
+        ("lf", "Strength (of 255)"),
+        ("adaptive-blend", "Blend α"),
+        ("tact", "Source class"),
+        ("badnets", "Patch size"),
+    ] {
+        h.get_by_label("Kind").click();
+        h.run();
+        h.get_by_label(name).click();
+        h.run();
+        let kind = h.state().settings.attack.kind();
+        assert_eq!(kind.name(), name);
+        assert_eq!(
+            h.state().settings.attack.trigger,
+            TriggerConfig::of(kind),
+            "{name}"
+        );
+        h.get_by_label(setting);
+    }
+    assert_eq!(h.state().settings.attack.kind(), AttackKind::Badnets);
+}
+
 /// An LC run from the window: the preview says PGD comes at run time, IBD-PSC is offered with the
 /// other detectors and, on the plain CNN, its row says why it could not score while the other
 /// detectors report; the attack's own training shows as a stage, not as the run's curves.
@@ -446,7 +479,7 @@ fn an_lc_run_with_ibd_psc_reports_why_ibd_psc_cannot_score_a_plain_cnn() {
     h.get_by_label("lc").click();
     h.run();
     assert_eq!(
-        h.state().settings.attack.kind,
+        h.state().settings.attack.kind(),
         poisonscope::config::AttackKind::Lc
     );
     h.get_by_label_contains("PGD noise is added when the run starts");

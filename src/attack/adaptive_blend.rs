@@ -6,8 +6,18 @@
 //!
 //! `T` is the seeded noise pattern of [`super::blended`] or a user image, as for Blended.
 
+use std::path::PathBuf;
+
 use rand::Rng;
 use rand::seq::index::sample;
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+use super::blended::blend_pattern;
+use super::registry::{AttackSettings, Knob, Stamp, Trigger};
+use super::{AttackError, check_cover_ratio, check_trigger_paths, check_unit};
+use crate::check::in_range;
+use crate::data::Shape;
 
 /// Pieces per side of the trigger grid.
 pub const PIECES: usize = 4;
@@ -44,6 +54,83 @@ pub fn apply(image: &mut [u8], c: usize, pattern: &[u8], mask: &[bool], alpha: f
         if mask.get(i / c).copied().unwrap_or(false) {
             *x = super::blended::blend_pixel(*x, t, alpha);
         }
+    }
+}
+
+pub const HELP: &str = "Adaptive-Blend: a blended trigger cut into pieces, half of them per poison, with cover images that keep their label: made to evade feature-space detectors";
+
+/// `kind = "adaptive-blend"`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AdaptiveBlendSettings {
+    /// Blend weight at training time.
+    pub alpha: f64,
+    /// Blend weight at test time.
+    pub alpha_test: f64,
+    /// Cover samples per poisoned sample.
+    pub cover_ratio: f64,
+    /// A user pattern (PNG) instead of the seeded noise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trigger_image: Option<PathBuf>,
+}
+
+impl Default for AdaptiveBlendSettings {
+    fn default() -> Self {
+        Self {
+            alpha: 0.15,
+            alpha_test: 0.2,
+            cover_ratio: 1.0,
+            trigger_image: None,
+        }
+    }
+}
+
+impl AttackSettings for AdaptiveBlendSettings {
+    fn validate(&self, _target: u16) -> Result<(), String> {
+        in_range("attack.alpha", self.alpha, 0.0, true, 1.0, false)?;
+        in_range("attack.alpha_test", self.alpha_test, 0.0, true, 1.0, false)?;
+        check_cover_ratio(self.cover_ratio)?;
+        check_trigger_paths(self.trigger_image.as_deref(), None)
+    }
+
+    fn trigger(&self, shape: Shape, seed: u64) -> Result<Box<dyn Trigger>, AttackError> {
+        Ok(Box::new(AdaptiveBlendTrigger {
+            pattern: blend_pattern(self.trigger_image.as_deref(), shape, seed)?,
+            alpha_train: check_unit("alpha", self.alpha)?,
+            alpha_test: check_unit("alpha_test", self.alpha_test)?,
+        }))
+    }
+
+    fn cover_ratio(&self) -> f64 {
+        self.cover_ratio
+    }
+
+    fn knobs(&mut self, _target: u16) -> Vec<Knob<'_>> {
+        vec![Knob::number("Blend α", &mut self.alpha, 0.0..=1.0)]
+    }
+
+    fn trigger_image(&mut self) -> Option<&mut Option<PathBuf>> {
+        Some(&mut self.trigger_image)
+    }
+}
+
+/// Pieces of a blend pattern: a random half per poison and cover, the whole at test time.
+#[derive(Clone, Debug)]
+pub struct AdaptiveBlendTrigger {
+    pub pattern: Vec<u8>,
+    pub alpha_train: f64,
+    pub alpha_test: f64,
+}
+
+impl Trigger for AdaptiveBlendTrigger {
+    fn stamp(&self, image: &mut Vec<u8>, shape: Shape, stamp: Stamp, rng: &mut ChaCha8Rng) {
+        let (kept, alpha) = if stamp == Stamp::Test {
+            ((0..PIECES * PIECES).collect(), self.alpha_test)
+        } else {
+            (random_half(rng), self.alpha_train)
+        };
+        let mask = piece_mask(shape.height, shape.width, &kept);
+        apply(image, shape.channels, &self.pattern, &mask, alpha);
     }
 }
 

@@ -6,9 +6,194 @@
 //! (`kind = "image"`, or `trigger_image` with `kind = "badnets"`): pixels where the mask is set
 //! take the trigger's value, all others stay as they are.
 
-/// Where the patch goes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+use std::path::{Path, PathBuf};
+
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+use super::registry::{AttackSettings, Knob, Stamp, Trigger};
+use super::{AttackError, check_trigger_paths, load_trigger};
+use crate::check::{MAX_SIDE, count_in};
+use crate::data::Shape;
+
+pub const HELP: &str = "BadNets: a small visible patch in a corner, relabelled to the target";
+pub const IMAGE_HELP: &str = "BadNets with your own trigger image";
+
+/// `kind = "badnets"`: a white square (or a user trigger image) at a corner.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BadnetsSettings {
+    /// Side of the square patch.
+    pub patch_size: usize,
+    pub position: Position,
+    /// A user trigger (PNG) instead of the square.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trigger_image: Option<PathBuf>,
+    /// The mask of a user trigger (PNG, white = trigger).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trigger_mask: Option<PathBuf>,
+}
+
+impl Default for BadnetsSettings {
+    fn default() -> Self {
+        Self {
+            patch_size: 3,
+            position: Position::BottomRight,
+            trigger_image: None,
+            trigger_mask: None,
+        }
+    }
+}
+
+impl AttackSettings for BadnetsSettings {
+    fn validate(&self, _target: u16) -> Result<(), String> {
+        count_in("attack.patch_size", self.patch_size, 1, MAX_SIDE as usize)?;
+        check_trigger_paths(self.trigger_image.as_deref(), self.trigger_mask.as_deref())
+    }
+
+    fn trigger(&self, shape: Shape, _seed: u64) -> Result<Box<dyn Trigger>, AttackError> {
+        let patch = match &self.trigger_image {
+            Some(path) => user_patch(path, self.trigger_mask.as_deref(), shape.channels)?,
+            None => Patch::white_square(self.patch_size, shape.channels),
+        };
+        Ok(Box::new(PatchTrigger::place(
+            patch,
+            self.position,
+            shape,
+            false,
+        )?))
+    }
+
+    fn knobs(&mut self, _target: u16) -> Vec<Knob<'_>> {
+        vec![Knob::patch_size(&mut self.patch_size)]
+    }
+
+    fn trigger_image(&mut self) -> Option<&mut Option<PathBuf>> {
+        Some(&mut self.trigger_image)
+    }
+}
+
+/// `kind = "image"`: BadNets with a user trigger image (required) and its optional mask.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct ImageSettings(pub BadnetsSettings);
+
+impl AttackSettings for ImageSettings {
+    fn validate(&self, target: u16) -> Result<(), String> {
+        self.0.validate(target)
+    }
+
+    fn trigger(&self, shape: Shape, seed: u64) -> Result<Box<dyn Trigger>, AttackError> {
+        if self.0.trigger_image.is_none() {
+            return Err(AttackError::Invalid(
+                "attack.kind = \"image\" needs attack.trigger_image".to_owned(),
+            ));
+        }
+        self.0.trigger(shape, seed)
+    }
+
+    fn knobs(&mut self, target: u16) -> Vec<Knob<'_>> {
+        self.0.knobs(target)
+    }
+
+    fn trigger_image(&mut self) -> Option<&mut Option<PathBuf>> {
+        self.0.trigger_image()
+    }
+}
+
+impl Patch {
+    /// The user's trigger `image` when given, else a white square of side `size`.
+    pub(super) fn of(
+        size: usize,
+        image: Option<&Path>,
+        mask: Option<&Path>,
+        channels: usize,
+    ) -> Result<Self, AttackError> {
+        match image {
+            Some(path) => user_patch(path, mask, channels),
+            None => Ok(Self::white_square(size, channels)),
+        }
+    }
+}
+
+/// A user trigger image as a patch; its mask from `mask` (white = trigger) or, without one, its
+/// non-black pixels.
+fn user_patch(path: &Path, mask: Option<&Path>, channels: usize) -> Result<Patch, AttackError> {
+    let (ph, pw, values) = load_trigger(path, channels, None)?;
+    let mask = match mask {
+        Some(mask_path) => {
+            let (_, _, m) = load_trigger(mask_path, 1, Some((ph, pw)))?;
+            m.iter().map(|&v| v > 127).collect()
+        }
+        None => values
+            .chunks_exact(channels)
+            .map(|p| p.iter().any(|&v| v > 0))
+            .collect(),
+    };
+    Ok(Patch {
+        height: ph,
+        width: pw,
+        channels,
+        values,
+        mask,
+    })
+}
+
+/// A patch stamped at one place.
+#[derive(Clone, Debug)]
+pub struct PatchTrigger {
+    pub patch: Patch,
+    pub row: usize,
+    pub col: usize,
+    /// Cover samples carry the whole trigger too (TaCT); otherwise they stay clean.
+    pub on_covers: bool,
+}
+
+impl PatchTrigger {
+    /// `patch` at `position` on images of `shape`, or why it does not fit.
+    pub(super) fn place(
+        patch: Patch,
+        position: Position,
+        shape: Shape,
+        on_covers: bool,
+    ) -> Result<Self, AttackError> {
+        let (h, w) = (shape.height, shape.width);
+        let (row, col) = position
+            .origin(h, w, patch.height, patch.width)
+            .ok_or_else(|| {
+                AttackError::Invalid(format!(
+                    "a {}×{} trigger at {position} does not fit a {h}×{w} image",
+                    patch.height, patch.width
+                ))
+            })?;
+        Ok(Self {
+            patch,
+            row,
+            col,
+            on_covers,
+        })
+    }
+}
+
+impl Trigger for PatchTrigger {
+    fn stamp(&self, image: &mut Vec<u8>, shape: Shape, stamp: Stamp, _rng: &mut ChaCha8Rng) {
+        if stamp != Stamp::Cover || self.on_covers {
+            apply(
+                image,
+                shape.width,
+                shape.channels,
+                &self.patch,
+                self.row,
+                self.col,
+            );
+        }
+    }
+}
+
+/// Where the patch goes: a corner, or `"X,Y"` (column, row of its top-left pixel).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Position {
+    #[default]
     BottomRight,
     BottomLeft,
     TopRight,
@@ -18,6 +203,35 @@ pub enum Position {
         x: usize,
         y: usize,
     },
+}
+
+impl std::fmt::Display for Position {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::BottomRight => f.write_str("bottom-right"),
+            Self::BottomLeft => f.write_str("bottom-left"),
+            Self::TopRight => f.write_str("top-right"),
+            Self::TopLeft => f.write_str("top-left"),
+            Self::At { x, y } => write!(f, "{x},{y}"),
+        }
+    }
+}
+
+impl Serialize for Position {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Position {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        Self::parse(&text).ok_or_else(|| {
+            serde::de::Error::custom(format!(
+                "attack.position = {text:?}: expected bottom-right, bottom-left, top-right, top-left or \"X,Y\""
+            ))
+        })
+    }
 }
 
 impl Position {

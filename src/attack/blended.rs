@@ -6,8 +6,16 @@
 //! resized to the dataset's size. BackdoorBench blends a Hello Kitty picture; we ship no such
 //! image (licence), so a user supplies one when wanted.
 
+use std::path::{Path, PathBuf};
+
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+use super::registry::{AttackSettings, Knob, Stamp, Trigger};
+use super::{AttackError, check_trigger_paths, check_unit, load_trigger};
+use crate::check::in_range;
+use crate::data::Shape;
 
 /// A seeded uniform-noise pattern of `len` bytes.
 pub fn noise_pattern(len: usize, seed: u64) -> Vec<u8> {
@@ -26,6 +34,77 @@ pub fn blend_pixel(x: u8, t: u8, alpha: f64) -> u8 {
 pub fn apply(image: &mut [u8], pattern: &[u8], alpha: f64) {
     for (x, &t) in image.iter_mut().zip(pattern) {
         *x = blend_pixel(*x, t, alpha);
+    }
+}
+
+pub const HELP: &str = "Blended: a whole-image pattern mixed in at opacity α";
+
+/// `kind = "blended"`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BlendedSettings {
+    /// Blend weight α.
+    pub alpha: f64,
+    /// A user pattern (PNG, resized to the images) instead of the seeded noise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trigger_image: Option<PathBuf>,
+}
+
+impl Default for BlendedSettings {
+    fn default() -> Self {
+        Self {
+            alpha: 0.2,
+            trigger_image: None,
+        }
+    }
+}
+
+impl AttackSettings for BlendedSettings {
+    fn validate(&self, _target: u16) -> Result<(), String> {
+        in_range("attack.alpha", self.alpha, 0.0, true, 1.0, false)?;
+        check_trigger_paths(self.trigger_image.as_deref(), None)
+    }
+
+    fn trigger(&self, shape: Shape, seed: u64) -> Result<Box<dyn Trigger>, AttackError> {
+        Ok(Box::new(BlendTrigger {
+            pattern: blend_pattern(self.trigger_image.as_deref(), shape, seed)?,
+            alpha: check_unit("alpha", self.alpha)?,
+        }))
+    }
+
+    fn knobs(&mut self, _target: u16) -> Vec<Knob<'_>> {
+        vec![Knob::number("Blend α", &mut self.alpha, 0.0..=1.0)]
+    }
+
+    fn trigger_image(&mut self) -> Option<&mut Option<PathBuf>> {
+        Some(&mut self.trigger_image)
+    }
+}
+
+/// The pattern `T`: the user's image resized to `shape`, or seeded noise.
+pub(super) fn blend_pattern(
+    image: Option<&Path>,
+    shape: Shape,
+    seed: u64,
+) -> Result<Vec<u8>, AttackError> {
+    match image {
+        Some(path) => Ok(load_trigger(path, shape.channels, Some((shape.height, shape.width)))?.2),
+        None => Ok(noise_pattern(shape.len(), seed)),
+    }
+}
+
+/// A full-image pattern with weight α.
+#[derive(Clone, Debug)]
+pub struct BlendTrigger {
+    pub pattern: Vec<u8>,
+    pub alpha: f64,
+}
+
+impl Trigger for BlendTrigger {
+    fn stamp(&self, image: &mut Vec<u8>, _shape: Shape, stamp: Stamp, _rng: &mut ChaCha8Rng) {
+        if stamp != Stamp::Cover {
+            apply(image, &self.pattern, self.alpha);
+        }
     }
 }
 

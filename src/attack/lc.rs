@@ -8,7 +8,14 @@
 //! The trigger lives here; the PGD step needs a trained model and runs where the data is
 //! prepared (`prepare::poison`, with `train::adversarial::perturb`).
 
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+use super::AttackError;
 use super::badnets::{self, Patch};
+use super::registry::{AttackSettings, Knob, Stamp, Trigger};
+use crate::check::in_range;
+use crate::data::Shape;
 
 /// Side of each corner's checkerboard.
 pub const SIDE: usize = 3;
@@ -47,6 +54,78 @@ pub fn apply(image: &mut [u8], h: usize, w: usize, c: usize, patch: &Patch) {
     let (bottom, right) = (h - patch.height, w - patch.width);
     for (row, col) in [(0, 0), (0, right), (bottom, 0), (bottom, right)] {
         badnets::apply(image, w, c, patch, row, col);
+    }
+}
+
+pub const HELP: &str = "Label-consistent: target-class images keep their label but are first made hard with PGD (ε of 255, against a clean model the run trains first), then get a checkerboard in each corner. The preview shows the trigger only";
+
+/// `kind = "lc"`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LcSettings {
+    /// PGD budget ε (of 255).
+    pub epsilon: f64,
+}
+
+impl Default for LcSettings {
+    fn default() -> Self {
+        Self { epsilon: EPSILON }
+    }
+}
+
+impl AttackSettings for LcSettings {
+    fn validate(&self, _target: u16) -> Result<(), String> {
+        in_range("attack.epsilon", self.epsilon, 0.0, true, 255.0, false)
+    }
+
+    fn trigger(&self, shape: Shape, _seed: u64) -> Result<Box<dyn Trigger>, AttackError> {
+        let (h, w) = (shape.height, shape.width);
+        if h < 2 * SIDE || w < 2 * SIDE {
+            return Err(AttackError::Invalid(format!(
+                "the LC trigger (3×3 in each corner) needs images of at least 6×6, got {h}×{w}"
+            )));
+        }
+        if !(0.0..=255.0).contains(&self.epsilon) {
+            return Err(AttackError::Invalid(format!(
+                "attack.epsilon must be in [0, 255] (pixel units), got {}",
+                self.epsilon
+            )));
+        }
+        Ok(Box::new(CornersTrigger {
+            patch: checkerboard(shape.channels),
+        }))
+    }
+
+    fn clean_label(&self) -> bool {
+        true
+    }
+
+    fn knobs(&mut self, _target: u16) -> Vec<Knob<'_>> {
+        vec![Knob::number(
+            "PGD ε (of 255)",
+            &mut self.epsilon,
+            0.0..=255.0,
+        )]
+    }
+}
+
+/// The checkerboard in each corner.
+#[derive(Clone, Debug)]
+pub struct CornersTrigger {
+    pub patch: Patch,
+}
+
+impl Trigger for CornersTrigger {
+    fn stamp(&self, image: &mut Vec<u8>, shape: Shape, stamp: Stamp, _rng: &mut ChaCha8Rng) {
+        if stamp != Stamp::Cover {
+            apply(
+                image,
+                shape.height,
+                shape.width,
+                shape.channels,
+                &self.patch,
+            );
+        }
     }
 }
 

@@ -8,6 +8,12 @@
 
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+use super::AttackError;
+use super::registry::{AttackSettings, Knob, Stamp, Trigger};
+use crate::check::in_range;
+use crate::data::Shape;
 
 fn gaussian_kernel(sigma: f64) -> Vec<f64> {
     let radius = (3.0 * sigma).ceil().max(1.0) as isize;
@@ -72,6 +78,58 @@ pub fn apply(image: &mut [u8], c: usize, pattern: &[f64]) {
     for (i, x) in image.iter_mut().enumerate() {
         let add = pattern.get(i / c).copied().unwrap_or(0.0);
         *x = (f64::from(*x) + add).round_ties_even().clamp(0.0, 255.0) as u8;
+    }
+}
+
+pub const HELP: &str = "LF: a smooth low-frequency pattern added to the image, hard to see";
+
+/// `kind = "lf"`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LfSettings {
+    /// Largest value of the pattern (of 255).
+    pub strength: f64,
+}
+
+impl Default for LfSettings {
+    fn default() -> Self {
+        Self {
+            strength: 0.2 * 255.0,
+        }
+    }
+}
+
+impl AttackSettings for LfSettings {
+    fn validate(&self, _target: u16) -> Result<(), String> {
+        in_range("attack.strength", self.strength, 0.0, true, 255.0, false)
+    }
+
+    fn trigger(&self, shape: Shape, seed: u64) -> Result<Box<dyn Trigger>, AttackError> {
+        Ok(Box::new(LfTrigger {
+            pattern: pattern(shape.height, shape.width, self.strength, seed),
+        }))
+    }
+
+    fn knobs(&mut self, _target: u16) -> Vec<Knob<'_>> {
+        vec![Knob::number(
+            "Strength (of 255)",
+            &mut self.strength,
+            0.0..=255.0,
+        )]
+    }
+}
+
+/// The pattern for one image size.
+#[derive(Clone, Debug)]
+pub struct LfTrigger {
+    pub pattern: Vec<f64>,
+}
+
+impl Trigger for LfTrigger {
+    fn stamp(&self, image: &mut Vec<u8>, shape: Shape, stamp: Stamp, _rng: &mut ChaCha8Rng) {
+        if stamp != Stamp::Cover {
+            apply(image, shape.channels, &self.pattern);
+        }
     }
 }
 

@@ -7,24 +7,29 @@
 pub mod adaptive_blend;
 pub mod badnets;
 pub mod blended;
+mod config;
 pub mod export;
 pub mod lc;
 pub mod lf;
 pub mod plan;
 mod poison;
 pub mod preview;
+pub mod registry;
 pub mod sig;
+pub mod tact;
 pub mod wanet;
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
-use crate::config::{AttackConfig, AttackKind};
 use crate::data::Shape;
+pub use config::{AttackConfig, TargetMode};
 pub use plan::{PlanSpec, PoisonPlan, Role};
 pub use poison::{PoisonedData, poison, poison_with};
+pub use registry::{AttackKind, AttackSettings, Knob, Stamp, Trigger, TriggerConfig};
 
 /// Why an attack could not be set up or applied.
 #[derive(Debug, thiserror::Error)]
@@ -35,39 +40,12 @@ pub enum AttackError {
     At { path: PathBuf, message: String },
 }
 
-/// A trigger made ready for one image shape.
-#[derive(Clone, Debug)]
-pub enum Trigger {
-    /// BadNets: a patch stamped at (row, col).
-    Patch {
-        patch: badnets::Patch,
-        row: usize,
-        col: usize,
-    },
-    /// Blended: a full-image pattern with weight α.
-    Blend { pattern: Vec<u8>, alpha: f64 },
-    /// SIG: horizontal sinusoid.
-    Sig { delta: f64, frequency: f64 },
-    /// WaNet: smooth warp.
-    Warp { field: wanet::WarpField },
-    /// LF: additive smooth pattern (one value per pixel).
-    LowFrequency { pattern: Vec<f64> },
-    /// LC: a checkerboard in each corner.
-    Corners { patch: badnets::Patch },
-    /// Adaptive-Blend: pieces of a blend pattern.
-    AdaptiveBlend {
-        pattern: Vec<u8>,
-        alpha_train: f64,
-        alpha_test: f64,
-    },
-}
-
 /// A configured attack for one dataset shape.
 #[derive(Clone, Debug)]
 pub struct Attack {
     pub kind: AttackKind,
     pub shape: Shape,
-    pub trigger: Trigger,
+    pub trigger: Arc<dyn Trigger>,
     pub plan: PlanSpec,
 }
 
@@ -115,188 +93,67 @@ fn check_unit(name: &str, v: f64) -> Result<f64, AttackError> {
     }
 }
 
+/// Cover / cross samples per poisoned sample.
+fn check_cover_ratio(v: f64) -> Result<(), String> {
+    crate::check::in_range("attack.cover_ratio", v, 0.0, false, 10.0, false)
+}
+
+/// A user trigger's paths: not empty, and a mask only with an image.
+fn check_trigger_paths(image: Option<&Path>, mask: Option<&Path>) -> Result<(), String> {
+    for (key, path) in [
+        ("attack.trigger_image", image),
+        ("attack.trigger_mask", mask),
+    ] {
+        if path.is_some_and(|p| p.as_os_str().is_empty()) {
+            return Err(format!("{key} is empty; give the path of a PNG"));
+        }
+    }
+    if mask.is_some() && image.is_none() {
+        return Err("attack.trigger_mask needs attack.trigger_image".to_owned());
+    }
+    Ok(())
+}
+
 impl Attack {
     /// Builds the trigger of `config` for images of `shape`.
     pub fn from_config(config: &AttackConfig, shape: Shape) -> Result<Self, AttackError> {
-        let (h, w, c) = (shape.height, shape.width, shape.channels);
-        let seed = config.seed;
-        let blend_pattern = |config: &AttackConfig| -> Result<Vec<u8>, AttackError> {
-            match &config.trigger_image {
-                Some(path) => Ok(load_trigger(path, c, Some((h, w)))?.2),
-                None => Ok(blended::noise_pattern(shape.len(), seed)),
-            }
-        };
-        let trigger = match config.kind {
-            AttackKind::Badnets | AttackKind::Image | AttackKind::Tact => {
-                let patch = match (&config.trigger_image, config.kind) {
-                    (Some(path), _) => {
-                        let (ph, pw, values) = load_trigger(path, c, None)?;
-                        let mask = match &config.trigger_mask {
-                            Some(mask_path) => {
-                                let (_, _, m) = load_trigger(mask_path, 1, Some((ph, pw)))?;
-                                m.iter().map(|&v| v > 127).collect()
-                            }
-                            None => values
-                                .chunks_exact(c)
-                                .map(|p| p.iter().any(|&v| v > 0))
-                                .collect(),
-                        };
-                        badnets::Patch {
-                            height: ph,
-                            width: pw,
-                            channels: c,
-                            values,
-                            mask,
-                        }
-                    }
-                    (None, AttackKind::Image) => {
-                        return Err(AttackError::Invalid(
-                            "attack.kind = \"image\" needs attack.trigger_image".to_owned(),
-                        ));
-                    }
-                    (None, _) => badnets::Patch::white_square(config.patch_size.unwrap_or(3), c),
-                };
-                let position_text = config.position.as_deref().unwrap_or("bottom-right");
-                let position = badnets::Position::parse(position_text).ok_or_else(|| {
-                    AttackError::Invalid(format!(
-                        "attack.position = {position_text:?}: expected bottom-right, bottom-left, top-right, top-left or \"X,Y\""
-                    ))
-                })?;
-                let (row, col) = position
-                    .origin(h, w, patch.height, patch.width)
-                    .ok_or_else(|| {
-                        AttackError::Invalid(format!(
-                            "a {}×{} trigger at {position_text} does not fit a {h}×{w} image",
-                            patch.height, patch.width
-                        ))
-                    })?;
-                Trigger::Patch { patch, row, col }
-            }
-            AttackKind::Blended => Trigger::Blend {
-                pattern: blend_pattern(config)?,
-                alpha: check_unit("alpha", config.alpha.unwrap_or(0.2))?,
-            },
-            AttackKind::Sig => Trigger::Sig {
-                delta: config.delta.unwrap_or(40.0),
-                frequency: config.frequency.unwrap_or(6.0),
-            },
-            AttackKind::Wanet => Trigger::Warp {
-                field: wanet::WarpField::new(
-                    h,
-                    w,
-                    config.grid_size.unwrap_or(4),
-                    config.warp_strength.unwrap_or(0.5),
-                    seed,
-                ),
-            },
-            AttackKind::Lf => Trigger::LowFrequency {
-                pattern: lf::pattern(h, w, config.strength.unwrap_or(0.2 * 255.0), seed),
-            },
-            AttackKind::AdaptiveBlend => Trigger::AdaptiveBlend {
-                pattern: blend_pattern(config)?,
-                alpha_train: check_unit("alpha", config.alpha.unwrap_or(0.15))?,
-                alpha_test: check_unit("alpha_test", config.alpha_test.unwrap_or(0.2))?,
-            },
-            AttackKind::Lc => {
-                if h < 2 * lc::SIDE || w < 2 * lc::SIDE {
-                    return Err(AttackError::Invalid(format!(
-                        "the LC trigger (3×3 in each corner) needs images of at least 6×6, got {h}×{w}"
-                    )));
-                }
-                let epsilon = config.epsilon.unwrap_or(lc::EPSILON);
-                if !(0.0..=255.0).contains(&epsilon) {
-                    return Err(AttackError::Invalid(format!(
-                        "attack.epsilon must be in [0, 255] (pixel units), got {epsilon}"
-                    )));
-                }
-                Trigger::Corners {
-                    patch: lc::checkerboard(c),
-                }
-            }
-        };
-        let clean_label = matches!(config.kind, AttackKind::Sig | AttackKind::Lc);
-        let default_cover = match config.kind {
-            AttackKind::Wanet => 2.0,
-            AttackKind::AdaptiveBlend | AttackKind::Tact => 1.0,
-            _ => 0.0,
-        };
-        let sources = (config.kind == AttackKind::Tact).then(|| {
-            config
-                .source_classes
-                .clone()
-                .unwrap_or_else(|| vec![if config.target == 1 { 0 } else { 1 }])
-        });
+        let settings = config.trigger.settings();
         Ok(Self {
-            kind: config.kind,
+            kind: config.kind(),
             shape,
-            trigger,
+            trigger: Arc::from(settings.trigger(shape, config.seed)?),
             plan: PlanSpec {
                 ratio: config.ratio,
                 target: config.target,
                 mode: config.mode,
-                clean_label,
-                cover_ratio: config.cover_ratio.unwrap_or(default_cover),
-                sources,
-                seed,
+                clean_label: settings.clean_label(),
+                cover_ratio: settings.cover_ratio(),
+                sources: settings.sources(config.target),
+                seed: config.seed,
             },
         })
     }
 
     /// The training-time poisoned version of `image` (sample `index`).
     pub fn poison_image(&self, image: &[u8], index: usize) -> Vec<u8> {
-        self.triggered(image, STREAM_TRAIN + index as u64, false, false)
+        self.triggered(image, STREAM_TRAIN + index as u64, Stamp::Poison)
     }
 
-    /// The cover / cross version of `image`: a partial (Adaptive-Blend) or noisy (WaNet) trigger.
-    /// Attacks without cover samples return the image unchanged.
+    /// The cover / cross version of `image`: a partial (Adaptive-Blend), noisy (WaNet) or whole
+    /// (TaCT) trigger. Attacks without cover samples return the image unchanged.
     pub fn cover_image(&self, image: &[u8], index: usize) -> Vec<u8> {
-        self.triggered(image, STREAM_TRAIN + index as u64, true, false)
+        self.triggered(image, STREAM_TRAIN + index as u64, Stamp::Cover)
     }
 
     /// The test-time triggered version of `image` (test sample `index`).
     pub fn test_image(&self, image: &[u8], index: usize) -> Vec<u8> {
-        self.triggered(image, STREAM_TEST + index as u64, false, true)
+        self.triggered(image, STREAM_TEST + index as u64, Stamp::Test)
     }
 
-    fn triggered(&self, image: &[u8], stream: u64, cover: bool, test: bool) -> Vec<u8> {
-        // TaCT's covers carry the whole trigger (they differ from poisons only by their label).
-        let cover = cover && self.kind != AttackKind::Tact;
-        let (h, w, c) = (self.shape.height, self.shape.width, self.shape.channels);
+    fn triggered(&self, image: &[u8], stream: u64, stamp: Stamp) -> Vec<u8> {
         let mut out = image.to_vec();
         let mut rng = sample_rng(self.plan.seed, stream);
-        match &self.trigger {
-            Trigger::Patch { patch, row, col } if !cover => {
-                badnets::apply(&mut out, w, c, patch, *row, *col)
-            }
-            Trigger::Blend { pattern, alpha } if !cover => {
-                blended::apply(&mut out, pattern, *alpha)
-            }
-            Trigger::Sig { delta, frequency } if !cover => {
-                sig::apply(&mut out, w, c, *delta, *frequency)
-            }
-            Trigger::LowFrequency { pattern } if !cover => lf::apply(&mut out, c, pattern),
-            Trigger::Corners { patch } if !cover => lc::apply(&mut out, h, w, c, patch),
-            Trigger::Warp { field } => {
-                out = field.apply(image, c, cover.then_some(&mut rng as &mut dyn rand::Rng));
-            }
-            Trigger::AdaptiveBlend {
-                pattern,
-                alpha_train,
-                alpha_test,
-            } => {
-                let (kept, alpha) = if test {
-                    (
-                        (0..adaptive_blend::PIECES * adaptive_blend::PIECES).collect(),
-                        *alpha_test,
-                    )
-                } else {
-                    (adaptive_blend::random_half(&mut rng), *alpha_train)
-                };
-                let mask = adaptive_blend::piece_mask(h, w, &kept);
-                adaptive_blend::apply(&mut out, c, pattern, &mask, alpha);
-            }
-            _ => {}
-        }
+        self.trigger.stamp(&mut out, self.shape, stamp, &mut rng);
         out
     }
 }

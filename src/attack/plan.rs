@@ -6,7 +6,7 @@ use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 
 use super::AttackError;
-use crate::config::TargetMode;
+use super::TargetMode;
 
 /// What the attack did to one training sample.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]

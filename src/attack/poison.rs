@@ -1,8 +1,8 @@
 //! Applying an attack along its plan: the poisoned training set (given labels, poisoned and
 //! cover images) and the triggered test set for the attack success rate.
 
+use super::TargetMode;
 use super::{Attack, AttackError, PoisonPlan, Role};
-use crate::config::TargetMode;
 use crate::data::{Dataset, Origin, SplitDataset};
 
 /// A poisoned training set with its ground truth, and the triggered test set for the attack

@@ -12,6 +12,12 @@
 
 use rand::{Rng, RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+use super::registry::{AttackSettings, Knob, Stamp, Trigger};
+use super::{AttackError, check_cover_ratio};
+use crate::check::{count_in, in_range};
+use crate::data::Shape;
 
 /// A warping grid for one image size: for every output pixel the (x, y) source position in
 /// normalised coordinates [−1, 1].
@@ -151,6 +157,74 @@ impl WarpField {
             }
         }
         out
+    }
+}
+
+pub const HELP: &str = "WaNet: an invisible smooth warp of the image";
+
+/// `kind = "wanet"`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WanetSettings {
+    /// Grid size k of the random field.
+    pub grid_size: usize,
+    /// Warping strength s.
+    pub warp_strength: f64,
+    /// Cross (noise) samples per poisoned sample.
+    pub cover_ratio: f64,
+}
+
+impl Default for WanetSettings {
+    fn default() -> Self {
+        Self {
+            grid_size: 4,
+            warp_strength: 0.5,
+            cover_ratio: 2.0,
+        }
+    }
+}
+
+impl AttackSettings for WanetSettings {
+    fn validate(&self, _target: u16) -> Result<(), String> {
+        count_in("attack.grid_size", self.grid_size, 1, 64)?;
+        in_range(
+            "attack.warp_strength",
+            self.warp_strength,
+            0.0,
+            true,
+            10.0,
+            false,
+        )?;
+        check_cover_ratio(self.cover_ratio)
+    }
+
+    fn trigger(&self, shape: Shape, seed: u64) -> Result<Box<dyn Trigger>, AttackError> {
+        Ok(Box::new(WarpField::new(
+            shape.height,
+            shape.width,
+            self.grid_size,
+            self.warp_strength,
+            seed,
+        )))
+    }
+
+    fn cover_ratio(&self) -> f64 {
+        self.cover_ratio
+    }
+
+    fn knobs(&mut self, _target: u16) -> Vec<Knob<'_>> {
+        vec![Knob::number(
+            "Warp strength",
+            &mut self.warp_strength,
+            0.0..=10.0,
+        )]
+    }
+}
+
+impl Trigger for WarpField {
+    fn stamp(&self, image: &mut Vec<u8>, shape: Shape, stamp: Stamp, rng: &mut ChaCha8Rng) {
+        let noise = (stamp == Stamp::Cover).then_some(rng as &mut dyn Rng);
+        *image = self.apply(image, shape.channels, noise);
     }
 }
 

@@ -2,83 +2,23 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{ConfigError, count_in, in_range, invalid};
+use super::{ConfigError, invalid};
+use crate::check::{count_in, in_range};
 
-/// The poisoned sample detectors.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum DetectorKind {
-    Ac,
-    Ss,
-    Spectre,
-    Scan,
-    Beatrix,
-    /// Cross-entropy under the given label (label disagreement).
-    Loss,
-    /// STRIP: entropy of the predictions on superimposed images (input-level).
-    Strip,
-    /// SCALE-UP: prediction consistency under amplified pixel values (input-level).
-    ScaleUp,
-    /// IBD-PSC: prediction consistency under amplified BatchNorm parameters (input-level).
-    IbdPsc,
-}
-
-impl DetectorKind {
-    /// Every detector, in the order the window and the reports list them.
-    pub const ALL: [Self; 9] = [
-        Self::Ac,
-        Self::Ss,
-        Self::Spectre,
-        Self::Scan,
-        Self::Beatrix,
-        Self::Loss,
-        Self::Strip,
-        Self::ScaleUp,
-        Self::IbdPsc,
-    ];
-
-    /// One line on what the detector looks at (the window's hover help).
-    pub fn help(self) -> &'static str {
-        match self {
-            Self::Ac => {
-                "Activation Clustering: splits each class's features in two; a small separate cluster is suspicious"
-            }
-            Self::Ss => "Spectral Signatures: distance along each class's top singular direction",
-            Self::Spectre => "SPECTRE: robust whitening, then the QUE score of each class",
-            Self::Scan => {
-                "SCAn: does a class's features need two components (clean + poison) instead of one"
-            }
-            Self::Beatrix => {
-                "Beatrix: Gram-matrix statistics of the features, against the references'"
-            }
-            Self::Loss => {
-                "Loss: each sample's loss under its given label; high when the model refused to fit the label (SAM often refuses a few relabelled poisons)"
-            }
-            Self::Strip => {
-                "STRIP: blends each image with 20 clean references; a trigger keeps the prediction fixed (low entropy). 20 extra model passes per image"
-            }
-            Self::ScaleUp => {
-                "SCALE-UP: multiplies the pixel values by 3 to 11; a trigger keeps the prediction (high consistency). 5 extra model passes per image"
-            }
-            Self::IbdPsc => {
-                "IBD-PSC: amplifies the deepest BatchNorm layers until clean references break; a trigger keeps the prediction (high consistency). 5 extra model passes per image. Needs residual connections (preact-resnet18): on the plain CNN amplification changes no prediction, and it says so instead of scoring"
-            }
-        }
-    }
-
-    /// The name used in configs and reports.
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Ac => "ac",
-            Self::Ss => "ss",
-            Self::Spectre => "spectre",
-            Self::Scan => "scan",
-            Self::Beatrix => "beatrix",
-            Self::Loss => "loss",
-            Self::Strip => "strip",
-            Self::ScaleUp => "scale-up",
-            Self::IbdPsc => "ibd-psc",
-        }
+// The detector registry: kind, config name, help. Each kind's constructor is one arm of
+// `detect::detector_for` (this layer cannot name detect's types: detect reads this config).
+crate::kinds::named_kinds! {
+    /// The poisoned sample detectors.
+    pub enum DetectorKind {
+        Ac = "ac", "Activation Clustering: splits each class's features in two; a small separate cluster is suspicious";
+        Ss = "ss", "Spectral Signatures: distance along each class's top singular direction";
+        Spectre = "spectre", "SPECTRE: robust whitening, then the QUE score of each class";
+        Scan = "scan", "SCAn: does a class's features need two components (clean + poison) instead of one";
+        Beatrix = "beatrix", "Beatrix: Gram-matrix statistics of the features, against the references'";
+        Loss = "loss", "Loss: each sample's loss under its given label; high when the model refused to fit the label (SAM often refuses a few relabelled poisons)";
+        Strip = "strip", "STRIP: blends each image with 20 clean references; a trigger keeps the prediction fixed (low entropy). 20 extra model passes per image";
+        ScaleUp = "scale-up", "SCALE-UP: multiplies the pixel values by 3 to 11; a trigger keeps the prediction (high consistency). 5 extra model passes per image";
+        IbdPsc = "ibd-psc", "IBD-PSC: amplifies the deepest BatchNorm layers until clean references break; a trigger keeps the prediction (high consistency). 5 extra model passes per image. Needs residual connections (preact-resnet18): on the plain CNN amplification changes no prediction, and it says so instead of scoring";
     }
 }
 
@@ -241,6 +181,6 @@ impl DetectConfig {
         count_in("detect.clean_per_class", self.clean_per_class, 2, 100_000)?;
         count_in("detect.pca_rank", self.pca_rank, 0, 4096)?;
         count_in("detect.pca_max_rank", self.pca_max_rank, 1, 4096)?;
-        count_in("detect.tac_top_k", self.tac_top_k, 1, 100_000)
+        Ok(count_in("detect.tac_top_k", self.tac_top_k, 1, 100_000)?)
     }
 }

@@ -6,12 +6,11 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-mod attack;
 mod dataset;
 mod detect;
 mod train;
 
-pub use attack::*;
+pub use crate::attack::{AttackConfig, AttackKind, TargetMode, TriggerConfig};
 pub use dataset::*;
 pub use detect::*;
 pub use train::*;
@@ -34,6 +33,13 @@ pub enum ConfigError {
     Override { assignment: String, message: String },
     #[error("{0}")]
     Invalid(String),
+}
+
+/// A range check's message ([`crate::check`]).
+impl From<String> for ConfigError {
+    fn from(message: String) -> Self {
+        Self::Invalid(message)
+    }
 }
 
 /// A whole experiment: dataset, optional attack, training and detection.
@@ -167,48 +173,18 @@ impl Experiment {
             })?;
         }
         if let Some(attack) = &self.attack {
-            attack.validate()?;
+            attack.validate().map_err(ConfigError::Invalid)?;
         }
         self.train.validate()?;
         self.detect.validate()
     }
 }
 
-/// Largest image side a config may ask for (resize).
-pub const MAX_SIDE: u32 = 2048;
+pub use crate::check::MAX_SIDE;
+use crate::check::in_range;
 
 fn invalid<T>(message: &str) -> Result<T, ConfigError> {
     Err(ConfigError::Invalid(message.to_owned()))
-}
-
-/// `key` must be a finite number in `low..high` (each end open or closed).
-fn in_range(
-    key: &str,
-    v: f64,
-    low: f64,
-    low_open: bool,
-    high: f64,
-    high_open: bool,
-) -> Result<(), ConfigError> {
-    let above = if low_open { v > low } else { v >= low };
-    let below = if high_open { v < high } else { v <= high };
-    if v.is_finite() && above && below {
-        return Ok(());
-    }
-    let (l, h) = (
-        if low_open { "(" } else { "[" },
-        if high_open { ")" } else { "]" },
-    );
-    invalid(&format!("{key} must be in {l}{low}, {high}{h}, got {v}"))
-}
-
-/// `key` must be a whole number in `low..=high`.
-fn count_in(key: &str, v: usize, low: usize, high: usize) -> Result<(), ConfigError> {
-    if (low..=high).contains(&v) {
-        Ok(())
-    } else {
-        invalid(&format!("{key} must be in {low}..={high}, got {v}"))
-    }
 }
 
 #[cfg(test)]
@@ -259,7 +235,10 @@ mod tests {
         let e = Experiment {
             attack: Some(AttackConfig {
                 seed: 3,
-                alpha: Some(0.1),
+                trigger: TriggerConfig::Blended(crate::attack::blended::BlendedSettings {
+                    alpha: 0.1,
+                    trigger_image: None,
+                }),
                 ..AttackConfig::of(AttackKind::Blended)
             }),
             ..Experiment::default()

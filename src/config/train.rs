@@ -2,7 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{ConfigError, count_in, in_range, invalid};
+use super::{ConfigError, invalid};
+use crate::check::{count_in, in_range};
 
 /// The classifier to train.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -7,6 +7,7 @@
 //! references avoid it (at most a third of its share of the class falls in it).
 
 use super::decision::robust_z_by_class;
+use crate::config::DetectorKind;
 use linfa::DatasetBase;
 use linfa::traits::{Fit, Predict};
 use linfa_clustering::KMeans;
@@ -94,8 +95,8 @@ impl Reduction {
 }
 
 impl Detector for ActivationClustering {
-    fn name(&self) -> &'static str {
-        "ac"
+    fn kind(&self) -> DetectorKind {
+        DetectorKind::Ac
     }
 
     fn detect(&self, input: &DetectInput) -> Result<Detection, DetectError> {

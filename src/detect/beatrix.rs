@@ -10,6 +10,7 @@ use rayon::prelude::*;
 
 use super::linalg::{indices_by_class, median, quantile};
 use super::{ConvActivations, DetectError, DetectInput, Detection, Detector};
+use crate::config::DetectorKind;
 
 /// Beatrix.
 #[derive(Clone, Debug)]
@@ -106,8 +107,8 @@ fn check(acts: &ConvActivations, rows: usize, what: &str) -> Result<(), DetectEr
 }
 
 impl Detector for Beatrix {
-    fn name(&self) -> &'static str {
-        "beatrix"
+    fn kind(&self) -> DetectorKind {
+        DetectorKind::Beatrix
     }
 
     fn detect(&self, input: &DetectInput) -> Result<Detection, DetectError> {

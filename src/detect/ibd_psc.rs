@@ -25,6 +25,7 @@ use serde::Serialize;
 use super::features::Cancelled;
 use super::probe::{self, Prober};
 use super::{DetectError, DetectInput, Detection, Detector};
+use crate::config::DetectorKind;
 use crate::data::Dataset;
 use crate::model::Net;
 
@@ -173,8 +174,8 @@ pub struct Probe {
 pub struct IbdPsc;
 
 impl Detector for IbdPsc {
-    fn name(&self) -> &'static str {
-        "ibd-psc"
+    fn kind(&self) -> DetectorKind {
+        DetectorKind::IbdPsc
     }
 
     fn detect(&self, input: &DetectInput) -> Result<Detection, DetectError> {

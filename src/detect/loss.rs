@@ -13,6 +13,7 @@
 use ndarray::ArrayView2;
 
 use super::{DetectError, DetectInput, Detection, Detector};
+use crate::config::DetectorKind;
 
 /// The loss / label-disagreement detector.
 #[derive(Clone, Debug, Default)]
@@ -38,8 +39,8 @@ pub fn cross_entropy(logits: ArrayView2<f32>, labels: &[u16]) -> Vec<f64> {
 }
 
 impl Detector for LossDetector {
-    fn name(&self) -> &'static str {
-        "loss"
+    fn kind(&self) -> DetectorKind {
+        DetectorKind::Loss
     }
 
     fn detect(&self, input: &DetectInput) -> Result<Detection, DetectError> {

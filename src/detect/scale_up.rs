@@ -14,6 +14,7 @@
 use super::features::Cancelled;
 use super::probe::{self, Prober, argmax_rows};
 use super::{DetectError, DetectInput, Detection, Detector};
+use crate::config::DetectorKind;
 use crate::data::Dataset;
 
 /// Amplification factors.
@@ -63,8 +64,8 @@ pub fn consistency(
 pub struct ScaleUp;
 
 impl Detector for ScaleUp {
-    fn name(&self) -> &'static str {
-        "scale-up"
+    fn kind(&self) -> DetectorKind {
+        DetectorKind::ScaleUp
     }
 
     fn detect(&self, input: &DetectInput) -> Result<Detection, DetectError> {

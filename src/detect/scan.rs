@@ -13,6 +13,7 @@ use rand_chacha::ChaCha8Rng;
 
 use super::linalg::{covariance, indices_by_class, mean, median, sym_pinv};
 use super::{DetectError, DetectInput, Detection, Detector};
+use crate::config::DetectorKind;
 
 /// SCAn.
 #[derive(Clone, Debug)]
@@ -180,8 +181,8 @@ fn split_statistic(
 }
 
 impl Detector for Scan {
-    fn name(&self) -> &'static str {
-        "scan"
+    fn kind(&self) -> DetectorKind {
+        DetectorKind::Scan
     }
 
     fn detect(&self, input: &DetectInput) -> Result<Detection, DetectError> {

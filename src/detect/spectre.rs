@@ -12,6 +12,7 @@ use ndarray::{Array2, Axis, s};
 use super::decision::robust_z_by_class;
 use super::linalg::{centered, indices_by_class, mean, sym_apply, sym_eig, top_k};
 use super::{DetectError, DetectInput, Detection, Detector};
+use crate::config::DetectorKind;
 
 /// Expected poisoning ratio when the defender gives none.
 pub const DEFAULT_RATIO: f64 = 0.01;
@@ -126,8 +127,8 @@ fn robust_whiten(
 }
 
 impl Detector for Spectre {
-    fn name(&self) -> &'static str {
-        "spectre"
+    fn kind(&self) -> DetectorKind {
+        DetectorKind::Spectre
     }
 
     fn detect(&self, input: &DetectInput) -> Result<Detection, DetectError> {

@@ -4,6 +4,7 @@
 use ndarray::Axis;
 
 use super::decision::robust_z_by_class;
+use crate::config::DetectorKind;
 
 use super::linalg::{indices_by_class, mean, quantile, top_k, top_right_singular_vector};
 use super::{DetectError, DetectInput, Detection, Detector};
@@ -20,8 +21,8 @@ pub struct SpectralSignatures {
 }
 
 impl Detector for SpectralSignatures {
-    fn name(&self) -> &'static str {
-        "ss"
+    fn kind(&self) -> DetectorKind {
+        DetectorKind::Ss
     }
 
     fn detect(&self, input: &DetectInput) -> Result<Detection, DetectError> {

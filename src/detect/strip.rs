@@ -18,6 +18,7 @@ use super::decision::{flags_above, reference_threshold};
 use super::features::Cancelled;
 use super::probe::{self, Prober};
 use super::{DetectError, DetectInput, Detection, Detector};
+use crate::config::DetectorKind;
 use crate::data::Dataset;
 
 /// Superimpositions per sample.
@@ -89,8 +90,8 @@ pub fn entropies(
 pub struct Strip;
 
 impl Detector for Strip {
-    fn name(&self) -> &'static str {
-        "strip"
+    fn kind(&self) -> DetectorKind {
+        DetectorKind::Strip
     }
 
     fn detect(&self, input: &DetectInput) -> Result<Detection, DetectError> {

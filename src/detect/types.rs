@@ -172,8 +172,13 @@ impl Detection {
 /// A poisoned-sample detector: scores every training sample and flags the suspicious ones by its
 /// own decision rule.
 pub trait Detector: Send + Sync {
+    /// Which detector this is.
+    fn kind(&self) -> crate::config::DetectorKind;
+
     /// Short name as used in configs and reports (`ss`, `ac`, ...).
-    fn name(&self) -> &'static str;
+    fn name(&self) -> &'static str {
+        self.kind().name()
+    }
 
     /// Runs the detector.
     fn detect(&self, input: &DetectInput) -> Result<Detection, DetectError>;

@@ -158,7 +158,7 @@ pub(super) fn summary(arm: &Arm) -> String {
         let _ = write!(
             html,
             "<li>planted attack: {} at {:.2} % (target {}), for evaluation</li>",
-            a.kind.name(),
+            a.kind().name(),
             100.0 * a.ratio,
             a.target
         );

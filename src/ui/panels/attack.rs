@@ -3,7 +3,7 @@
 use eframe::egui;
 
 use super::super::*;
-use crate::attack::PoisonPlan;
+use crate::attack::{Knob, PoisonPlan, TriggerConfig};
 
 impl App {
     pub(in crate::ui) fn attack_step(&mut self, ui: &mut egui::Ui) {
@@ -18,18 +18,22 @@ impl App {
             .num_columns(2)
             .show(ui, |ui| {
                 let label = ui.label("Kind");
+                let mut kind = a.kind();
                 egui::ComboBox::from_id_salt("attack_kind")
-                    .selected_text(a.kind.name())
+                    .selected_text(kind.name())
                     .show_ui(ui, |ui| {
                         // `image` is BadNets with a picked trigger (the button below).
-                        for kind in AttackKind::ALL.into_iter().filter(|k| *k != AttackKind::Image) {
-                            ui.selectable_value(&mut a.kind, kind, kind.name())
-                                .on_hover_text(kind.help());
+                        for k in AttackKind::ALL.into_iter().filter(|k| *k != AttackKind::Image) {
+                            ui.selectable_value(&mut kind, k, k.name())
+                                .on_hover_text(k.help());
                         }
                     })
                     .response
                     .labelled_by(label.id)
-                    .on_hover_text(a.kind.help());
+                    .on_hover_text(kind.help());
+                if kind != a.kind() {
+                    a.trigger = TriggerConfig::of(kind);
+                }
                 ui.end_row();
                 let label = ui.label("Poisoning ratio");
                 ui.add(
@@ -60,64 +64,14 @@ impl App {
                         .on_hover_text("a triggered image of class c goes to class c + 1");
                 });
                 ui.end_row();
-                let optional = |ui: &mut egui::Ui, label: &str, v: &mut Option<f64>, d: f64| {
-                    let name = ui.label(label);
-                    let mut value = v.unwrap_or(d);
-                    if ui
-                        .add(egui::DragValue::new(&mut value).speed(0.01))
-                        .labelled_by(name.id)
-                        .changed()
-                    {
-                        *v = Some(value);
-                    }
-                    ui.end_row();
-                };
-                match a.kind {
-                    AttackKind::Badnets | AttackKind::Image | AttackKind::Tact => {
-                        let label = ui.label("Patch size");
-                        let mut side = a.patch_size.unwrap_or(3);
-                        if ui
-                            .add(egui::DragValue::new(&mut side).range(1..=32))
-                            .labelled_by(label.id)
-                            .changed()
-                        {
-                            a.patch_size = Some(side);
-                        }
-                        ui.end_row();
-                    }
-                    AttackKind::Blended => optional(ui, "Blend α", &mut a.alpha, 0.2),
-                    AttackKind::AdaptiveBlend => optional(ui, "Blend α", &mut a.alpha, 0.15),
-                    AttackKind::Sig => optional(ui, "Amplitude δ", &mut a.delta, 40.0),
-                    AttackKind::Wanet => optional(ui, "Warp strength", &mut a.warp_strength, 0.5),
-                    AttackKind::Lf => optional(ui, "Strength (of 255)", &mut a.strength, 51.0),
-                    AttackKind::Lc => optional(ui, "PGD ε (of 255)", &mut a.epsilon, 16.0),
-                }
-                if a.kind == AttackKind::Tact {
-                    let label = ui.label("Source class");
-                    let default = if a.target == 1 { 0 } else { 1 };
-                    let mut source = a
-                        .source_classes
-                        .as_ref()
-                        .and_then(|s| s.first().copied())
-                        .unwrap_or(default);
-                    if ui
-                        .add(egui::DragValue::new(&mut source).range(0..=999))
-                        .labelled_by(label.id)
-                        .on_hover_text("triggered images of this class go to the target; a config can name several (attack.source_classes)")
-                        .changed()
-                    {
-                        a.source_classes = Some(vec![source]);
-                    }
+                for knob in a.trigger.settings_mut().knobs(a.target) {
+                    knob_ui(ui, knob);
                     ui.end_row();
                 }
             });
-        if matches!(
-            a.kind,
-            AttackKind::Badnets | AttackKind::Image | AttackKind::Blended
-        ) {
+        if let Some(image) = a.trigger.settings_mut().trigger_image() {
             ui.horizontal(|ui| {
-                let name = a
-                    .trigger_image
+                let name = image
                     .as_ref()
                     .map_or("built-in".to_owned(), |p| p.display().to_string());
                 ui.label(format!("Trigger: {name}"));
@@ -129,10 +83,10 @@ impl App {
                         .add_filter("image", &["png", "jpg", "jpeg", "bmp"])
                         .pick_file()
                 {
-                    a.trigger_image = Some(path);
+                    *image = Some(path);
                 }
-                if a.trigger_image.is_some() && ui.button("Clear").clicked() {
-                    a.trigger_image = None;
+                if image.is_some() && ui.button("Clear").clicked() {
+                    *image = None;
                 }
             });
         }
@@ -186,7 +140,7 @@ impl App {
         match tiles {
             Ok(tiles) => {
                 ui.label("Preview (top: clean, bottom: poisoned)");
-                if self.settings.attack.kind == AttackKind::Lc {
+                if self.settings.attack.kind() == AttackKind::Lc {
                     ui.weak(
                         "PGD noise is added when the run starts (after a clean model is trained)",
                     );
@@ -202,6 +156,51 @@ impl App {
             }
             Err(e) => {
                 ui.colored_label(ui.visuals().error_fg_color, e.as_str());
+            }
+        }
+    }
+}
+
+/// One attack setting as a labelled row of the attack grid.
+fn knob_ui(ui: &mut egui::Ui, knob: Knob<'_>) {
+    match knob {
+        Knob::Number {
+            label,
+            value,
+            range,
+            speed,
+        } => {
+            let name = ui.label(label);
+            ui.add(egui::DragValue::new(value).range(range).speed(speed))
+                .labelled_by(name.id);
+        }
+        Knob::Count {
+            label,
+            value,
+            range,
+        } => {
+            let name = ui.label(label);
+            ui.add(egui::DragValue::new(value).range(range))
+                .labelled_by(name.id);
+        }
+        Knob::Class {
+            label,
+            help,
+            value,
+            default,
+        } => {
+            let name = ui.label(label);
+            let mut class = value
+                .as_ref()
+                .and_then(|s| s.first().copied())
+                .unwrap_or(default);
+            if ui
+                .add(egui::DragValue::new(&mut class).range(0..=999))
+                .labelled_by(name.id)
+                .on_hover_text(help)
+                .changed()
+            {
+                *value = Some(vec![class]);
             }
         }
     }
