@@ -31,19 +31,28 @@ fn tagged(name: &OsStr, tag: &str) -> String {
 }
 
 /// The hidden temporary sibling a file is written to before it is renamed to `path`.
-pub fn temp_file_for(path: &Path) -> PathBuf {
+fn temp_file_for(path: &Path) -> PathBuf {
     let name = path.file_name().unwrap_or_else(|| OsStr::new("out"));
     path.with_file_name(tagged(name, "tmp"))
 }
 
-/// Writes `bytes` to `path` through a hidden temporary file beside it, then renames it.
-pub fn write_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+/// Writes `path` atomically: `write` fills a hidden temporary file beside it, which is then
+/// renamed to `path` (and removed when either step fails).
+pub fn write_through(
+    path: &Path,
+    write: impl FnOnce(&Path) -> std::io::Result<()>,
+) -> std::io::Result<()> {
     let temp = temp_file_for(path);
-    std::fs::write(&temp, bytes)
+    write(&temp)
         .and_then(|()| std::fs::rename(&temp, path))
         .inspect_err(|_| {
             let _ = std::fs::remove_file(&temp);
         })
+}
+
+/// Writes `bytes` to `path` through a hidden temporary file beside it, then renames it.
+pub fn write_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    write_through(path, |temp| std::fs::write(temp, bytes))
 }
 
 /// Checks that `name` (a class name, a file name made from data) is one plain path component:

@@ -51,13 +51,14 @@ pub fn save(
 ) -> Result<(), TrainError> {
     fs::create_dir_all(dir).map_err(|e| error(dir, e))?;
     let weights = dir.join(WEIGHTS);
-    let temp = crate::artifacts::temp_file_for(&weights);
-    let saved = trained.model.clone().save_file(&temp);
-    if let Err(e) = saved {
-        let _ = fs::remove_file(&temp);
-        return Err(error(&weights, e));
-    }
-    fs::rename(&temp, &weights).map_err(|e| error(&weights, e))?;
+    crate::artifacts::write_through(&weights, |temp| {
+        trained
+            .model
+            .clone()
+            .save_file(temp)
+            .map_err(|e| std::io::Error::other(e.to_string()))
+    })
+    .map_err(|e| error(&weights, e))?;
 
     let meta = CheckpointMeta {
         version: 1,
