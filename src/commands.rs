@@ -34,7 +34,7 @@ pub(crate) fn poison(config: &Experiment, out: &Path, force: bool) -> anyhow::Re
     if config.attack.is_none() {
         bail!("the config has no [attack] table; `poison` needs one");
     }
-    export::check_not_in_source(out, &config.dataset.source)?;
+    artifacts::check_not_in_source(out, &config.dataset.source)?;
     let clean = data::load(&config.dataset.source, &config.dataset.load_options())?;
     let poisoned =
         poisonscope::prepare::poison(config, &clean, &AtomicBool::new(false), &mut |_| {})?
@@ -104,7 +104,7 @@ fn is_previous_output(dir: &Path) -> bool {
 /// Checks `out` before anything is loaded or trained: outside the source dataset, and new or
 /// empty unless `force` replaces a previous output. Nothing is created yet.
 fn check_out(out: &Path, config: &Experiment, force: bool) -> anyhow::Result<()> {
-    export::check_not_in_source(out, &config.dataset.source)?;
+    artifacts::check_not_in_source(out, &config.dataset.source)?;
     Ok(artifacts::check_dest(
         out,
         force.then_some(&is_previous_output as _),
@@ -218,7 +218,7 @@ pub(crate) fn sweep(grid_path: &Path, out: &Path, tables_only: bool) -> anyhow::
         return Ok(());
     }
     if let Some(cell) = grid.cells().first() {
-        export::check_not_in_source(out, &grid.experiment(cell)?.dataset.source)?;
+        artifacts::check_not_in_source(out, &grid.experiment(cell)?.dataset.source)?;
     }
     let mut bar = progress::Progress::new("sweep");
     let cancel = AtomicBool::new(false);

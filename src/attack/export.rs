@@ -36,14 +36,6 @@ fn io_err(path: &Path) -> impl Fn(std::io::Error) -> AttackError + '_ {
     }
 }
 
-/// Refuses an output folder inside the source folder, or one that contains it.
-pub fn check_not_in_source(out: &Path, source: &str) -> Result<(), AttackError> {
-    crate::artifacts::check_not_in_source(out, source).map_err(|e| AttackError::At {
-        path: e.path,
-        message: e.message,
-    })
-}
-
 /// Writes `data`'s training set to `dir`; `clean` is the training set before the attack (for
 /// the preview).
 pub fn write_image_folder(

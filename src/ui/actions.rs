@@ -24,13 +24,14 @@ impl App {
             Export::Decisions { path, text } => {
                 Task::spawn(format!("writing {}", path.display()), wake, move || {
                     if let Some(dir) = path.parent() {
-                        crate::attack::export::check_not_in_source(dir, &source)?;
+                        crate::artifacts::check_not_in_source(dir, &source)
+                            .map_err(|e| worker::describe(&e))?;
                         std::fs::create_dir_all(dir).map_err(|e| {
-                            anyhow::anyhow!("{}: cannot create the folder: {e}", dir.display())
+                            format!("{}: cannot create the folder: {e}", dir.display())
                         })?;
                     }
                     crate::artifacts::write_file(&path, text.as_bytes())
-                        .map_err(|e| anyhow::anyhow!("{}: cannot write: {e}", path.display()))?;
+                        .map_err(|e| format!("{}: cannot write: {e}", path.display()))?;
                     Ok(format!("saved {}", path.display()))
                 })
             }
@@ -39,7 +40,8 @@ impl App {
                 wake,
                 move || {
                     let train = prepared.train_data().train;
-                    let n = crate::data::export::write_kept_folder(&dir, train, &keep, &source)?;
+                    let n = crate::data::export::write_kept_folder(&dir, train, &keep, &source)
+                        .map_err(|e| worker::describe(&e))?;
                     Ok(format!("saved {n} kept images to {}", dir.display()))
                 },
             ),

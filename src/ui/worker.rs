@@ -9,7 +9,7 @@ use super::layout::project;
 use crate::config::Experiment;
 use crate::data::{self, SplitDataset};
 use crate::detect::DetectionRun;
-use crate::pipeline::{self, RunEvent};
+use crate::pipeline::{self, PipelineError, RunEvent};
 use crate::prepare::Prepared;
 use crate::report::Report;
 use crate::run::Run;
@@ -78,7 +78,7 @@ impl Job {
                 Ok(Err(_)) if reporter.cancel_flag().load(Ordering::Relaxed) => {
                     WorkerEvent::Cancelled
                 }
-                Ok(Err(e)) => WorkerEvent::Failed(format!("{e:#}")),
+                Ok(Err(e)) => WorkerEvent::Failed(describe(&e)),
                 Err(panic) => WorkerEvent::Failed(format!(
                     "internal error: {}",
                     crate::detect::panic_message(panic.as_ref())
@@ -97,7 +97,7 @@ fn work(
     config: &Experiment,
     compare: bool,
     reporter: &Reporter<WorkerEvent>,
-) -> anyhow::Result<Finished> {
+) -> Result<Finished, PipelineError> {
     let cancel = reporter.cancel_flag();
     let send = |arm: usize, event: RunEvent| {
         let droppable = matches!(event, RunEvent::Train(TrainEvent::Batch { .. }));
@@ -251,11 +251,9 @@ impl Task {
     pub fn spawn(
         what: impl Into<String>,
         wake: impl Fn() + Send + 'static,
-        work: impl FnOnce() -> anyhow::Result<String> + Send + 'static,
+        work: impl FnOnce() -> Result<String, String> + Send + 'static,
     ) -> std::io::Result<Self> {
-        let pending = Pending::spawn("poisonscope-task", wake, move || {
-            work().map_err(|e| format!("{e:#}"))
-        })?;
+        let pending = Pending::spawn("poisonscope-task", wake, work)?;
         Ok(Self {
             what: what.into(),
             pending,
@@ -272,25 +270,41 @@ impl Task {
 /// dataset, written under a temporary name and renamed into place), then its HTML report
 /// (`report.html`, with `top` images per ranking) beside them. A report that cannot be built
 /// leaves the saved run and says why.
-pub fn save_run(dir: &std::path::Path, run: &Run, top: usize) -> anyhow::Result<String> {
-    crate::attack::export::check_not_in_source(dir, &run.config.dataset.source)?;
-    let staged = crate::artifacts::Staged::new(dir, None)?;
-    run.save(staged.path())?;
-    staged.commit()?;
+pub fn save_run(dir: &std::path::Path, run: &Run, top: usize) -> Result<String, String> {
+    crate::artifacts::check_not_in_source(dir, &run.config.dataset.source)
+        .map_err(|e| describe(&e))?;
+    let staged = crate::artifacts::Staged::new(dir, None).map_err(|e| describe(&e))?;
+    run.save(staged.path()).map_err(|e| describe(&e))?;
+    staged.commit().map_err(|e| describe(&e))?;
     let report = dir.join("report.html");
     let written = crate::html_report::build_with(dir, top, Some(&run.prepared))
-        .map_err(anyhow::Error::from)
+        .map_err(|e| describe(&e))
         .and_then(|html| {
             crate::artifacts::write_file(&report, html.as_bytes())
-                .map_err(|e| anyhow::anyhow!("{}: cannot write: {e}", report.display()))
+                .map_err(|e| format!("{}: cannot write: {e}", report.display()))
         });
     match written {
         Ok(()) => Ok(format!("saved the run and {}", report.display())),
         Err(e) => Ok(format!(
-            "saved the run to {}, but not its report: {e:#}",
+            "saved the run to {}, but not its report: {e}",
             dir.display()
         )),
     }
+}
+
+/// An error and its causes on one line (`a: b: c`), as the status line shows it.
+pub fn describe(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(e) = cause {
+        let line = e.to_string();
+        if !text.ends_with(&line) {
+            text.push_str(": ");
+            text.push_str(&line);
+        }
+        cause = e.source();
+    }
+    text
 }
 
 /// A dataset being loaded on a worker thread.
