@@ -9,8 +9,8 @@ use poisonscope::artifacts::{self, Staged};
 use poisonscope::attack::export;
 use poisonscope::config::Experiment;
 use poisonscope::data::{self, LoadOptions, Summary};
-use poisonscope::pipeline;
 use poisonscope::run::Run;
+use poisonscope::run::pipeline;
 use poisonscope::train::checkpoint;
 
 use crate::progress;
@@ -37,7 +37,7 @@ pub(crate) fn poison(config: &Experiment, out: &Path, force: bool) -> anyhow::Re
     artifacts::check_not_in_source(out, &config.dataset.source)?;
     let clean = data::load(&config.dataset.source, &config.dataset.load_options())?;
     let poisoned =
-        poisonscope::prepare::poison(config, &clean, &AtomicBool::new(false), &mut |_| {})?
+        poisonscope::run::prepare::poison(config, &clean, &AtomicBool::new(false), &mut |_| {})?
             .context("the config has no [attack] table")?;
     let written = export::write_image_folder(out, &clean.train, &poisoned, force)?;
     println!(
@@ -53,7 +53,7 @@ pub(crate) fn poison(config: &Experiment, out: &Path, force: bool) -> anyhow::Re
 }
 
 /// One line per detector: flagged count and, with ground truth, TPR/FPR/F1/AUROC.
-fn summary_table(report: &poisonscope::report::Report) -> String {
+fn summary_table(report: &poisonscope::run::report::Report) -> String {
     let pct = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{:.1}", 100.0 * v));
     let num = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{v:.3}"));
     let mut out = format!(

@@ -5,7 +5,7 @@ use std::io::{IsTerminal, Write};
 use std::time::Instant;
 
 use poisonscope::detect::DetectEvent;
-use poisonscope::pipeline::RunEvent;
+use poisonscope::run::pipeline::RunEvent;
 use poisonscope::train::TrainEvent;
 
 pub struct Progress {

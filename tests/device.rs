@@ -86,7 +86,7 @@ fn a_short_training_on_the_gpu_agrees_with_the_cpu() {
     use std::sync::atomic::AtomicBool;
 
     use poisonscope::config::Experiment;
-    use poisonscope::prepare::Prepared;
+    use poisonscope::run::prepare::Prepared;
 
     if let Some(why) = cuda_unavailable() {
         eprintln!("skipped: no usable CUDA here ({why})");

@@ -136,6 +136,21 @@ fn badnets_run_shows_results_table_and_ranked_gallery() {
     h.run_steps(2);
     assert!(!h.state_mut().inspect_mut().use_top);
 
+    // The t-SNE layout: asked for from the scatter, computed on a worker, then drawn.
+    h.get_by_label("t-SNE").click();
+    h.run_steps(2);
+    assert!(h.state().tsne_layout().is_none());
+    h.get_by_label_contains("Compute t-SNE").click();
+    h.run_steps(2);
+    wait_for(&mut h, "the t-SNE layout", |app| {
+        app.tsne_layout().is_some()
+    });
+    let layout = h.state().tsne_layout().unwrap().as_ref().expect("a layout");
+    assert_eq!(layout.len(), 600);
+    assert!(h.query_by_label_contains("Compute t-SNE").is_none());
+    h.get_by_label("PCA").click();
+    h.run_steps(2);
+
     // Export without a file dialog: a typed folder, the kept count shown before writing.
     let out = tempfile::tempdir().unwrap();
     let dest = out.path().join("cleaned");

@@ -279,7 +279,7 @@ fn lc_hardens_target_images_within_epsilon_and_stamps_the_corners() {
     .unwrap();
     let clean = data::load("embedded:mnist", &config.dataset.load_options()).unwrap();
     let cancel = std::sync::atomic::AtomicBool::new(false);
-    let poisoned = poisonscope::prepare::poison(&config, &clean, &cancel, &mut |_| {})
+    let poisoned = poisonscope::run::prepare::poison(&config, &clean, &cancel, &mut |_| {})
         .unwrap()
         .unwrap();
     let plan = &poisoned.plan;

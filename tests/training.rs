@@ -11,9 +11,9 @@ use burn::tensor::Device;
 use poisonscope::config::{Experiment, OptimizerKind, TrainConfig};
 use poisonscope::data::{Batcher, Dataset, Normalization};
 use poisonscope::detect;
-use poisonscope::pipeline;
-use poisonscope::prepare::Prepared;
-use poisonscope::report;
+use poisonscope::run::pipeline;
+use poisonscope::run::prepare::Prepared;
+use poisonscope::run::report;
 use poisonscope::train::job::{JobData, JobEvent, spawn_training};
 use poisonscope::train::{self, TrainError, TrainEvent, checkpoint};
 
@@ -105,7 +105,7 @@ fn check_accuracy_and_backdoor(optimizer: &str) -> report::Report {
         &mut |_| {},
     )
     .unwrap();
-    let report = poisonscope::evaluate::build(&config, &prepared, &trained, &detection, None);
+    let report = poisonscope::run::evaluate::build(&config, &prepared, &trained, &detection, None);
     for (name, d) in &report.detectors {
         eprintln!(
             "{optimizer} {name}: TPR {:?} FPR {:?} F1 {:?} AUROC {:?} flagged {} ({:.1} s) {:?}",

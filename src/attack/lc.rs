@@ -6,7 +6,7 @@
 //! clipped to 0/255). At test time only the trigger is applied.
 //!
 //! The trigger lives here; the PGD step needs a trained model and runs where the data is
-//! prepared (`prepare::poison`, with `train::adversarial::perturb`).
+//! prepared (`run::prepare::poison`, with `train::adversarial::perturb`).
 
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};

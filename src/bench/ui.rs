@@ -8,8 +8,8 @@ use poisonscope::data::{self, LoadOptions};
 /// detector scores, five Gaussian clusters in the scatter) and times `frames` frames.
 pub fn frames(points: usize, frames: usize) -> anyhow::Result<()> {
     use eframe::egui;
-    use poisonscope::prepare::Prepared;
-    use poisonscope::report::{DatasetInfo, DetectorReport, Report, TrainingInfo};
+    use poisonscope::run::prepare::Prepared;
+    use poisonscope::run::report::{DatasetInfo, DetectorReport, Report, TrainingInfo};
     use poisonscope::ui::{App, worker};
     use rand::{RngExt, SeedableRng};
 
@@ -37,7 +37,7 @@ pub fn frames(points: usize, frames: usize) -> anyhow::Result<()> {
         })
         .collect();
     let report = Report {
-        version: poisonscope::report::VERSION,
+        version: poisonscope::run::report::VERSION,
         dataset: DatasetInfo {
             source: "embedded:mnist".to_owned(),
             n_train: points,

@@ -19,8 +19,8 @@ use base64::Engine as _;
 use crate::config::{ConfigError, Experiment};
 use crate::data::Dataset;
 use crate::detect::{consensus, features, linalg};
-use crate::prepare::Prepared;
-use crate::report::{DetectorReport, Report};
+use crate::run::prepare::Prepared;
+use crate::run::report::{DetectorReport, Report};
 use crate::train::{self, EpochStats, checkpoint};
 
 mod charts;
@@ -165,7 +165,7 @@ fn read_arm(name: &str, dir: &Path) -> Result<Arm, ReportError> {
     let config = Experiment::from_file(&dir.join("config.toml"), &[])?;
     let history = read("training.json")
         .ok()
-        .and_then(|t| serde_json::from_str::<crate::report::TrainingLog>(&t).ok())
+        .and_then(|t| serde_json::from_str::<crate::run::report::TrainingLog>(&t).ok())
         .map(|log| log.history)
         .unwrap_or_default();
     let scores = Scores::read(&dir.join("scores.csv"))?;

@@ -3,8 +3,8 @@
 use std::path::{Path, PathBuf};
 
 use crate::config::ConfigError;
-use crate::pipeline::PipelineError;
-use crate::prepare::PrepareError;
+use crate::run::pipeline::PipelineError;
+use crate::run::prepare::PrepareError;
 
 /// Why a grid could not be read or run.
 #[derive(Debug, thiserror::Error)]

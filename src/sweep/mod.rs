@@ -28,9 +28,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::{Experiment, OptimizerKind};
 use crate::detect::DetectionRun;
-use crate::pipeline::{self, RunEvent};
-use crate::prepare::Prepared;
-use crate::report::DetectorReport;
+use crate::run::pipeline::{self, RunEvent};
+use crate::run::prepare::Prepared;
+use crate::run::report::DetectorReport;
 use crate::train::checkpoint;
 
 mod error;

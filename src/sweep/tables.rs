@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 use super::{Cell, Grid, Row, SweepError, cannot, cell_path, finished_rows};
-use crate::report::{self, DetectorReport};
+use crate::run::report::{self, DetectorReport};
 
 /// Mean and sample standard deviation (0 for one value); `None` when empty.
 pub(super) fn mean_std(values: &[f64]) -> Option<(f64, f64)> {

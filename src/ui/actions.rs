@@ -152,6 +152,7 @@ impl App {
                 Err(e) => self.say(false, e),
             }
         }
+        self.inspect.poll();
         if let Some(outcome) = self.task.as_ref().and_then(Task::poll) {
             self.task = None;
             match outcome {
@@ -182,6 +183,7 @@ impl App {
             Command::OpenConfig(path) => self.open_config(&path, ctx),
             Command::SaveConfig(path) => self.save_config(&path),
             Command::Export(export) => self.run_export(export, ctx),
+            Command::Tsne { arm, features } => self.inspect.start_tsne(arm, features, ctx),
         }
     }
 

@@ -14,6 +14,7 @@ mod progress;
 pub mod worker;
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use eframe::egui;
 
@@ -69,6 +70,11 @@ pub enum Command {
     OpenConfig(PathBuf),
     SaveConfig(PathBuf),
     Export(Export),
+    /// Compute the t-SNE layout of one arm's detector features.
+    Tsne {
+        arm: usize,
+        features: Arc<ndarray::Array2<f64>>,
+    },
 }
 
 /// Before/after textures of the attack preview, or why the attack cannot be built.
@@ -195,6 +201,11 @@ impl App {
         &mut self.inspect
     }
 
+    /// The t-SNE layout of the model shown in the inspection view, once computed (or why not).
+    pub fn tsne_layout(&self) -> Option<&Result<Vec<[f64; 2]>, String>> {
+        self.inspect.tsne.get(&self.inspect.arm)
+    }
+
     /// How many samples the reviewer has marked by hand.
     pub fn marked(&self) -> usize {
         self.inspect.marks.len()
@@ -234,11 +245,11 @@ impl App {
                 View::Inspection => match &self.finished {
                     Some(finished) => {
                         let exporting = self.task.is_some();
-                        if let Some(export) =
+                        if let Some(command) =
                             self.inspect
                                 .ui(ui, finished, &mut self.thumbnails, exporting)
                         {
-                            self.commands.push(Command::Export(export));
+                            self.commands.push(command);
                         }
                     }
                     None => {

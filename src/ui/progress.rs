@@ -54,8 +54,8 @@ impl Progress {
         (f > 0.01).then(|| elapsed * (1.0 - f) / f)
     }
 
-    pub(super) fn apply(&mut self, arm: usize, event: &crate::pipeline::RunEvent) {
-        use crate::pipeline::RunEvent;
+    pub(super) fn apply(&mut self, arm: usize, event: &crate::run::pipeline::RunEvent) {
+        use crate::run::pipeline::RunEvent;
         if arm != self.arm {
             // The next arm starts from nothing (the last one's batch count would read as done).
             self.done = 0;
@@ -115,7 +115,7 @@ impl Progress {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pipeline::RunEvent;
+    use crate::run::pipeline::RunEvent;
 
     fn batch(done: usize, total: usize) -> RunEvent {
         RunEvent::Train(TrainEvent::Batch {

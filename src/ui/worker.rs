@@ -9,10 +9,10 @@ use super::layout::project;
 use crate::config::Experiment;
 use crate::data::{self, SplitDataset};
 use crate::detect::DetectionRun;
-use crate::pipeline::{self, PipelineError, RunEvent};
-use crate::prepare::Prepared;
-use crate::report::Report;
 use crate::run::Run;
+use crate::run::pipeline::{self, PipelineError, RunEvent};
+use crate::run::prepare::Prepared;
+use crate::run::report::Report;
 use crate::train::TrainEvent;
 use crate::train::job::{Reporter, Worker};
 

@@ -3,6 +3,7 @@
 //! the enlarged sample with manual marks, and the exports.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use eframe::egui;
 use egui_plot::{Legend, MarkerShape, Plot, PlotPoint, Points};
@@ -12,10 +13,11 @@ mod gallery;
 mod scatter;
 mod table;
 
+use super::Command;
 use super::layout::Layout;
 use super::worker::{Arm, Finished};
 use crate::data::Dataset;
-use crate::report;
+use crate::run::report;
 pub use export::{CONFIRM_SHARE, Export, decisions_csv};
 use table::{results_table, warnings_banner};
 
@@ -113,7 +115,7 @@ pub struct Inspect {
     color_by: ColorBy,
     layout: LayoutKind,
     /// t-SNE layouts per arm, once computed (or why they failed).
-    tsne: HashMap<usize, Result<Vec<[f64; 2]>, String>>,
+    pub(super) tsne: HashMap<usize, Result<Vec<[f64; 2]>, String>>,
     tsne_job: Option<Layout>,
     scroll_to_selected: bool,
     order: Option<Ranking>,
@@ -211,11 +213,11 @@ impl Inspect {
         finished: &Finished,
         textures: &mut TextureCache,
         exporting: bool,
-    ) -> Option<Export> {
+    ) -> Option<Command> {
         let arm = finished
             .arms
             .get(self.arm.min(finished.arms.len().saturating_sub(1)))?;
-        let mut export = None;
+        let mut command = None;
         let truth = finished.run.truth.as_deref();
         let train = finished.run.prepared.train_data().train;
         egui::Panel::top("inspect_top").show(ui, |ui| {
@@ -225,7 +227,9 @@ impl Inspect {
                 .show(ui, |ui| results_table(ui, finished));
             ui.separator();
             self.update_ranking(arm);
-            export = self.controls(ui, finished, arm, exporting, truth, train);
+            command = self
+                .controls(ui, finished, arm, exporting, truth, train)
+                .map(Command::Export);
         });
         let width = ui.available_width();
         egui::Panel::right("inspect_side")
@@ -234,12 +238,44 @@ impl Inspect {
             .show(ui, |ui| {
                 self.details(ui, arm, train, truth, textures);
                 ui.separator();
-                self.scatter(ui, arm, train, truth, textures);
+                if self.scatter(ui, arm, train, truth, textures) {
+                    command = Some(Command::Tsne {
+                        arm: self.arm,
+                        features: Arc::clone(&arm.features),
+                    });
+                }
             });
         egui::CentralPanel::default().show(ui, |ui| {
             self.gallery(ui, arm, train, truth, textures);
         });
-        export
+        command
+    }
+
+    /// Starts the t-SNE layout of `arm`'s `features` on a worker.
+    pub(in crate::ui) fn start_tsne(
+        &mut self,
+        arm: usize,
+        features: Arc<ndarray::Array2<f64>>,
+        ctx: &egui::Context,
+    ) {
+        let ctx = ctx.clone();
+        match Layout::spawn(arm, features, move || ctx.request_repaint()) {
+            Ok(job) => self.tsne_job = Some(job),
+            Err(e) => {
+                self.tsne
+                    .insert(arm, Err(format!("cannot start t-SNE: {e}")));
+            }
+        }
+    }
+
+    /// Takes in a finished t-SNE layout.
+    pub(in crate::ui) fn poll(&mut self) {
+        if let Some(job) = &self.tsne_job
+            && let Some(result) = job.poll()
+        {
+            self.tsne.insert(job.arm, result);
+            self.tsne_job = None;
+        }
     }
 
     fn controls(

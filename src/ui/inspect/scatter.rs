@@ -5,6 +5,7 @@ use eframe::egui;
 use super::*;
 
 impl Inspect {
+    /// Draws the scatter; returns true when the user asks for a t-SNE layout.
     pub(super) fn scatter(
         &mut self,
         ui: &mut egui::Ui,
@@ -12,13 +13,7 @@ impl Inspect {
         train: &Dataset,
         truth: Option<&[bool]>,
         textures: &mut TextureCache,
-    ) {
-        if let Some(job) = &self.tsne_job
-            && let Some(result) = job.poll()
-        {
-            self.tsne.insert(job.arm, result);
-            self.tsne_job = None;
-        }
+    ) -> bool {
         ui.horizontal(|ui| {
             ui.label("Feature space of the features the detectors saw:");
             ui.selectable_value(&mut self.layout, LayoutKind::Pca, "PCA");
@@ -29,7 +24,7 @@ impl Inspect {
             (LayoutKind::Tsne, Some(Ok(layout))) => layout,
             (LayoutKind::Tsne, Some(Err(e))) => {
                 ui.colored_label(ui.visuals().error_fg_color, e.as_str());
-                return;
+                return false;
             }
             (LayoutKind::Tsne, None) => {
                 if self.tsne_job.is_some() {
@@ -40,25 +35,15 @@ impl Inspect {
                             arm.projection.len()
                         ));
                     });
-                } else if ui
-                    .button(format!(
-                        "Compute t-SNE ({} samples; about a minute per 10,000 on 2 cores)",
-                        arm.projection.len()
-                    ))
-                    .clicked()
-                {
-                    let ctx = ui.ctx().clone();
-                    match Layout::spawn(self.arm, arm.features.clone(), move || {
-                        ctx.request_repaint();
-                    }) {
-                        Ok(job) => self.tsne_job = Some(job),
-                        Err(e) => {
-                            self.tsne
-                                .insert(self.arm, Err(format!("cannot start t-SNE: {e}")));
-                        }
-                    }
+                } else {
+                    return ui
+                        .button(format!(
+                            "Compute t-SNE ({} samples; about a minute per 10,000 on 2 cores)",
+                            arm.projection.len()
+                        ))
+                        .clicked();
                 }
-                return;
+                return false;
             }
         };
         let n = points.len();
@@ -155,6 +140,7 @@ impl Inspect {
                 self.scroll_to_selected = true;
             }
         }
+        false
     }
 }
 

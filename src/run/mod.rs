@@ -2,17 +2,22 @@
 //! SGD then SAM), the ground truth when an attack was planted, and for two arms the comparison
 //! with the fused rows. The CLI's `run` and `compare` and the window's run job all build one with
 //! [`Run::execute`] and write it with [`Run::save`]; the stages themselves are in
-//! [`crate::pipeline`] (train, detect, redetect), [`crate::prepare`] and [`crate::evaluate`].
+//! [`pipeline`] (train, detect, redetect), [`prepare`] and [`evaluate`]; [`report`] holds the
+//! serde types of what is written.
+
+pub mod evaluate;
+pub mod pipeline;
+pub mod prepare;
+pub mod report;
 
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
 use crate::config::Experiment;
-use crate::evaluate;
-use crate::pipeline::{self, ArmRun, PipelineError, RunEvent};
-use crate::prepare::Prepared;
-use crate::report::Comparison;
+use pipeline::{ArmRun, PipelineError, RunEvent};
+use prepare::Prepared;
+use report::Comparison;
 
 /// A finished run or comparison.
 pub struct Run {

@@ -10,8 +10,8 @@ use crate::config::Experiment;
 use crate::detect::DetectionRun;
 use crate::diagnostics::Fit;
 use crate::metrics::{self, Confusion};
-use crate::prepare::Prepared;
-use crate::report::*;
+use crate::run::prepare::Prepared;
+use crate::run::report::*;
 use std::sync::atomic::AtomicBool;
 
 use burn::tensor::Device;

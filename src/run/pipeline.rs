@@ -6,9 +6,9 @@ use std::sync::atomic::AtomicBool;
 
 use crate::config::{ConfigError, Experiment, OptimizerKind, TrainConfig};
 use crate::detect::{self, DetectEvent, DetectionRun};
-use crate::evaluate;
-use crate::prepare::{PrepareError, Prepared};
-use crate::report::{self, Comparison, Report, TrainingLog};
+use crate::run::evaluate;
+use crate::run::prepare::{PrepareError, Prepared};
+use crate::run::report::{self, Comparison, Report, TrainingLog};
 use crate::train::{self, TrainError, TrainEvent, Trained, checkpoint};
 
 /// Why a run, a comparison or a re-detection stopped.
