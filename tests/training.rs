@@ -93,11 +93,13 @@ fn check_accuracy_and_backdoor(optimizer: &str) -> report::Report {
     // Detection on the trained model (the detection issue's end-to-end check).
     let data = prepared.train_data();
     let detection = detect::run(
-        &trained.model,
-        &trained.normalization,
-        &Device::flex(),
-        data.train,
-        data.test,
+        detect::Inspected {
+            model: &trained.model,
+            normalization: &trained.normalization,
+            device: &Device::flex(),
+            train: data.train,
+            test: data.test,
+        },
         &config.detect,
         pipeline::expected_ratio(&config),
         config.train.seed,

@@ -3,6 +3,7 @@
 use std::time::Instant;
 
 use poisonscope::data::{self, LoadOptions};
+use poisonscope::detect::{Consensus, Ranking};
 
 /// Builds an inspection view of `points` samples (the demo digits repeated, seeded random
 /// detector scores, five Gaussian clusters in the scatter) and times `frames` frames.
@@ -22,7 +23,11 @@ pub fn frames(points: usize, frames: usize) -> anyhow::Result<()> {
         .map(|name| {
             let scores: Vec<f64> = (0..points).map(|_| rng.random::<f64>()).collect();
             let flags: Vec<bool> = scores.iter().map(|s| *s > 0.95).collect();
-            ((*name).to_owned(), scores, flags)
+            Ranking {
+                name: (*name).to_owned(),
+                scores,
+                flags,
+            }
         })
         .collect::<Vec<_>>();
     let projection = train
@@ -52,19 +57,19 @@ pub fn frames(points: usize, frames: usize) -> anyhow::Result<()> {
         },
         detectors: detectors
             .iter()
-            .map(|(name, _, flags)| {
+            .map(|r| {
                 let row = DetectorReport {
-                    flagged: flags.iter().filter(|f| **f).count(),
+                    flagged: r.flags.iter().filter(|f| **f).count(),
                     ..DetectorReport::default()
                 };
-                (name.clone(), row)
+                (r.name.clone(), row)
             })
             .collect(),
         ..Report::default()
     };
-    let score_sets: Vec<&[f64]> = detectors.iter().map(|(_, s, _)| s.as_slice()).collect();
-    let flag_sets: Vec<&[bool]> = detectors.iter().map(|(_, _, f)| f.as_slice()).collect();
-    let consensus = poisonscope::detect::Consensus {
+    let score_sets: Vec<&[f64]> = detectors.iter().map(|r| r.scores.as_slice()).collect();
+    let flag_sets: Vec<&[bool]> = detectors.iter().map(|r| r.flags.as_slice()).collect();
+    let consensus = Consensus {
         scores: poisonscope::detect::consensus::mean_rank(&score_sets, points),
         flags: poisonscope::detect::consensus::agreement(&flag_sets, points, 2),
         agreement: 2,

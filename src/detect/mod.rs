@@ -30,7 +30,7 @@ use std::time::Instant;
 use burn::tensor::Device;
 use ndarray::Array2;
 
-pub use types::{ConvActivations, DetectError, DetectInput, Detection, Detector, Probes};
+pub use types::{ConvActivations, DetectError, DetectInput, Detection, Detector, Probes, Ranking};
 
 use decision::Decision;
 
@@ -150,21 +150,36 @@ fn usable<T: Copy + Into<f64>>(values: ndarray::ArrayView2<'_, T>) -> bool {
     })
 }
 
-/// Extracts features and runs every configured detector on `train` (given labels), with
-/// references drawn from `test`.
-#[allow(clippy::too_many_arguments)]
+/// What detection looks at: the trained model (with its input normalisation, on its device),
+/// the possibly poisoned training set under its given labels, and the test set the clean
+/// references are drawn from.
+#[derive(Clone, Copy)]
+pub struct Inspected<'a> {
+    pub model: &'a Net,
+    pub normalization: &'a Normalization,
+    pub device: &'a Device,
+    pub train: &'a Dataset,
+    pub test: &'a Dataset,
+}
+
+/// Extracts features and runs every configured detector on `on.train` (given labels), with
+/// references drawn from `on.test`; `expected_ratio` is the poisoning-ratio hint of the rules
+/// that need one.
 pub fn run(
-    model: &Net,
-    normalization: &Normalization,
-    device: &Device,
-    train: &Dataset,
-    test: &Dataset,
+    on: Inspected<'_>,
     config: &DetectConfig,
     expected_ratio: Option<f64>,
     seed: u64,
     cancel: &AtomicBool,
     on_event: &mut dyn FnMut(DetectEvent),
 ) -> Result<DetectionRun, RunError> {
+    let Inspected {
+        model,
+        normalization,
+        device,
+        train,
+        test,
+    } = on;
     let reference_indices = features::reference_indices(test, config.clean_per_class, seed);
     let reference_set = test.select(&reference_indices);
     let total = train.len() + reference_set.len();

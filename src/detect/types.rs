@@ -124,6 +124,15 @@ impl DetectInput<'_> {
 /// Largest feature magnitude the detectors accept.
 pub const MAX_FEATURE: f64 = 1e12;
 
+/// One ranking of the training samples: a detector's (or the consensus') score and flag per
+/// sample, under its name.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Ranking {
+    pub name: String,
+    pub scores: Vec<f64>,
+    pub flags: Vec<bool>,
+}
+
 /// One detector's verdict on the training set.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Detection {

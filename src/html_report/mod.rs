@@ -18,7 +18,7 @@ use base64::Engine as _;
 
 use crate::config::{ConfigError, Experiment};
 use crate::data::Dataset;
-use crate::detect::{consensus, features, linalg};
+use crate::detect::{Ranking, consensus, features, linalg};
 use crate::run::prepare::Prepared;
 use crate::run::report::{DetectorReport, Report};
 use crate::train::{self, EpochStats, checkpoint};
@@ -83,7 +83,7 @@ fn malformed(path: &Path, problem: impl Into<String>) -> ReportError {
 struct Scores {
     given: Vec<u16>,
     poisoned: Option<Vec<bool>>,
-    detectors: Vec<(String, Vec<f64>, Vec<bool>)>,
+    detectors: Vec<Ranking>,
 }
 
 impl Scores {
@@ -105,7 +105,10 @@ impl Scores {
         let mut out = Self {
             detectors: names
                 .iter()
-                .map(|n| (n.clone(), Vec::new(), Vec::new()))
+                .map(|n| Ranking {
+                    name: n.clone(),
+                    ..Ranking::default()
+                })
                 .collect(),
             ..Self::default()
         };
@@ -123,7 +126,12 @@ impl Scores {
             if let Some(p) = cell(poisoned_at) {
                 poisoned.push(p == "1");
             }
-            for (name, scores, flags) in &mut out.detectors {
+            for Ranking {
+                name,
+                scores,
+                flags,
+            } in &mut out.detectors
+            {
                 let score = cell(column(&format!("{name}_score")))
                     .and_then(|v| v.parse::<f64>().ok())
                     .ok_or_else(bad)?;
@@ -141,8 +149,8 @@ impl Scores {
     /// The consensus as the run computed it: mean rank percentile, flagged by agreement.
     fn consensus(&self, agreement: usize) -> (Vec<f64>, Vec<bool>) {
         let n = self.given.len();
-        let scores: Vec<&[f64]> = self.detectors.iter().map(|d| d.1.as_slice()).collect();
-        let flags: Vec<&[bool]> = self.detectors.iter().map(|d| d.2.as_slice()).collect();
+        let scores: Vec<&[f64]> = self.detectors.iter().map(|d| d.scores.as_slice()).collect();
+        let flags: Vec<&[bool]> = self.detectors.iter().map(|d| d.flags.as_slice()).collect();
         let need = agreement.min(flags.len().max(1));
         (
             consensus::mean_rank(&scores, n),

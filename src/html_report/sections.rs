@@ -98,11 +98,20 @@ pub(super) fn image_url(data: &Dataset, i: usize) -> Option<String> {
 /// Each detector's (and the consensus's) `top` most suspicious training images.
 pub(super) fn galleries(arm: &Arm, data: &Dataset, top: usize) -> String {
     let s = &arm.scores;
-    let (consensus_scores, consensus_flags) = arm.consensus.clone();
-    let mut rankings = vec![("consensus".to_owned(), consensus_scores, consensus_flags)];
+    let (scores, flags) = arm.consensus.clone();
+    let mut rankings = vec![Ranking {
+        name: "consensus".to_owned(),
+        scores,
+        flags,
+    }];
     rankings.extend(s.detectors.iter().cloned());
     let mut html = String::new();
-    for (name, scores, flags) in &rankings {
+    for Ranking {
+        name,
+        scores,
+        flags,
+    } in &rankings
+    {
         let order = linalg::top_k(scores, top);
         let _ = write!(
             html,

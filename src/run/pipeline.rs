@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 
 use crate::config::{ConfigError, Experiment, OptimizerKind, TrainConfig};
-use crate::detect::{self, DetectEvent, DetectionRun};
+use crate::detect::{self, DetectEvent, DetectionRun, Ranking};
 use crate::run::evaluate;
 use crate::run::prepare::{PrepareError, Prepared};
 use crate::run::report::{self, Comparison, Report, TrainingLog};
@@ -131,11 +131,13 @@ pub fn detect_and_report(
     let device = train::device_for(config.train.device)?;
     let data = prepared.train_data();
     let detection = detect::run(
-        &trained.model,
-        &trained.normalization,
-        &device,
-        data.train,
-        data.test,
+        detect::Inspected {
+            model: &trained.model,
+            normalization: &trained.normalization,
+            device: &device,
+            train: data.train,
+            test: data.test,
+        },
         &config.detect,
         expected_ratio(config),
         config.train.seed,
@@ -231,34 +233,35 @@ pub fn fuse(
     let truth = evaluate::poison_mask(prepared);
     fused_samples(a, b, train.len())
         .into_iter()
-        .map(|(name, scores, flags)| {
-            let report = evaluate::detector_report(
-                &flags,
-                &scores,
-                truth.as_deref(),
-                &train.labels,
-                0.0,
-                serde_json::Map::new(),
-            );
-            (name, report)
-        })
+        .map(
+            |Ranking {
+                 name,
+                 scores,
+                 flags,
+             }| {
+                let report = evaluate::detector_report(
+                    &flags,
+                    &scores,
+                    truth.as_deref(),
+                    &train.labels,
+                    0.0,
+                    serde_json::Map::new(),
+                );
+                (name, report)
+            },
+        )
         .collect()
 }
 
 /// The fused arms per sample: for every detector that ran in both arms (in `a`'s order) and
 /// last for the consensus, the mean rank percentile and the flags of either arm.
-pub fn fused_samples(
-    a: &DetectionRun,
-    b: &DetectionRun,
-    n: usize,
-) -> Vec<(String, Vec<f64>, Vec<bool>)> {
-    let one = |sa: &[f64], sb: &[f64], fa: &[bool], fb: &[bool]| {
-        (
-            detect::consensus::mean_rank(&[sa, sb], n),
-            detect::consensus::agreement(&[fa, fb], n, 1),
-        )
+pub fn fused_samples(a: &DetectionRun, b: &DetectionRun, n: usize) -> Vec<Ranking> {
+    let one = |name: &str, sa: &[f64], sb: &[f64], fa: &[bool], fb: &[bool]| Ranking {
+        name: name.to_owned(),
+        scores: detect::consensus::mean_rank(&[sa, sb], n),
+        flags: detect::consensus::agreement(&[fa, fb], n, 1),
     };
-    let mut out: Vec<(String, Vec<f64>, Vec<bool>)> = a
+    let mut out: Vec<Ranking> = a
         .results
         .iter()
         .filter(|r| r.error.is_none())
@@ -268,13 +271,17 @@ pub fn fused_samples(
                 .iter()
                 .find(|rb| rb.kind == ra.kind && rb.error.is_none())?;
             let (da, db) = (&ra.detection, &rb.detection);
-            let (scores, flags) = one(&da.scores, &db.scores, &da.flags, &db.flags);
-            Some((ra.name.to_owned(), scores, flags))
+            Some(one(ra.name, &da.scores, &db.scores, &da.flags, &db.flags))
         })
         .collect();
     let (ca, cb) = (&a.consensus, &b.consensus);
-    let (scores, flags) = one(&ca.scores, &cb.scores, &ca.flags, &cb.flags);
-    out.push(("consensus".to_owned(), scores, flags));
+    out.push(one(
+        "consensus",
+        &ca.scores,
+        &cb.scores,
+        &ca.flags,
+        &cb.flags,
+    ));
     out
 }
 

@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering;
 use super::layout::project;
 use crate::config::Experiment;
 use crate::data::{self, SplitDataset};
-use crate::detect::DetectionRun;
+use crate::detect::{DetectionRun, Ranking};
 use crate::run::Run;
 use crate::run::pipeline::{self, PipelineError, RunEvent};
 use crate::run::prepare::Prepared;
@@ -22,8 +22,8 @@ pub struct Arm {
     /// `"sgd"`, `"sam"`, `"asam"`.
     pub name: String,
     pub report: Report,
-    /// Per detector (in config order): name, score per training sample, flag per sample.
-    pub detectors: Vec<(String, Vec<f64>, Vec<bool>)>,
+    /// Per detector (in config order): its score and flag per training sample.
+    pub detectors: Vec<Ranking>,
     /// The detectors' consensus: mean rank percentile and flags by agreement.
     pub consensus: crate::detect::Consensus,
     /// The model's predicted class per training sample.
@@ -114,12 +114,10 @@ fn work(
                 .detection
                 .results
                 .iter()
-                .map(|r| {
-                    (
-                        r.name.to_owned(),
-                        r.detection.scores.clone(),
-                        r.detection.flags.clone(),
-                    )
+                .map(|r| Ranking {
+                    name: r.name.to_owned(),
+                    scores: r.detection.scores.clone(),
+                    flags: r.detection.flags.clone(),
                 })
                 .collect();
             Arm {
@@ -158,8 +156,7 @@ pub const FUSED: &str = "fused";
 fn fused_arm(a: &DetectionRun, b: &DetectionRun, sam: &Arm, prepared: &Prepared) -> Arm {
     let n = sam.predicted.len();
     let mut detectors = pipeline::fused_samples(a, b, n);
-    let (consensus_scores, consensus_flags) =
-        detectors.pop().map(|(_, s, f)| (s, f)).unwrap_or_default();
+    let consensus = detectors.pop().unwrap_or_default();
     let mut report = sam.report.clone();
     let mut rows = pipeline::fuse(a, b, prepared);
     report.consensus = rows.remove("consensus");
@@ -170,8 +167,8 @@ fn fused_arm(a: &DetectionRun, b: &DetectionRun, sam: &Arm, prepared: &Prepared)
         report,
         detectors,
         consensus: crate::detect::Consensus {
-            scores: consensus_scores,
-            flags: consensus_flags,
+            scores: consensus.scores,
+            flags: consensus.flags,
             agreement: 1,
         },
         predicted: sam.predicted.clone(),

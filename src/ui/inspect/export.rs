@@ -161,7 +161,7 @@ pub fn decisions_csv(
     marks: &BTreeMap<usize, Mark>,
 ) -> String {
     let mut text = String::from("index,given_label,predicted,poisoned,decision");
-    for (name, _, _) in &arm.detectors {
+    for Ranking { name, .. } in &arm.detectors {
         text.push_str(&format!(",{name}_score,{name}_flag"));
     }
     text.push('\n');
@@ -179,7 +179,7 @@ pub fn decisions_csv(
             train.labels.get(i).copied().unwrap_or_default(),
             arm.predicted.get(i).copied().unwrap_or_default()
         ));
-        for (_, scores, flags) in &arm.detectors {
+        for Ranking { scores, flags, .. } in &arm.detectors {
             text.push_str(&format!(
                 ",{},{}",
                 scores.get(i).copied().unwrap_or(f64::NAN),

@@ -266,7 +266,12 @@ impl Inspect {
                         "ground truth: clean"
                     });
                 }
-                for (name, scores, flags) in &arm.detectors {
+                for Ranking {
+                    name,
+                    scores,
+                    flags,
+                } in &arm.detectors
+                {
                     let flag = if flags.get(i).copied().unwrap_or(false) {
                         "flagged"
                     } else {

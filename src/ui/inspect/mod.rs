@@ -17,6 +17,7 @@ use super::Command;
 use super::layout::Layout;
 use super::worker::{Arm, Finished};
 use crate::data::Dataset;
+use crate::detect::Ranking;
 use crate::run::report;
 pub use export::{CONFIRM_SHARE, Export, decisions_csv};
 use table::{results_table, warnings_banner};
@@ -101,7 +102,7 @@ pub enum Mark {
 /// A cached ranking: its key (arm, detector or consensus), the order, the scores.
 /// Flags of the top K: keyed by (arm, ranking, K).
 type TopFlags = ((usize, Option<usize>, usize), Vec<bool>);
-type Ranking = ((usize, Option<usize>), Vec<usize>, Vec<f64>);
+type CachedOrder = ((usize, Option<usize>), Vec<usize>, Vec<f64>);
 
 /// State of the inspection view.
 #[derive(Default)]
@@ -118,7 +119,7 @@ pub struct Inspect {
     pub(super) tsne: HashMap<usize, Result<Vec<[f64; 2]>, String>>,
     tsne_job: Option<Layout>,
     scroll_to_selected: bool,
-    order: Option<Ranking>,
+    order: Option<CachedOrder>,
     /// Which result this view shows (scroll areas and plots are keyed by it, so a new result
     /// opens at the top, scrolled left, with the scatter fitted).
     pub generation: u64,
@@ -172,7 +173,7 @@ impl Inspect {
         if self.order.as_ref().is_none_or(|(k, _, _)| *k != key) {
             let n = arm.predicted.len();
             let scores = match self.ranking.and_then(|i| arm.detectors.get(i)) {
-                Some((_, scores, _)) => scores.clone(),
+                Some(ranking) => ranking.scores.clone(),
                 None if arm.consensus.scores.len() == n => arm.consensus.scores.clone(),
                 None => vec![0.0; n],
             };
@@ -202,7 +203,7 @@ impl Inspect {
             return flags.get(i).copied().unwrap_or(false);
         }
         match self.ranking.and_then(|r| arm.detectors.get(r)) {
-            Some((_, _, flags)) => flags.get(i).copied().unwrap_or(false),
+            Some(ranking) => ranking.flags.get(i).copied().unwrap_or(false),
             None => arm.consensus.flags.get(i).copied().unwrap_or(false),
         }
     }
@@ -310,14 +311,14 @@ impl Inspect {
             let current = self
                 .ranking
                 .and_then(|i| arm.detectors.get(i))
-                .map_or("consensus", |(n, _, _)| n.as_str())
+                .map_or("consensus", |r| r.name.as_str())
                 .to_owned();
             egui::ComboBox::from_id_salt("ranking")
                 .selected_text(current)
                 .show_ui(ui, |ui| {
                     ui.selectable_value(&mut self.ranking, None, "consensus");
-                    for (i, (name, _, _)) in arm.detectors.iter().enumerate() {
-                        ui.selectable_value(&mut self.ranking, Some(i), name);
+                    for (i, ranking) in arm.detectors.iter().enumerate() {
+                        ui.selectable_value(&mut self.ranking, Some(i), &ranking.name);
                     }
                 })
                 .response

@@ -43,7 +43,7 @@ pub(super) fn results_table(ui: &mut egui::Ui, finished: &Finished) {
         }
     });
     let has_truth = first.report.attack.is_some();
-    let mut rows: Vec<String> = first.detectors.iter().map(|(n, _, _)| n.clone()).collect();
+    let mut rows: Vec<String> = first.detectors.iter().map(|r| r.name.clone()).collect();
     if first.report.consensus.is_some() {
         rows.push("consensus".to_owned());
     }
