@@ -2,7 +2,7 @@
 //! and its one-line help. The config, the CLI and the window all read what this generates:
 //! [`AttackKind`] (with `ALL`, `name`, `help`) and [`TriggerConfig`] (the `[attack]` keys of each
 //! kind, tagged by `kind`). Adding an attack touches its own file (settings + trigger) and one
-//! line of [`attacks!`]'s invocation below.
+//! line of the `attacks!` invocation below (and its `pub mod` in `attack/mod.rs`).
 
 use std::ops::RangeInclusive;
 use std::path::PathBuf;

@@ -53,7 +53,7 @@ pub fn is_plain_cpu(input: &Tensor<4>) -> bool {
 /// batch 128: 0.9 GB for the first convolution alone) go through Burn's layers instead.
 const MAX_COL_VALUES: usize = 1 << 26;
 
-/// Whether the block's im2col matrix for a `[C, B, H, W]` input stays within [`MAX_COL_VALUES`].
+/// Whether the block's im2col matrix for a `[C, B, H, W]` input stays within `MAX_COL_VALUES`.
 pub fn fits(c: usize, b: usize, h: usize, w: usize) -> bool {
     [c, b, h, w, 9]
         .iter()
