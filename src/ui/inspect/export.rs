@@ -33,11 +33,10 @@ impl Inspect {
         &mut self,
         ui: &mut egui::Ui,
         finished: &Finished,
-        arm: &Arm,
-        train: &crate::data::Dataset,
-        truth: Option<&[bool]>,
+        shown: Shown<'_>,
         exporting: bool,
     ) -> Option<Export> {
+        let Shown { arm, train, truth } = shown;
         let keep = self.kept(arm);
         let total = arm.predicted.len().max(1);
         let removed = total - keep.len().min(total);

@@ -48,11 +48,10 @@ impl Inspect {
     pub(super) fn gallery(
         &mut self,
         ui: &mut egui::Ui,
-        arm: &Arm,
-        train: &Dataset,
-        truth: Option<&[bool]>,
+        shown: Shown<'_>,
         textures: &mut TextureCache,
     ) {
+        let Shown { arm, train, truth } = shown;
         let scroll = std::mem::take(&mut self.scroll_to_selected);
         let flagged_total = (0..arm.predicted.len())
             .filter(|&i| self.flagged(arm, i))
@@ -223,11 +222,10 @@ impl Inspect {
     pub(super) fn details(
         &mut self,
         ui: &mut egui::Ui,
-        arm: &Arm,
-        train: &Dataset,
-        truth: Option<&[bool]>,
+        shown: Shown<'_>,
         textures: &mut TextureCache,
     ) {
+        let Shown { arm, train, truth } = shown;
         let Some(i) = self.selected else {
             ui.label("Click an image (or a point) to inspect it.");
             ui.weak(KEYS_HELP);

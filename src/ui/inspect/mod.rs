@@ -8,6 +8,7 @@ use std::sync::Arc;
 use eframe::egui;
 use egui_plot::{Legend, MarkerShape, Plot, PlotPoint, Points};
 
+mod controls;
 mod export;
 mod gallery;
 mod scatter;
@@ -97,6 +98,15 @@ pub enum LayoutKind {
 pub enum Mark {
     Poisoned,
     Clean,
+}
+
+/// What the inspection view shows this frame: the chosen model's arm, the training set it ran
+/// on, and the ground truth when an attack was planted.
+#[derive(Clone, Copy)]
+pub(super) struct Shown<'a> {
+    arm: &'a Arm,
+    train: &'a Dataset,
+    truth: Option<&'a [bool]>,
 }
 
 /// A cached ranking: its key (arm, detector or consensus), the order, the scores.
@@ -219,8 +229,11 @@ impl Inspect {
             .arms
             .get(self.arm.min(finished.arms.len().saturating_sub(1)))?;
         let mut command = None;
-        let truth = finished.run.truth.as_deref();
-        let train = finished.run.prepared.train_data().train;
+        let shown = Shown {
+            arm,
+            train: finished.run.prepared.train_data().train,
+            truth: finished.run.truth.as_deref(),
+        };
         egui::Panel::top("inspect_top").show(ui, |ui| {
             warnings_banner(ui, finished);
             egui::ScrollArea::horizontal()
@@ -229,7 +242,7 @@ impl Inspect {
             ui.separator();
             self.update_ranking(arm);
             command = self
-                .controls(ui, finished, arm, exporting, truth, train)
+                .controls(ui, finished, shown, exporting)
                 .map(Command::Export);
         });
         let width = ui.available_width();
@@ -237,9 +250,9 @@ impl Inspect {
             .resizable(true)
             .default_size(width * 0.5)
             .show(ui, |ui| {
-                self.details(ui, arm, train, truth, textures);
+                self.details(ui, shown, textures);
                 ui.separator();
-                if self.scatter(ui, arm, train, truth, textures) {
+                if self.scatter(ui, shown, textures) {
                     command = Some(Command::Tsne {
                         arm: self.arm,
                         features: Arc::clone(&arm.features),
@@ -247,119 +260,8 @@ impl Inspect {
                 }
             });
         egui::CentralPanel::default().show(ui, |ui| {
-            self.gallery(ui, arm, train, truth, textures);
+            self.gallery(ui, shown, textures);
         });
         command
-    }
-
-    /// Starts the t-SNE layout of `arm`'s `features` on a worker.
-    pub(in crate::ui) fn start_tsne(
-        &mut self,
-        arm: usize,
-        features: Arc<ndarray::Array2<f64>>,
-        ctx: &egui::Context,
-    ) {
-        let ctx = ctx.clone();
-        match Layout::spawn(arm, features, move || ctx.request_repaint()) {
-            Ok(job) => self.tsne_job = Some(job),
-            Err(e) => {
-                self.tsne
-                    .insert(arm, Err(format!("cannot start t-SNE: {e}")));
-            }
-        }
-    }
-
-    /// Takes in a finished t-SNE layout.
-    pub(in crate::ui) fn poll(&mut self) {
-        if let Some(job) = &self.tsne_job
-            && let Some(result) = job.poll()
-        {
-            self.tsne.insert(job.arm, result);
-            self.tsne_job = None;
-        }
-    }
-
-    fn controls(
-        &mut self,
-        ui: &mut egui::Ui,
-        finished: &Finished,
-        arm: &Arm,
-        exporting: bool,
-        truth: Option<&[bool]>,
-        train: &Dataset,
-    ) -> Option<Export> {
-        ui.horizontal_wrapped(|ui| {
-            if finished.arms.len() > 1 {
-                ui.label("Model");
-                for (i, a) in finished.arms.iter().enumerate() {
-                    let hover = if a.name == crate::ui::worker::FUSED {
-                        "both models together: rank percentiles averaged, flagged where either model flags (SGD finds learned backdoors, SAM the poisons it refused to fit)"
-                    } else {
-                        "this model's detectors"
-                    };
-                    if ui
-                        .selectable_label(self.arm == i, a.name.to_uppercase())
-                        .on_hover_text(hover)
-                        .clicked()
-                    {
-                        self.arm = i;
-                    }
-                }
-                ui.separator();
-            }
-            let label = ui.label("Rank by");
-            let current = self
-                .ranking
-                .and_then(|i| arm.detectors.get(i))
-                .map_or("consensus", |r| r.name.as_str())
-                .to_owned();
-            egui::ComboBox::from_id_salt("ranking")
-                .selected_text(current)
-                .show_ui(ui, |ui| {
-                    ui.selectable_value(&mut self.ranking, None, "consensus");
-                    for (i, ranking) in arm.detectors.iter().enumerate() {
-                        ui.selectable_value(&mut self.ranking, Some(i), &ranking.name);
-                    }
-                })
-                .response
-                .labelled_by(label.id);
-            ui.separator();
-            ui.label("Flag");
-            if ui
-                .radio(!self.use_top, "its decision")
-                .on_hover_text("the detector's threshold (the consensus: enough detectors agree)")
-                .clicked()
-            {
-                self.use_top = false;
-            }
-            if ui
-                .radio(self.use_top, "the top")
-                .on_hover_text("the K most suspicious samples of this ranking; the gallery, the scatter and the export follow")
-                .clicked()
-                && !self.use_top
-            {
-                // Start from what the decision flags, so the switch changes nothing at first.
-                let n = arm.predicted.len();
-                let flagged = (0..n).filter(|&i| self.flagged(arm, i)).count();
-                self.top_k = flagged.clamp(1, n.max(1));
-                self.use_top = true;
-            }
-            let n = arm.predicted.len().max(1);
-            ui.add_enabled(
-                self.use_top,
-                egui::DragValue::new(&mut self.top_k).range(1..=n),
-            )
-            .on_hover_text("how many of the most suspicious samples to flag");
-            ui.separator();
-            ui.label("Colour by");
-            ui.selectable_value(&mut self.color_by, ColorBy::Class, "class");
-            ui.selectable_value(&mut self.color_by, ColorBy::Flagged, "flagged");
-            if truth.is_some() {
-                ui.selectable_value(&mut self.color_by, ColorBy::GroundTruth, "ground truth");
-            }
-            ui.separator();
-            ui.label(format!("{} marked", self.marks.len()));
-        });
-        self.export_ui(ui, finished, arm, train, truth, exporting)
     }
 }

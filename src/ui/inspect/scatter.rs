@@ -5,15 +5,41 @@ use eframe::egui;
 use super::*;
 
 impl Inspect {
+    /// Starts the t-SNE layout of `arm`'s `features` on a worker.
+    pub(in crate::ui) fn start_tsne(
+        &mut self,
+        arm: usize,
+        features: Arc<ndarray::Array2<f64>>,
+        ctx: &egui::Context,
+    ) {
+        let ctx = ctx.clone();
+        match Layout::spawn(arm, features, move || ctx.request_repaint()) {
+            Ok(job) => self.tsne_job = Some(job),
+            Err(e) => {
+                self.tsne
+                    .insert(arm, Err(format!("cannot start t-SNE: {e}")));
+            }
+        }
+    }
+
+    /// Takes in a finished t-SNE layout.
+    pub(in crate::ui) fn poll(&mut self) {
+        if let Some(job) = &self.tsne_job
+            && let Some(result) = job.poll()
+        {
+            self.tsne.insert(job.arm, result);
+            self.tsne_job = None;
+        }
+    }
+
     /// Draws the scatter; returns true when the user asks for a t-SNE layout.
     pub(super) fn scatter(
         &mut self,
         ui: &mut egui::Ui,
-        arm: &Arm,
-        train: &Dataset,
-        truth: Option<&[bool]>,
+        shown: Shown<'_>,
         textures: &mut TextureCache,
     ) -> bool {
+        let Shown { arm, train, truth } = shown;
         ui.horizontal(|ui| {
             ui.label("Feature space of the features the detectors saw:");
             ui.selectable_value(&mut self.layout, LayoutKind::Pca, "PCA");
