@@ -45,6 +45,23 @@ impl Default for BadnetsSettings {
     }
 }
 
+impl BadnetsSettings {
+    /// The patch placed on images of `shape` (`on_covers`: cover samples carry it too).
+    pub(super) fn patch_trigger(
+        &self,
+        shape: Shape,
+        on_covers: bool,
+    ) -> Result<PatchTrigger, AttackError> {
+        let patch = Patch::of(
+            self.patch_size,
+            self.trigger_image.as_deref(),
+            self.trigger_mask.as_deref(),
+            shape.channels,
+        )?;
+        PatchTrigger::place(patch, self.position, shape, on_covers)
+    }
+}
+
 impl AttackSettings for BadnetsSettings {
     fn validate(&self, _target: u16) -> Result<(), String> {
         count_in("attack.patch_size", self.patch_size, 1, MAX_SIDE as usize)?;
@@ -52,16 +69,7 @@ impl AttackSettings for BadnetsSettings {
     }
 
     fn trigger(&self, shape: Shape, _seed: u64) -> Result<Box<dyn Trigger>, AttackError> {
-        let patch = match &self.trigger_image {
-            Some(path) => user_patch(path, self.trigger_mask.as_deref(), shape.channels)?,
-            None => Patch::white_square(self.patch_size, shape.channels),
-        };
-        Ok(Box::new(PatchTrigger::place(
-            patch,
-            self.position,
-            shape,
-            false,
-        )?))
+        Ok(Box::new(self.patch_trigger(shape, false)?))
     }
 
     fn knobs(&mut self, _target: u16) -> Vec<Knob<'_>> {
@@ -98,21 +106,6 @@ impl AttackSettings for ImageSettings {
 
     fn trigger_image(&mut self) -> Option<&mut Option<PathBuf>> {
         self.0.trigger_image()
-    }
-}
-
-impl Patch {
-    /// The user's trigger `image` when given, else a white square of side `size`.
-    pub(super) fn of(
-        size: usize,
-        image: Option<&Path>,
-        mask: Option<&Path>,
-        channels: usize,
-    ) -> Result<Self, AttackError> {
-        match image {
-            Some(path) => user_patch(path, mask, channels),
-            None => Ok(Self::white_square(size, channels)),
-        }
     }
 }
 
@@ -280,6 +273,19 @@ pub struct Patch {
 }
 
 impl Patch {
+    /// The user's trigger `image` when given, else a white square of side `size`.
+    pub(super) fn of(
+        size: usize,
+        image: Option<&Path>,
+        mask: Option<&Path>,
+        channels: usize,
+    ) -> Result<Self, AttackError> {
+        match image {
+            Some(path) => user_patch(path, mask, channels),
+            None => Ok(Self::white_square(size, channels)),
+        }
+    }
+
     /// The classic white square.
     pub fn white_square(side: usize, channels: usize) -> Self {
         Self {

@@ -203,6 +203,11 @@ mod tests {
         assert!(err.contains("patch_sise"), "{err}");
         assert!(parse("kind = \"badnets\"\npatch_size = 3\nratio = 0.1\n").is_ok());
         assert!(parse("kind = \"image\"\npatch_size = 3\n").is_ok());
+        for kind in AttackKind::ALL {
+            let text = format!("kind = \"{}\"\nno_such_key = 1\n", kind.name());
+            let err = parse(&text).unwrap_err();
+            assert!(err.contains("unknown field `no_such_key`"), "{text}: {err}");
+        }
         let err = parse("kind = \"badnets\"\nposition = \"middle\"\n").unwrap_err();
         assert!(err.contains("attack.position = \"middle\""), "{err}");
     }

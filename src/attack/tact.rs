@@ -9,7 +9,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use super::badnets::{Patch, PatchTrigger, Position};
+use super::badnets::{BadnetsSettings, Position};
 use super::registry::{AttackSettings, Knob, Trigger};
 use super::{AttackError, check_cover_ratio, check_trigger_paths};
 use crate::check::{MAX_SIDE, count_in};
@@ -74,19 +74,15 @@ impl AttackSettings for TactSettings {
     }
 
     fn trigger(&self, shape: Shape, _seed: u64) -> Result<Box<dyn Trigger>, AttackError> {
-        let patch = Patch::of(
-            self.patch_size,
-            self.trigger_image.as_deref(),
-            self.trigger_mask.as_deref(),
-            shape.channels,
-        )?;
-        // Covers carry the whole trigger: they differ from poisons only by their label.
-        Ok(Box::new(PatchTrigger::place(
-            patch,
-            self.position,
-            shape,
-            true,
-        )?))
+        // BadNets' patch; covers carry the whole trigger: they differ from poisons only by
+        // their label.
+        let patch = BadnetsSettings {
+            patch_size: self.patch_size,
+            position: self.position,
+            trigger_image: self.trigger_image.clone(),
+            trigger_mask: self.trigger_mask.clone(),
+        };
+        Ok(Box::new(patch.patch_trigger(shape, true)?))
     }
 
     fn cover_ratio(&self) -> f64 {
