@@ -62,6 +62,32 @@ fn line_of(text: &str, at: usize) -> usize {
     text.get(..at).map_or(1, |t| t.matches('\n').count() + 1)
 }
 
+/// `[attack]` is read in two parts (`AttackConfig`'s `Deserialize`), so TOML reports its errors
+/// at the table; when the error at `line` is `[attack]`'s and `message` names one of its keys
+/// (`attack.KEY: …`, ``unknown field `KEY` ``), the 1-based line of that key instead.
+fn attack_key_line(text: &str, line: usize, message: &str) -> Option<usize> {
+    let root = toml::de::DeTable::parse(text).ok()?;
+    let (_, attack) = root
+        .get_ref()
+        .iter()
+        .find(|(k, _)| k.get_ref().as_ref() == "attack")?;
+    let toml::de::DeValue::Table(table) = attack.get_ref() else {
+        return None;
+    };
+    if line_of(text, attack.span().start) != line {
+        return None;
+    }
+    let named = |key: &str| {
+        message.starts_with(&format!("attack.{key}:"))
+            || message.starts_with(&format!("attack.{key} "))
+            || message.starts_with(&format!("unknown field `{key}`"))
+    };
+    table
+        .iter()
+        .find(|(k, _)| named(k.get_ref()))
+        .map(|(k, _)| line_of(text, k.span().start))
+}
+
 /// Sets `key` (dotted, e.g. `train.epochs`) to `value` in `table`. The value is read as TOML
 /// (`2`, `0.5`, `true`, `"x"`, `["ss", "ac"]`) and falls back to a plain string.
 pub fn apply_override(table: &mut toml::Table, assignment: &str) -> Result<(), ConfigError> {
@@ -103,10 +129,14 @@ pub fn apply_override(table: &mut toml::Table, assignment: &str) -> Result<(), C
 impl Experiment {
     /// Parses a config from TOML text; `path` is only used in messages.
     pub fn from_toml(path: &Path, text: &str, overrides: &[String]) -> Result<Self, ConfigError> {
-        let parse_error = |e: toml::de::Error| ConfigError::Parse {
-            path: path.to_path_buf(),
-            line: e.span().map_or(1, |s| line_of(text, s.start)),
-            message: e.message().trim().to_owned(),
+        let parse_error = |e: toml::de::Error| {
+            let message = e.message().trim().to_owned();
+            let line = e.span().map_or(1, |s| line_of(text, s.start));
+            ConfigError::Parse {
+                path: path.to_path_buf(),
+                line: attack_key_line(text, line, &message).unwrap_or(line),
+                message,
+            }
         };
         let experiment: Self = toml::from_str(text).map_err(parse_error)?;
         if overrides.is_empty() {
@@ -209,6 +239,28 @@ mod tests {
                 .unwrap_err()
                 .to_string();
         assert!(err.starts_with("c.toml:3: unknown field `epoch`"), "{err}");
+    }
+
+    /// An `[attack]` mistake is reported at its key's line, not at the table's.
+    #[test]
+    fn an_attack_key_error_is_named_with_its_line() {
+        let text =
+            "[train]\nepochs = 2\n\n[attack]\nkind = \"badnets\"\nratio = 0.1\nposition = [1]\n";
+        let err = Experiment::from_toml(Path::new("c.toml"), text, &[])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("c.toml:7: attack.position: invalid type"),
+            "{err}"
+        );
+        let text = "[attack]\nkind = \"sig\"\n\npatch_size = 3\n";
+        let err = Experiment::from_toml(Path::new("c.toml"), text, &[])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("c.toml:4: unknown field `patch_size`"),
+            "{err}"
+        );
     }
 
     #[test]
