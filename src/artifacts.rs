@@ -55,6 +55,11 @@ pub fn write_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     write_through(path, |temp| std::fs::write(temp, bytes))
 }
 
+/// [`write_file`], its failure naming the file (`PATH: cannot write: …`).
+pub fn write_file_at(path: &Path, bytes: &[u8]) -> Result<(), ArtifactError> {
+    write_file(path, bytes).map_err(|e| ArtifactError::new(path, format!("cannot write: {e}")))
+}
+
 /// Checks that `name` (a class name, a file name made from data) is one plain path component:
 /// not empty, no `/` or `\`, not `.` or `..`, no control characters, at most 255 bytes.
 pub fn check_component(name: &str) -> Result<(), String> {

@@ -255,8 +255,7 @@ pub(crate) fn write_report(dir: &Path, out: &Path, top: usize) -> anyhow::Result
         out.display()
     );
     let html = poisonscope::html_report::build(dir, top)?;
-    artifacts::write_file(out, html.as_bytes())
-        .map_err(|e| anyhow::anyhow!("{}: cannot write: {e}", out.display()))?;
+    artifacts::write_file_at(out, html.as_bytes())?;
     println!("wrote {} ({} KB)", out.display(), html.len() / 1024);
     Ok(())
 }

@@ -30,8 +30,8 @@ impl App {
                             format!("{}: cannot create the folder: {e}", dir.display())
                         })?;
                     }
-                    crate::artifacts::write_file(&path, text.as_bytes())
-                        .map_err(|e| format!("{}: cannot write: {e}", path.display()))?;
+                    crate::artifacts::write_file_at(&path, text.as_bytes())
+                        .map_err(|e| e.to_string())?;
                     Ok(format!("saved {}", path.display()))
                 })
             }
@@ -219,8 +219,7 @@ impl App {
             .to_toml()
             .map_err(|e| e.to_string())
             .and_then(|text| {
-                crate::artifacts::write_text(path, &text)
-                    .map_err(|e| format!("{}: cannot write: {e}", path.display()))
+                crate::artifacts::write_file_at(path, text.as_bytes()).map_err(|e| e.to_string())
             });
         match result {
             Ok(()) => self.say(true, format!("saved {}", path.display())),

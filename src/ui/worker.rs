@@ -277,8 +277,7 @@ pub fn save_run(dir: &std::path::Path, run: &Run, top: usize) -> Result<String, 
     let written = crate::html_report::build_with(dir, top, Some(&run.prepared))
         .map_err(|e| describe(&e))
         .and_then(|html| {
-            crate::artifacts::write_file(&report, html.as_bytes())
-                .map_err(|e| format!("{}: cannot write: {e}", report.display()))
+            crate::artifacts::write_file_at(&report, html.as_bytes()).map_err(|e| e.to_string())
         });
     match written {
         Ok(()) => Ok(format!("saved the run and {}", report.display())),
