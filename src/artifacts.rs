@@ -26,8 +26,130 @@ impl ArtifactError {
     }
 }
 
+/// This machine's name as it appears in temporary names (letters, digits, `.`, `-`, `_`; at
+/// most 64), so that two machines writing into one shared folder (a sweep's shards) never pick
+/// the same temporary name, and a leftover is judged stale only by the machine that made it.
+pub fn host() -> &'static str {
+    static HOST: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    HOST.get_or_init(|| {
+        let raw = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .or_else(|_| std::env::var("HOSTNAME"))
+            .or_else(|_| std::env::var("COMPUTERNAME"))
+            .unwrap_or_default();
+        let clean: String = raw
+            .trim()
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
+            .take(64)
+            .collect();
+        if clean.is_empty() {
+            "localhost".to_owned()
+        } else {
+            clean
+        }
+    })
+}
+
+/// `.NAME.TAG-PID@HOST`: the hidden sibling name of an unfinished output of this process.
 fn tagged(name: &OsStr, tag: &str) -> String {
-    format!(".{}.{tag}-{}", name.to_string_lossy(), std::process::id())
+    format!(
+        ".{}.{tag}-{}@{}",
+        name.to_string_lossy(),
+        std::process::id(),
+        host()
+    )
+}
+
+/// The unfinished outputs of this process (staged folders, temporary files, a sweep's claims):
+/// what an interrupt removes before the process exits (see [`crate::interrupt`]).
+static UNFINISHED: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
+
+fn unfinished() -> std::sync::MutexGuard<'static, Vec<PathBuf>> {
+    UNFINISHED
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// A path registered as unfinished for as long as the guard lives: an interrupt (Ctrl-C,
+/// SIGTERM) removes it before the process exits. Dropping the guard only forgets the path.
+#[derive(Debug)]
+pub struct Unfinished(PathBuf);
+
+impl Unfinished {
+    pub fn new(path: &Path) -> Self {
+        let path = absolute(path);
+        unfinished().push(path.clone());
+        Self(path)
+    }
+}
+
+impl Drop for Unfinished {
+    fn drop(&mut self) {
+        let mut list = unfinished();
+        if let Some(i) = list.iter().rposition(|p| *p == self.0) {
+            list.swap_remove(i);
+        }
+    }
+}
+
+/// Set once an interrupt began removing the unfinished outputs: the writers refuse to start
+/// another file, so what is removed is not written again before the process exits.
+static STOPPING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// True once [`remove_unfinished`] has begun.
+pub fn stopping() -> bool {
+    STOPPING.load(std::sync::atomic::Ordering::SeqCst)
+}
+
+fn refuse_when_stopping(path: &Path) -> std::io::Result<()> {
+    if stopping() {
+        return Err(std::io::Error::other(format!(
+            "{}: not written, the process is stopping",
+            path.display()
+        )));
+    }
+    Ok(())
+}
+
+/// Removes every registered unfinished output (folders and files) and returns their paths. Each
+/// is first renamed to a `.trash` sibling, so a thread still writing into it can no longer add
+/// to it by its old name. A write already under way when the removal began may re-create a
+/// folder by its old name (`create_dir_all`); the removal repeats until a pass finds nothing.
+/// The registry stays locked afterwards: the process is about to exit.
+pub fn remove_unfinished() -> Vec<PathBuf> {
+    STOPPING.store(true, std::sync::atomic::Ordering::SeqCst);
+    let list = unfinished();
+    let mut removed = Vec::new();
+    for pass in 0..20 {
+        let mut found = false;
+        for path in list.iter() {
+            if std::fs::symlink_metadata(path).is_err() {
+                continue;
+            }
+            found = true;
+            let name = path.file_name().unwrap_or_else(|| OsStr::new("out"));
+            let trash = path.with_file_name(format!("{}.trash", name.to_string_lossy()));
+            let target = if std::fs::rename(path, &trash).is_ok() {
+                trash
+            } else {
+                path.clone()
+            };
+            let _ = if target.is_dir() {
+                std::fs::remove_dir_all(&target)
+            } else {
+                std::fs::remove_file(&target)
+            };
+            if !removed.contains(path) {
+                removed.push(path.clone());
+            }
+        }
+        if !found && pass > 0 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    std::mem::forget(list);
+    removed
 }
 
 /// The hidden temporary sibling a file is written to before it is renamed to `path`.
@@ -42,7 +164,9 @@ pub fn write_through(
     path: &Path,
     write: impl FnOnce(&Path) -> std::io::Result<()>,
 ) -> std::io::Result<()> {
+    refuse_when_stopping(path)?;
     let temp = temp_file_for(path);
+    let _unfinished = Unfinished::new(&temp);
     write(&temp)
         .and_then(|()| std::fs::rename(&temp, path))
         .inspect_err(|_| {
@@ -93,7 +217,7 @@ pub fn child(dir: &Path, name: &str) -> Result<PathBuf, ArtifactError> {
 }
 
 /// True when process `pid` is still running (Linux `/proc`; elsewhere assume it is).
-fn alive(pid: u32) -> bool {
+pub fn alive(pid: u32) -> bool {
     if !Path::new("/proc/self").exists() {
         return true;
     }
@@ -101,7 +225,7 @@ fn alive(pid: u32) -> bool {
 }
 
 /// Removes `.NAME.partial-PID` / `.NAME.old-PID` / `.NAME.tmp-PID` siblings of `dest` left by
-/// processes that are gone (an interrupted run or export).
+/// processes of this machine that are gone (an interrupted run or export).
 pub fn remove_stale(dest: &Path) {
     let (Some(parent), Some(name)) = (dest.parent(), dest.file_name()) else {
         return;
@@ -120,13 +244,23 @@ pub fn remove_stale(dest: &Path) {
         let Some(rest) = file_name.strip_prefix(&prefix) else {
             continue;
         };
-        let Some((tag, pid)) = rest.split_once('-') else {
+        let Some((tag, owner)) = rest.split_once('-') else {
             continue;
+        };
+        // `PID@HOST` (or a bare `PID` of older versions, taken as this machine's).
+        let (pid, made_here) = match owner.split_once('@') {
+            Some((pid, made_on)) => (pid, made_on == host()),
+            None => (owner, true),
         };
         let Ok(pid) = pid.parse::<u32>() else {
             continue;
         };
-        if !["partial", "old", "tmp"].contains(&tag) || pid == std::process::id() || alive(pid) {
+        // Another machine's leftover (a shared folder) cannot be judged from here.
+        if !["partial", "old", "tmp"].contains(&tag)
+            || !made_here
+            || pid == std::process::id()
+            || alive(pid)
+        {
             continue;
         }
         let path = entry.path();
@@ -192,6 +326,7 @@ pub struct Staged {
     temp: PathBuf,
     dest: PathBuf,
     committed: bool,
+    _unfinished: Unfinished,
 }
 
 impl Staged {
@@ -214,12 +349,14 @@ impl Staged {
             std::fs::remove_dir_all(&temp)
                 .map_err(|e| ArtifactError::new(dest, format!("cannot clear the folder: {e}")))?;
         }
+        let unfinished = Unfinished::new(&temp);
         std::fs::create_dir(&temp)
             .map_err(|e| ArtifactError::new(dest, format!("cannot create the folder: {e}")))?;
         Ok(Self {
             temp,
             dest: dest.to_path_buf(),
             committed: false,
+            _unfinished: unfinished,
         })
     }
 
@@ -281,6 +418,7 @@ pub fn write_class_png(
     [width, height, channels]: [usize; 3],
 ) -> Result<String, ArtifactError> {
     let folder = child(dir, class)?;
+    refuse_when_stopping(&folder).map_err(|e| ArtifactError::new(&folder, e))?;
     std::fs::create_dir_all(&folder)
         .map_err(|e| ArtifactError::new(&folder, format!("cannot create the folder: {e}")))?;
     let path = folder.join(file);
@@ -359,12 +497,17 @@ mod tests {
         let stale = root.path().join(".out.partial-4194304999");
         std::fs::create_dir(&stale).unwrap();
         std::fs::write(stale.join("x.png"), "x").unwrap();
+        let stale_here = root.path().join(format!(".out.tmp-4194304999@{}", host()));
+        std::fs::write(&stale_here, "x").unwrap();
         let mine = root
             .path()
-            .join(format!(".out.partial-{}", std::process::id()));
+            .join(format!(".out.partial-{}@{}", std::process::id(), host()));
         std::fs::create_dir(&mine).unwrap();
+        // Another machine's leftover in a shared folder: its process cannot be looked up here.
+        let elsewhere = root.path().join(".out.partial-4194304999@other-host");
+        std::fs::create_dir(&elsewhere).unwrap();
         remove_stale(&dest);
-        assert!(!stale.exists());
-        assert!(mine.exists());
+        assert!(!stale.exists() && !stale_here.exists());
+        assert!(mine.exists() && elsewhere.exists());
     }
 }

@@ -16,7 +16,7 @@ use poisonscope::train::checkpoint;
 use crate::progress;
 
 pub(crate) fn inspect_data(source: &str, json: bool, options: &LoadOptions) -> anyhow::Result<()> {
-    let loaded = data::load(source, options)?;
+    let loaded = load_with_progress(source, options)?;
     let summary = Summary::of(&loaded);
     if json {
         println!("{}", serde_json::to_string_pretty(&summary)?);
@@ -24,6 +24,16 @@ pub(crate) fn inspect_data(source: &str, json: bool, options: &LoadOptions) -> a
         print!("{}", summary.to_text());
     }
     Ok(())
+}
+
+/// Loads a dataset, drawing an image folder's decoding on the terminal.
+fn load_with_progress(source: &str, options: &LoadOptions) -> anyhow::Result<data::SplitDataset> {
+    Ok(data::load_with(
+        source,
+        options,
+        &AtomicBool::new(false),
+        &mut progress::loading,
+    )?)
 }
 
 pub(crate) fn load_config(path: &Path, overrides: &[String]) -> anyhow::Result<Experiment> {
@@ -35,7 +45,7 @@ pub(crate) fn poison(config: &Experiment, out: &Path, force: bool) -> anyhow::Re
         bail!("the config has no [attack] table; `poison` needs one");
     }
     artifacts::check_not_in_source(out, &config.dataset.source)?;
-    let clean = data::load(&config.dataset.source, &config.dataset.load_options())?;
+    let clean = load_with_progress(&config.dataset.source, &config.dataset.load_options())?;
     let poisoned =
         poisonscope::run::prepare::poison(config, &clean, &AtomicBool::new(false), &mut |_| {})?
             .context("the config has no [attack] table")?;
@@ -205,8 +215,14 @@ pub(crate) fn compare(config: &Experiment, out: &Path, force: bool) -> anyhow::R
 }
 
 /// `sweep`: the grid, resumed where a previous sweep into `out` stopped.
-pub(crate) fn sweep(grid_path: &Path, out: &Path, tables_only: bool) -> anyhow::Result<()> {
-    use poisonscope::sweep::{self, Grid, SweepEvent};
+pub(crate) fn sweep(
+    grid_path: &Path,
+    out: &Path,
+    tables_only: bool,
+    shard: Option<&str>,
+) -> anyhow::Result<()> {
+    use poisonscope::sweep::{self, Grid, Shard, SweepEvent};
+    let shard: Shard = shard.map_or(Ok(Shard::ALL), str::parse)?;
     let grid = Grid::from_file(grid_path)?;
     if tables_only {
         let rows = sweep::tables(&grid, out)?;
@@ -222,7 +238,13 @@ pub(crate) fn sweep(grid_path: &Path, out: &Path, tables_only: bool) -> anyhow::
     }
     let mut bar = progress::Progress::new("sweep");
     let cancel = AtomicBool::new(false);
-    let rows = sweep::run(&grid, out, &cancel, &mut |e| match e {
+    let rows = sweep::run(&grid, out, shard, &cancel, &mut |e| match e {
+        SweepEvent::Share { shard, mine, total } => {
+            if shard != Shard::ALL {
+                eprintln!("shard {shard}: {mine} of the grid's {total} cells");
+            }
+        }
+        SweepEvent::Claimed { id, by } => eprintln!("{id}: being run by {by}, skipped"),
         SweepEvent::Cell {
             index,
             total,
@@ -235,8 +257,14 @@ pub(crate) fn sweep(grid_path: &Path, out: &Path, tables_only: bool) -> anyhow::
         SweepEvent::Skipped { id } => eprintln!("{id}: done before, skipped"),
         SweepEvent::Run(e) => bar.run_event(e),
     })?;
+    let cells = grid.cells().len();
+    let finished = rows
+        .iter()
+        .map(|r| (&r.attack, r.ratio.to_bits(), r.seed))
+        .collect::<std::collections::BTreeSet<_>>()
+        .len();
     println!(
-        "{} rows; wrote results.csv, results.json and results.md to {}",
+        "{} rows; wrote results.csv, results.json and results.md to {} ({finished} of {cells} cells finished)",
         rows.len(),
         out.display()
     );

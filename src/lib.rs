@@ -13,6 +13,7 @@ pub mod data;
 pub mod detect;
 pub mod diagnostics;
 pub mod html_report;
+pub mod interrupt;
 mod kinds;
 pub mod metrics;
 pub mod model;

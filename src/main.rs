@@ -38,8 +38,8 @@ enum Command {
         #[arg(long)]
         json: bool,
         /// Resize every image to HxW (e.g. 32x32); needed when sizes differ.
-        #[arg(long, value_parser = parse_size)]
-        resize: Option<(u32, u32)>,
+        #[arg(long, value_name = "HxW", allow_hyphen_values = true)]
+        resize: Option<String>,
         /// Share of each class held out for testing when the source has no test split.
         #[arg(long, default_value_t = 0.2)]
         test_fraction: f64,
@@ -99,9 +99,13 @@ enum Command {
         grid: PathBuf,
         #[arg(long)]
         out: PathBuf,
-        /// Only rewrite results.{csv,json,md} from the cells finished so far.
-        #[arg(long)]
+        /// Only rewrite results.{csv,json,md} from the cells finished so far (every shard's).
+        #[arg(long, conflicts_with = "shard")]
         tables_only: bool,
+        /// Run share K of N (0-based K, e.g. $SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT): N
+        /// processes sharing DIR run the grid once between them.
+        #[arg(long, value_name = "K/N")]
+        shard: Option<String>,
     },
     /// One self-contained HTML page of a run or compare folder: settings, warnings, curves, the
     /// detector table, the feature scatter and the most suspicious images.
@@ -125,19 +129,18 @@ enum Command {
 fn parse_size(text: &str) -> Result<(u32, u32), String> {
     let (h, w) = text
         .split_once(['x', 'X', '×'])
-        .ok_or_else(|| format!("expected HxW, e.g. 32x32, got `{text}`"))?;
-    let h = h
-        .trim()
-        .parse()
-        .map_err(|_| format!("bad height in `{text}`"))?;
-    let w = w
-        .trim()
-        .parse()
-        .map_err(|_| format!("bad width in `{text}`"))?;
-    if h == 0 || w == 0 {
-        return Err(format!("size must be positive, got `{text}`"));
-    }
-    Ok((h, w))
+        .ok_or_else(|| "expected HxW, e.g. 32x32".to_owned())?;
+    // The bound of `dataset.resize`: a larger side fits no model here.
+    let max = poisonscope::check::MAX_SIDE;
+    let side = |text: &str, what: &str| {
+        text.trim()
+            .parse::<u64>()
+            .ok()
+            .and_then(|v| u32::try_from(v).ok())
+            .filter(|v| (1..=max).contains(v))
+            .ok_or_else(|| format!("the {what} must be a whole number in 1..={max}"))
+    };
+    Ok((side(h, "height")?, side(w, "width")?))
 }
 
 fn open_window(config: Option<Experiment>) -> anyhow::Result<()> {
@@ -162,6 +165,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             test_fraction,
             split_seed,
         }) => {
+            let resize = resize
+                .map(|text| {
+                    parse_size(&text).map_err(|why| anyhow::anyhow!("--resize {text}: {why}"))
+                })
+                .transpose()?;
             let options = LoadOptions {
                 test_fraction,
                 split_seed,
@@ -197,7 +205,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             grid,
             out,
             tables_only,
-        }) => sweep(&grid, &out, tables_only)?,
+            shard,
+        }) => sweep(&grid, &out, tables_only, shard.as_deref())?,
         Some(Command::Report { dir, out, top }) => write_report(&dir, &out, top)?,
         Some(Command::Bench { what }) => bench::run(what)?,
     }
@@ -205,7 +214,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 fn main() -> ExitCode {
-    match run(Cli::parse()) {
+    let cli = Cli::parse();
+    // Ctrl-C / SIGTERM remove the unfinished output before the process exits.
+    if let Err(e) = poisonscope::interrupt::install() {
+        eprintln!(
+            "warning: cannot catch Ctrl-C ({e}); an interrupted output may leave a hidden partial folder"
+        );
+    }
+    match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             // One line, whatever the underlying error's Display does with newlines.

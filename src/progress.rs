@@ -6,6 +6,7 @@ use std::time::Instant;
 
 use poisonscope::detect::DetectEvent;
 use poisonscope::run::pipeline::RunEvent;
+use poisonscope::run::prepare::LOADING_IMAGES;
 use poisonscope::train::TrainEvent;
 
 pub struct Progress {
@@ -26,6 +27,25 @@ fn duration(secs: f64) -> String {
     }
 }
 
+/// Draws an image folder's decoding on a terminal: `loading images [###   ] done/total`.
+pub fn loading(done: usize, total: usize) {
+    if !std::io::stderr().is_terminal() || total == 0 {
+        return;
+    }
+    let width = 30;
+    let filled = (done * width / total).min(width);
+    let mut err = std::io::stderr().lock();
+    let _ = write!(
+        err,
+        "\r{LOADING_IMAGES} [{}{}] {done}/{total}  ",
+        "#".repeat(filled),
+        " ".repeat(width - filled)
+    );
+    if done >= total {
+        let _ = writeln!(err);
+    }
+}
+
 impl Progress {
     pub fn new(label: &str) -> Self {
         Self {
@@ -41,7 +61,12 @@ impl Progress {
         match event {
             RunEvent::Training(optimizer) => self.label = (*optimizer).to_owned(),
             RunEvent::Stage(stage) => {
-                if stage.starts_with("lc:") {
+                if let Some(counts) = stage.strip_prefix(LOADING_IMAGES) {
+                    let mut parts = counts.trim().split('/').map(str::parse::<usize>);
+                    if let (Some(Ok(done)), Some(Ok(total))) = (parts.next(), parts.next()) {
+                        loading(done, total);
+                    }
+                } else if stage.starts_with("lc:") {
                     // The attack's own preparation (LC's clean model and PGD).
                     let _ = writeln!(std::io::stderr(), "{stage}");
                 }

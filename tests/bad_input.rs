@@ -222,6 +222,27 @@ fn build_corpus(root: &Path) -> Vec<Case> {
         },
         "label 12",
     );
+    // Archives unpacked into folders named after the file they held.
+    case(
+        "idx_file_as_folder",
+        &|d| {
+            let bad = d.join("train-images-idx3-ubyte");
+            std::fs::create_dir(&bad).unwrap();
+            std::fs::write(bad.join("train-images-idx3-ubyte"), b"x").unwrap();
+            std::fs::create_dir(d.join("train-labels-idx1-ubyte")).unwrap();
+            bad
+        },
+        "named like an MNIST IDX file",
+    );
+    case(
+        "cifar_file_as_folder",
+        &|d| {
+            let bad = d.join("data_batch_1.bin");
+            std::fs::create_dir(&bad).unwrap();
+            bad
+        },
+        "named like a CIFAR-10 binary file",
+    );
     cases
 }
 
@@ -423,7 +444,7 @@ const BAD_VALUES: &[(&str, &[&str])] = &[
             "[28, 0]",
         ],
     ),
-    ("dataset.limit", &["-1", "\"all\""]),
+    ("dataset.limit", &["-1", "\"all\"", "1"]),
     ("dataset.split_seed", &["-3"]),
     ("train.epochs", &["0", "-1", "1000000", "1.5"]),
     ("train.batch_size", &["0", "1", "100000"]),
@@ -965,4 +986,268 @@ fn damaged_checkpoints_are_refused_by_detect() {
         copy.join("model.json"),
     ));
     assert_all_refused(&cases, &[&run], &scratch);
+}
+
+/// `--resize` past the bound of `dataset.resize` (or not a size at all): exit 1, one line naming
+/// the option, before any image is read (it once tried to allocate 100000² × N bytes).
+#[test]
+fn a_resize_option_out_of_bounds_is_refused_by_name() {
+    let root = tempfile::tempdir().unwrap();
+    good_folder(root.path());
+    for bad in [
+        "100000x100000",
+        "4294967295x28",
+        "28x4294967296",
+        "0x5",
+        "2049x2049",
+        "abc",
+        "28",
+        "-1x3",
+    ] {
+        let out = poisonscope(&[
+            "inspect-data",
+            root.path().to_str().unwrap(),
+            "--resize",
+            bad,
+        ]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{bad}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{bad}: {stderr}");
+        assert!(
+            stderr.starts_with(&format!("error: --resize {bad}: ")),
+            "{bad}: {stderr}"
+        );
+    }
+    let out = ok_stdout(&[
+        "inspect-data",
+        root.path().to_str().unwrap(),
+        "--resize",
+        "16x12",
+    ]);
+    assert!(out.contains("16×12"), "{out}");
+}
+
+/// A process of poisonscope started with `args`, its stderr collected as it comes.
+struct Watched {
+    child: std::process::Child,
+    stderr: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+impl Watched {
+    fn start(args: &[&str]) -> Self {
+        use std::io::Read as _;
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_poisonscope"))
+            .args(args)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let mut pipe = child.stderr.take().unwrap();
+        let sink = std::sync::Arc::clone(&stderr);
+        std::thread::Builder::new()
+            .name("stderr".to_owned())
+            .spawn(move || {
+                let mut buf = [0u8; 4096];
+                while let Ok(n) = pipe.read(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    sink.lock()
+                        .unwrap()
+                        .push_str(&String::from_utf8_lossy(&buf[..n]));
+                }
+            })
+            .unwrap();
+        Self { child, stderr }
+    }
+
+    /// Waits (up to two minutes) until `ready`, then sends `signal`; returns the exit code and
+    /// the whole stderr.
+    fn interrupt_when(
+        mut self,
+        signal: &str,
+        ready: impl Fn(&str) -> bool,
+    ) -> (Option<i32>, String) {
+        let started = std::time::Instant::now();
+        while !ready(&self.stderr.lock().unwrap()) {
+            assert!(
+                self.child.try_wait().unwrap().is_none(),
+                "ended before it could be interrupted: {}",
+                self.stderr.lock().unwrap()
+            );
+            assert!(started.elapsed().as_secs() < 120, "never ready");
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        let pid = self.child.id().to_string();
+        let sent = std::process::Command::new("kill")
+            .args(["-s", signal, &pid])
+            .status()
+            .unwrap();
+        assert!(sent.success());
+        let status = self.child.wait().unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        let stderr = self.stderr.lock().unwrap().clone();
+        (status.code(), stderr)
+    }
+}
+
+/// Hidden entries (partial folders, temporary files), claims and locks under `dir`, recursively.
+fn leftovers(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return out;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with('.') || name.ends_with(".claim") || name.ends_with(".lock") {
+            out.push(path.clone());
+        }
+        if path.is_dir() {
+            out.extend(leftovers(&path));
+        }
+    }
+    out
+}
+
+/// Ctrl-C (SIGINT) or SIGTERM in the middle of each command that writes: exit 128 + signal, one
+/// line saying so, and nothing unfinished left: no hidden partial folder or temporary file
+/// beside `--out`, no `--out` for the staged commands, no claim or lock in a sweep folder.
+#[test]
+fn an_interrupted_command_leaves_nothing_behind() {
+    let root = tempfile::tempdir().unwrap();
+    let config = root.path().join("c.toml");
+    std::fs::write(
+        &config,
+        "[dataset]\nsource = \"embedded:mnist\"\n[train]\nepochs = 3\nbatch_size = 64\n\
+         [attack]\nkind = \"badnets\"\nratio = 0.05\n",
+    )
+    .unwrap();
+    let config = config.to_str().unwrap().to_owned();
+    // A run to re-detect.
+    let run = root.path().join("run");
+    ok_stdout(&[
+        "run",
+        &config,
+        "--out",
+        run.to_str().unwrap(),
+        "--set",
+        "dataset.limit=2000",
+        "--set",
+        "train.epochs=1",
+    ]);
+    let grid = root.path().join("grid.toml");
+    std::fs::write(
+        &grid,
+        "seeds = [0]\narms = [\"sgd\"]\n[base.train]\nepochs = 3\n\
+         [[attack]]\nlabel = \"BadNets\"\nkind = \"badnets\"\nratios = [0.05]\n",
+    )
+    .unwrap();
+
+    let out_of = |name: &str| root.path().join("outs").join(name);
+    let partial_beside = |name: &'static str| {
+        let parent = root.path().join("outs");
+        move |_: &str| {
+            std::fs::read_dir(&parent).is_ok_and(|entries| {
+                entries.flatten().any(|e| {
+                    e.file_name()
+                        .to_string_lossy()
+                        .starts_with(&format!(".{name}.partial-"))
+                })
+            })
+        }
+    };
+    let training = |stderr: &str| stderr.contains("training on");
+    std::fs::create_dir(root.path().join("outs")).unwrap();
+    /// (command, arguments, signal, when to send it)
+    type Case = (
+        &'static str,
+        Vec<String>,
+        &'static str,
+        Box<dyn Fn(&str) -> bool>,
+    );
+    let cases: Vec<Case> = vec![
+        (
+            "poison",
+            vec![
+                "poison".into(),
+                config.clone(),
+                "--out".into(),
+                out_of("poison").to_string_lossy().into(),
+            ],
+            "INT",
+            Box::new(partial_beside("poison")),
+        ),
+        (
+            "run",
+            vec![
+                "run".into(),
+                config.clone(),
+                "--out".into(),
+                out_of("run").to_string_lossy().into(),
+            ],
+            "INT",
+            Box::new(training),
+        ),
+        (
+            "compare",
+            vec![
+                "compare".into(),
+                config.clone(),
+                "--out".into(),
+                out_of("compare").to_string_lossy().into(),
+            ],
+            "TERM",
+            Box::new(training),
+        ),
+        (
+            "detect",
+            vec![
+                "detect".into(),
+                run.to_string_lossy().into(),
+                "--out".into(),
+                out_of("detect").to_string_lossy().into(),
+            ],
+            "INT",
+            Box::new(partial_beside("detect")),
+        ),
+        (
+            "sweep",
+            vec![
+                "sweep".into(),
+                grid.to_string_lossy().into(),
+                "--out".into(),
+                out_of("sweep").to_string_lossy().into(),
+            ],
+            "INT",
+            Box::new(training),
+        ),
+    ];
+    for (name, args, signal, ready) in cases {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let (code, stderr) = Watched::start(&args).interrupt_when(signal, ready);
+        let expected = if signal == "INT" { 130 } else { 143 };
+        assert_eq!(code, Some(expected), "{name}: {stderr}");
+        let last = stderr.lines().last().unwrap_or_default();
+        assert!(
+            last.starts_with("error: ")
+                && (last.contains("interrupted") || last.contains("SIGTERM")),
+            "{name}: {stderr}"
+        );
+        let left = leftovers(&root.path().join("outs"));
+        assert!(left.is_empty(), "{name} left {left:?}");
+        if name == "sweep" {
+            // The sweep's folder stays (finished cells are kept); its cell was not finished.
+            assert!(out_of("sweep").join("cells").is_dir());
+            assert_eq!(
+                std::fs::read_dir(out_of("sweep").join("cells"))
+                    .unwrap()
+                    .count(),
+                0
+            );
+        } else {
+            assert!(!out_of(name).exists(), "{name}: --out was created");
+        }
+    }
 }

@@ -181,3 +181,128 @@ fn image_folder_with_train_and_test_and_resize() {
     assert_eq!(counts(&r, "train"), [4, 4]);
     assert_eq!(counts(&r, "test"), [2, 2]);
 }
+
+/// The split layouts analysts bring: `train/` alone (the test split held out of it),
+/// `train/ test/ val/` (validation left out, and said so), `Train/ Test/` (any case). Each is
+/// read as the classes inside, never as classes named `train` or `test`.
+#[test]
+fn split_folder_layouts_are_understood() {
+    let root = tempfile::tempdir().unwrap();
+    let classes = |dir: &std::path::Path| {
+        for class in ["cat", "dog"] {
+            let sub = dir.join(class);
+            std::fs::create_dir_all(&sub).unwrap();
+            for i in 0..5 {
+                gray_image(8, 8, i)
+                    .save(sub.join(format!("{i}.png")))
+                    .unwrap();
+            }
+        }
+    };
+    let layouts: &[(&str, &[&str], &str, &[&str])] = &[
+        ("train_only", &["train"], "seeded", &[]),
+        (
+            "train_test_val",
+            &["train", "test", "val"],
+            "from-source",
+            &["val/"],
+        ),
+        (
+            "train_val",
+            &["train", "validation"],
+            "seeded",
+            &["validation/"],
+        ),
+        ("capitals", &["Train", "Test"], "from-source", &[]),
+    ];
+    for (name, folders, split, left_out) in layouts {
+        let source = root.path().join(name);
+        for folder in *folders {
+            classes(&source.join(folder));
+        }
+        let r = inspect(source.to_str().unwrap(), &[]);
+        let names: Vec<&str> = r["classes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, ["cat", "dog"], "{name}: {r}");
+        assert_eq!(r["split"]["kind"], *split, "{name}: {r}");
+        let total = r["n_train"].as_u64().unwrap() + r["n_test"].as_u64().unwrap();
+        assert_eq!(
+            total,
+            if *split == "seeded" { 10 } else { 20 },
+            "{name}: {r}"
+        );
+        let said: Vec<&str> = r["left_out"]
+            .as_array()
+            .map(|a| a.iter().map(|v| v.as_str().unwrap()).collect())
+            .unwrap_or_default();
+        assert_eq!(said, *left_out, "{name}: {r}");
+        if !left_out.is_empty() {
+            let text = ok_stdout(&["inspect-data", source.to_str().unwrap()]);
+            assert!(text.contains("left out: "), "{name}: {text}");
+        }
+    }
+}
+
+/// `dataset.limit` and the split read only the images they keep, and give the same samples
+/// (order, labels, pixels) as reading everything and selecting afterwards did: the record
+/// formats still select after reading, so an image folder exported from IDX files must match.
+#[test]
+fn a_limited_image_folder_keeps_the_same_samples_as_its_idx_twin() {
+    let root = tempfile::tempdir().unwrap();
+    let labels: Vec<u8> = (0..60).map(|i| (i % 3) as u8).collect();
+    let idx = root.path().join("idx");
+    std::fs::create_dir(&idx).unwrap();
+    write_idx(&idx, "train", &labels, 6, 5, false);
+    // The same images as PNGs, one class folder per label, file names in record order.
+    let folder = root.path().join("folder");
+    let data = poisonscope::data::load(idx.to_str().unwrap(), &Default::default()).unwrap();
+    let pixels_of = |d: &poisonscope::data::Dataset, i: usize| d.image(i).unwrap().to_vec();
+    let mut all = data.train.clone();
+    all.pixels.extend_from_slice(&data.test.pixels);
+    all.labels.extend_from_slice(&data.test.labels);
+    all.origins.extend(data.test.origins.iter().cloned());
+    let mut record_of = Vec::new();
+    for i in 0..all.len() {
+        let poisonscope::data::Origin::Record { index, .. } = all.origins[i] else {
+            panic!()
+        };
+        record_of.push(index);
+    }
+    for (i, &record) in record_of.iter().enumerate() {
+        let dir = folder.join(format!("c{}", all.labels[i]));
+        std::fs::create_dir_all(&dir).unwrap();
+        image::GrayImage::from_raw(5, 6, pixels_of(&all, i))
+            .unwrap()
+            .save(dir.join(format!("{record:04}.png")))
+            .unwrap();
+    }
+    for limit in [0, 7, 20] {
+        let options = poisonscope::data::LoadOptions {
+            limit,
+            split_seed: 3,
+            ..Default::default()
+        };
+        let a = poisonscope::data::load(idx.to_str().unwrap(), &options).unwrap();
+        let b = poisonscope::data::load(folder.to_str().unwrap(), &options).unwrap();
+        // The two formats list their samples in different orders (records interleave the
+        // classes, folders group them): compare the samples kept, as sets.
+        let samples = |d: &poisonscope::data::Dataset| {
+            let mut v: Vec<(u16, Vec<u8>)> = (0..d.len())
+                .map(|i| (d.labels[i], pixels_of(d, i)))
+                .collect();
+            v.sort();
+            v
+        };
+        for (x, y) in [(&a.train, &b.train), (&a.test, &b.test)] {
+            assert_eq!(x.len(), y.len(), "limit {limit}");
+            assert_eq!(samples(x), samples(y), "limit {limit}");
+        }
+        if limit > 0 {
+            assert_eq!(b.train.len(), limit);
+        }
+    }
+}

@@ -185,6 +185,11 @@ impl Experiment {
             1.0,
             true,
         )?;
+        if d.limit == 1 {
+            return invalid(
+                "dataset.limit = 1 keeps one training image, of one class; a classification dataset needs images of at least two classes (0 keeps all)",
+            );
+        }
         if let Some([h, w]) = d.resize
             && !(1..=MAX_SIDE).contains(&h) | !(1..=MAX_SIDE).contains(&w)
         {

@@ -33,6 +33,17 @@ fn train_files(dir: &Path) -> Vec<PathBuf> {
         .collect()
 }
 
+/// True when `name` is that of a CIFAR-10 binary file (`data_batch_N.bin`, `test_batch.bin`,
+/// `batches.meta.txt`).
+pub fn is_cifar_name(name: &str) -> bool {
+    name == "test_batch.bin"
+        || name == "batches.meta.txt"
+        || name
+            .strip_prefix("data_batch_")
+            .and_then(|rest| rest.strip_suffix(".bin"))
+            .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+}
+
 /// True when `dir` holds at least one CIFAR-10 training batch.
 pub fn looks_like_cifar_folder(dir: &Path) -> bool {
     !train_files(dir).is_empty()

@@ -34,5 +34,6 @@ pub fn load() -> Result<SplitDataset, DataError> {
         split: SplitKind::FromSource,
         train: split("train", TRAIN_IMAGES, TRAIN_LABELS)?,
         test: split("test", TEST_IMAGES, TEST_LABELS)?,
+        left_out: Vec::new(),
     })
 }

@@ -17,6 +17,9 @@ pub enum DataError {
     /// A setting or SOURCE string that makes no sense.
     #[error("{0}")]
     Invalid(String),
+    /// The load was cancelled (the window's Cancel).
+    #[error("loading cancelled")]
+    Cancelled,
 }
 
 impl DataError {

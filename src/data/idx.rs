@@ -34,6 +34,14 @@ fn find(dir: &Path, prefix: &str, kind: &str, dims: u8) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
+/// True when `name` is that of an IDX file (`…-idx3-ubyte`, `….idx1-ubyte`, optionally `.gz`).
+pub fn is_idx_name(name: &str) -> bool {
+    let stem = name.strip_suffix(".gz").unwrap_or(name);
+    ["idx1-ubyte", "idx2-ubyte", "idx3-ubyte", "idx4-ubyte"]
+        .iter()
+        .any(|end| stem.ends_with(end))
+}
+
 /// True when `dir` holds MNIST training images in IDX format.
 pub fn looks_like_idx_folder(dir: &Path) -> bool {
     find(dir, "train", "images", 3).is_some()

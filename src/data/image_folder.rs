@@ -2,8 +2,10 @@
 //! with `train/` and `test/` sub-folders laid out that way. PNG, JPEG and BMP; grayscale or RGB.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use image::{DynamicImage, ImageReader, Limits};
+use rayon::prelude::*;
 
 use super::{DataError, Dataset, Origin, Shape};
 
@@ -116,6 +118,7 @@ fn find_class_folders(dir: &Path, known: Option<&[String]>) -> Result<Found, Dat
             .filter(|p| p.is_file() && is_image_file(p))
             .collect();
         if images.is_empty() {
+            check_not_a_record_file(class_dir, &utf8_name(class_dir)?)?;
             let nested: Vec<String> = subfolder_names(class_dir)?.into_iter().take(3).collect();
             let hint = if nested.is_empty() {
                 String::new()
@@ -140,9 +143,185 @@ fn find_class_folders(dir: &Path, known: Option<&[String]>) -> Result<Found, Dat
     Ok(Found { class_names, files })
 }
 
+/// A folder named like an MNIST IDX or CIFAR-10 file (an archive unpacked into a folder of the
+/// file's name, or a file name given to a folder) is not a class: say what it looks like.
+fn check_not_a_record_file(folder: &Path, name: &str) -> Result<(), DataError> {
+    let format = if super::idx::is_idx_name(name) {
+        "an MNIST IDX file"
+    } else if super::cifar::is_cifar_name(name) {
+        "a CIFAR-10 binary file"
+    } else {
+        return Ok(());
+    };
+    let inside = folder.join(name);
+    let fix = if inside.is_file() {
+        format!(
+            "the file is inside it: move {} up one level, in place of the folder",
+            inside.display()
+        )
+    } else {
+        "put the file itself in its place, not a folder of that name".to_owned()
+    };
+    Err(DataError::at(
+        folder,
+        format!("is a folder named like {format}; poisonscope reads such files directly: {fix}"),
+    ))
+}
+
 /// Images with more pixels than this are decoded one at a time (with `resize`, each is shrunk
 /// right after decoding), so a folder of huge images never holds more than one in memory.
 const BIG_IMAGE_PIXELS: u64 = 2048 * 2048;
+
+/// What an image file's header says, read without decoding the pixels.
+#[derive(Clone, Copy)]
+struct Header {
+    height: u32,
+    width: u32,
+    color: bool,
+}
+
+/// Reads `path`'s header: its size (refused past [`MAX_SIDE`]) and whether it has colour.
+fn header(path: &Path) -> Result<Header, DataError> {
+    use image::ImageDecoder as _;
+    let decoder = ImageReader::open(path)
+        .map_err(|e| DataError::io(path, e))?
+        .with_guessed_format()
+        .map_err(|e| DataError::io(path, e))?
+        .into_decoder()
+        .map_err(|e| DataError::at(path, format!("cannot decode image: {e}")))?;
+    let (width, height) = decoder.dimensions();
+    if width > MAX_SIDE || height > MAX_SIDE {
+        return Err(DataError::at(
+            path,
+            format!(
+                "cannot decode image: {height}×{width} is over the decoder's limit of {MAX_SIDE} pixels a side"
+            ),
+        ));
+    }
+    Ok(Header {
+        height,
+        width,
+        color: decoder.color_type().has_color(),
+    })
+}
+
+/// Runs `work` on every item in parallel (rayon) and returns the outputs in order, or the error
+/// of the first item (in order) that failed: once an item fails, later items are skipped and
+/// earlier ones still run, so the error reported does not depend on thread timing.
+fn in_order<T: Send + Sync, U: Send>(
+    items: &[T],
+    work: impl Fn(&T) -> Result<U, DataError> + Sync,
+) -> Result<Vec<U>, DataError> {
+    let first_failure = AtomicUsize::new(usize::MAX);
+    let outputs: Vec<Option<Result<U, DataError>>> = items
+        .par_iter()
+        .enumerate()
+        .map(|(i, item)| {
+            if i > first_failure.load(Ordering::Relaxed) {
+                return None;
+            }
+            let out = work(item);
+            if out.is_err() {
+                first_failure.fetch_min(i, Ordering::Relaxed);
+            }
+            Some(out)
+        })
+        .collect();
+    let mut ok = Vec::with_capacity(outputs.len());
+    for out in outputs {
+        match out {
+            Some(Ok(v)) => ok.push(v),
+            Some(Err(e)) => return Err(e),
+            // Skipped: an earlier item failed, and its error comes first.
+            None => {}
+        }
+    }
+    Ok(ok)
+}
+
+/// Decodes `files` (with `resize`, each shrunk right after decoding) straight into one
+/// [`Dataset`] of `shape`: the pixel buffer is allocated once at its final size, so memory is
+/// the decoded dataset plus one image per thread. `done` counts decoded images; `cancel` stops
+/// at the next image.
+fn decode_into(
+    files: &[&(u16, PathBuf)],
+    shape: Shape,
+    class_names: Vec<String>,
+    resize: bool,
+    cancel: &AtomicBool,
+    done: &AtomicUsize,
+    reference: &str,
+) -> Result<Dataset, DataError> {
+    let len = shape.len();
+    let mut pixels = vec![0u8; files.len() * len];
+    let (height, width) = (shape.height as u32, shape.width as u32);
+    let big = std::sync::Mutex::new(());
+    let first_failure = AtomicUsize::new(usize::MAX);
+    let outcomes: Vec<Result<(), DataError>> = pixels
+        .par_chunks_mut(len.max(1))
+        .zip(files.par_iter())
+        .enumerate()
+        .map(|(i, (slot, (_, path)))| {
+            if i > first_failure.load(Ordering::Relaxed) {
+                return Ok(());
+            }
+            if cancel.load(Ordering::Relaxed) {
+                return Err(DataError::Cancelled);
+            }
+            let out =
+                decode_sized(path, resize.then_some((height, width)), &big).and_then(|image| {
+                    if (image.height(), image.width()) != (height, width) {
+                        return Err(size_mismatch(
+                            path,
+                            image.height(),
+                            image.width(),
+                            reference,
+                            height,
+                            width,
+                        ));
+                    }
+                    if shape.channels == 1 {
+                        slot.copy_from_slice(image.to_luma8().as_raw());
+                    } else {
+                        slot.copy_from_slice(image.to_rgb8().as_raw());
+                    }
+                    Ok(())
+                });
+            if out.is_err() {
+                first_failure.fetch_min(i, Ordering::Relaxed);
+            }
+            done.fetch_add(1, Ordering::Relaxed);
+            out
+        })
+        .collect();
+    outcomes.into_iter().collect::<Result<(), DataError>>()?;
+    Ok(Dataset {
+        shape,
+        pixels,
+        labels: files.iter().map(|(label, _)| *label).collect(),
+        class_names,
+        origins: files
+            .iter()
+            .map(|(_, path)| Origin::File(path.clone()))
+            .collect(),
+    })
+}
+
+fn size_mismatch(
+    path: &Path,
+    h: u32,
+    w: u32,
+    reference: &str,
+    height: u32,
+    width: u32,
+) -> DataError {
+    DataError::at(
+        path,
+        format!(
+            "image is {h}×{w} but {reference} {height}×{width}; images must share one size (set dataset.resize = [H, W] or pass --resize HxW)"
+        ),
+    )
+}
 
 /// Decodes one file and, with `resize`, shrinks it at once.
 fn decode_sized(
@@ -168,118 +347,43 @@ fn decode_sized(
     })
 }
 
-fn decode_all(
-    files: &[(u16, PathBuf)],
-    resize: Option<(u32, u32)>,
-) -> Result<Vec<DynamicImage>, DataError> {
-    let workers = std::thread::available_parallelism()
-        .map_or(1, usize::from)
-        .min(8);
-    let chunk = files.len().div_ceil(workers).max(1);
-    let big = std::sync::Mutex::new(());
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = files
-            .chunks(chunk)
-            .map(|part| {
-                let big = &big;
-                scope.spawn(move || {
-                    part.iter()
-                        .map(|(_, p)| decode_sized(p, resize, big))
-                        .collect::<Result<Vec<_>, _>>()
-                })
-            })
-            .collect();
-        let mut out = Vec::with_capacity(files.len());
-        for handle in handles {
-            let part = handle.join().map_err(|_| {
-                DataError::Invalid("an image decoding thread panicked".to_owned())
-            })??;
-            out.extend(part);
-        }
-        Ok(out)
-    })
-}
-
-fn is_gray(image: &DynamicImage) -> bool {
-    !image.color().has_color()
-}
-
-/// Turns decoded images into one [`Dataset`]: common size (or `resize`), 1 channel when every
-/// image is grayscale, else RGB. `channels` forces the channel count (to match a train split).
-fn assemble(
+/// The class folders and headers of one split (`train/`, `test/`, or the whole folder).
+struct Listed {
     found: Found,
-    images: Vec<DynamicImage>,
-    resize: Option<(u32, u32)>,
-    like: Option<&Dataset>,
-) -> Result<Dataset, DataError> {
-    let Some(first) = images.first() else {
-        return Err(DataError::Invalid("no images".to_owned()));
-    };
-    // What the odd image is compared with in the error message.
-    let reference = match like {
-        Some(_) => "the training images are".to_owned(),
-        None => found
-            .files
-            .first()
-            .map_or_else(String::new, |(_, p)| format!("{} is", p.display())),
-    };
-    let (height, width) = match (like, resize) {
-        (Some(d), _) => (d.shape.height as u32, d.shape.width as u32),
-        (None, Some(size)) => size,
-        (None, None) => (first.height(), first.width()),
-    };
-    let channels = match like {
-        Some(d) => d.shape.channels,
-        None if images.iter().all(is_gray) => 1,
-        None => 3,
-    };
-    let shape = Shape {
-        height: height as usize,
-        width: width as usize,
-        channels,
-    };
-    let mut data = Dataset::empty(shape, found.class_names);
-    data.pixels.reserve(images.len() * shape.len());
-    for ((label, path), image) in found.files.into_iter().zip(images) {
-        let image = if (image.height(), image.width()) == (height, width) {
-            image
-        } else if resize.is_some() {
-            image.resize_exact(width, height, image::imageops::FilterType::Triangle)
-        } else {
-            return Err(DataError::at(
-                &path,
-                format!(
-                    "image is {}×{} but {reference} {height}×{width}; images must share one size (set dataset.resize = [H, W] or pass --resize HxW)",
-                    image.height(),
-                    image.width(),
-                ),
-            ));
-        };
-        if channels == 1 {
-            data.push(image.to_luma8().as_raw(), label, Origin::File(path));
-        } else {
-            data.push(image.to_rgb8().as_raw(), label, Origin::File(path));
-        }
-    }
-    Ok(data)
+    headers: Vec<Header>,
 }
 
-fn load_split(
-    dir: &Path,
-    resize: Option<(u32, u32)>,
-    like: Option<&Dataset>,
-) -> Result<Dataset, DataError> {
-    let known = like.map(|d| d.class_names.as_slice());
+fn list_split(dir: &Path, known: Option<&[String]>) -> Result<Listed, DataError> {
     let found = find_class_folders(dir, known)?;
-    let images = decode_all(&found.files, resize)?;
-    assemble(found, images, resize, like)
+    let headers = in_order(&found.files, |(_, path)| header(path))?;
+    Ok(Listed { found, headers })
 }
 
-/// Loads `dir`: class sub-folders, or `train/` and `test/` each holding class sub-folders.
+/// An image folder read: the training and test sets, and whether the test set came from the
+/// folder (`test/`) or from the seeded split.
+pub struct Loaded {
+    pub train: Dataset,
+    pub test: Dataset,
+    pub split_from_source: bool,
+    /// Validation folders beside `train/` (`val/`, `valid/`, `validation/`), not read.
+    pub left_out: Vec<String>,
+}
+
+/// Loads `dir`: class sub-folders, or `train/` (and optionally `test/`; validation folders are
+/// left out) each holding class sub-folders.
+///
+/// Every header is read first (in parallel): the common size (or `resize`), the channels (1 when
+/// every training image is grayscale, else RGB) and the split and `limit` are settled before any
+/// pixel is decoded, so a size mismatch is reported at once, only the images kept are decoded,
+/// and each is decoded straight into its place in the final buffer (memory: the decoded dataset
+/// plus one image per thread). `on_progress(done, total)` is called on the calling thread while
+/// the images decode (at most 20 times a second, when the count moved); `cancel` stops at the next image.
 pub fn load(
     dir: &Path,
-    resize: Option<(u32, u32)>,
-) -> Result<(Dataset, Option<Dataset>), DataError> {
+    options: &super::LoadOptions,
+    cancel: &AtomicBool,
+    on_progress: &mut dyn FnMut(usize, usize),
+) -> Result<Loaded, DataError> {
     let subdirs = subfolder_names(dir)?;
     // A split layout: train/ (any case), optionally test/, and validation folders we leave out.
     let split_name = |n: &str| {
@@ -288,15 +392,122 @@ pub fn load(
             .any(|s| s.eq_ignore_ascii_case(n))
     };
     let find = |want: &str| subdirs.iter().find(|n| n.eq_ignore_ascii_case(want));
-    if let Some(train_dir) = find("train")
-        && subdirs.iter().all(|n| split_name(n))
-    {
-        let train = load_split(&dir.join(train_dir), resize, None)?;
-        let test = match find("test") {
-            Some(test_dir) => Some(load_split(&dir.join(test_dir), resize, Some(&train))?),
-            None => None,
+    let (train_dir, test_dir, left_out) = match find("train") {
+        Some(train) if subdirs.iter().all(|n| split_name(n)) => {
+            let test = find("test");
+            let left_out = subdirs
+                .iter()
+                .filter(|n| *n != train && Some(*n) != test)
+                .map(|n| format!("{n}/"))
+                .collect();
+            (dir.join(train), test.map(|t| dir.join(t)), left_out)
+        }
+        _ => (dir.to_path_buf(), None, Vec::new()),
+    };
+    let train = list_split(&train_dir, None)?;
+    let test = match &test_dir {
+        Some(test_dir) => Some(list_split(test_dir, Some(&train.found.class_names))?),
+        None => None,
+    };
+    let Some(first) = train.headers.first() else {
+        return Err(DataError::Invalid("no images".to_owned()));
+    };
+    let (height, width) = options.resize.unwrap_or((first.height, first.width));
+    let shape = Shape {
+        height: height as usize,
+        width: width as usize,
+        channels: if train.headers.iter().any(|h| h.color) {
+            3
+        } else {
+            1
+        },
+    };
+    let train_reference = train
+        .found
+        .files
+        .first()
+        .map_or_else(String::new, |(_, p)| format!("{} is", p.display()));
+    if options.resize.is_none() {
+        let check = |listed: &Listed, reference: &str| {
+            for ((_, path), h) in listed.found.files.iter().zip(&listed.headers) {
+                if (h.height, h.width) != (height, width) {
+                    return Err(size_mismatch(
+                        path, h.height, h.width, reference, height, width,
+                    ));
+                }
+            }
+            Ok(())
         };
-        return Ok((train, test));
+        check(&train, &train_reference)?;
+        if let Some(test) = &test {
+            check(test, "the training images are")?;
+        }
     }
-    Ok((load_split(dir, resize, None)?, None))
+    let labels: Vec<u16> = train.found.files.iter().map(|(l, _)| *l).collect();
+    super::check_classes(dir, &train.found.class_names, &labels)?;
+    // The split and the limit, from the labels alone (the same draws as for the record formats).
+    let (mut train_idx, test_idx) = match &test {
+        Some(test) => (
+            (0..labels.len()).collect::<Vec<_>>(),
+            (0..test.found.files.len()).collect::<Vec<_>>(),
+        ),
+        None => super::stratified_split(&labels, options.test_fraction, options.split_seed),
+    };
+    if options.limit > 0 && options.limit < train_idx.len() {
+        let kept: Vec<u16> = train_idx.iter().map(|&i| labels[i]).collect();
+        let keep = super::stratified_subset(&kept, options.limit, options.split_seed);
+        train_idx = keep.into_iter().map(|k| train_idx[k]).collect();
+    }
+    let test_files = test.as_ref().map_or(&train.found.files, |t| &t.found.files);
+    let train_sel: Vec<&(u16, PathBuf)> =
+        train_idx.iter().map(|&i| &train.found.files[i]).collect();
+    let test_sel: Vec<&(u16, PathBuf)> = test_idx.iter().map(|&i| &test_files[i]).collect();
+    super::check_fits(dir, train_sel.len() + test_sel.len(), shape)?;
+
+    let total = train_sel.len() + test_sel.len();
+    let done = AtomicUsize::new(0);
+    let class_names = train.found.class_names.clone();
+    let resize = options.resize.is_some();
+    let decoded = std::thread::scope(|scope| {
+        let worker = scope.spawn(|| {
+            let train = decode_into(
+                &train_sel,
+                shape,
+                class_names.clone(),
+                resize,
+                cancel,
+                &done,
+                &train_reference,
+            )?;
+            let test = decode_into(
+                &test_sel,
+                shape,
+                class_names.clone(),
+                resize,
+                cancel,
+                &done,
+                "the training images are",
+            )?;
+            Ok::<_, DataError>((train, test))
+        });
+        let mut shown = None;
+        while !worker.is_finished() {
+            let now = done.load(Ordering::Relaxed);
+            if shown != Some(now) {
+                shown = Some(now);
+                on_progress(now, total);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        worker
+            .join()
+            .map_err(|_| DataError::Invalid("an image decoding thread panicked".to_owned()))?
+    })?;
+    on_progress(total, total);
+    Ok(Loaded {
+        train: decoded.0,
+        test: decoded.1,
+        split_from_source: test.is_some(),
+        left_out,
+    })
 }

@@ -20,6 +20,7 @@ pub use split::{stratified_split, stratified_subset};
 pub use summary::{ClassSummary, Summary};
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
 
 use serde::Serialize;
 
@@ -248,6 +249,9 @@ pub struct SplitDataset {
     pub split: SplitKind,
     pub train: Dataset,
     pub test: Dataset,
+    /// Sub-folders of the source that were not read: validation splits (`val/`...) beside
+    /// `train/` and `test/`.
+    pub left_out: Vec<String>,
 }
 
 /// How to read a SOURCE: the `[dataset]` settings a loader needs.
@@ -277,6 +281,18 @@ impl Default for LoadOptions {
 /// Loads any SOURCE kind of `CLI.md`: `embedded:mnist`, an MNIST IDX folder, a CIFAR-10 binary
 /// folder, or an image folder with one sub-folder per class.
 pub fn load(source: &str, options: &LoadOptions) -> Result<SplitDataset, DataError> {
+    load_with(source, options, &AtomicBool::new(false), &mut |_, _| {})
+}
+
+/// [`load`] with progress and cancellation: an image folder reports `on_progress(done, total)`
+/// images decoded (on the calling thread, a few times a second) and stops at the next image once
+/// `cancel` is set.
+pub fn load_with(
+    source: &str,
+    options: &LoadOptions,
+    cancel: &AtomicBool,
+    on_progress: &mut dyn FnMut(usize, usize),
+) -> Result<SplitDataset, DataError> {
     if !(0.0..1.0).contains(&options.test_fraction) {
         return Err(DataError::Invalid(format!(
             "dataset.test_fraction must be in [0, 1), got {}",
@@ -307,10 +323,25 @@ pub fn load(source: &str, options: &LoadOptions) -> Result<SplitDataset, DataErr
             let (train, test) = cifar::load_folder(dir)?;
             (Format::Cifar10Binary, train, test)
         } else {
-            let (train, test) = image_folder::load(dir, options.resize)?;
-            (Format::ImageFolder, train, test)
+            // Split, limited and resized while it is read (only the kept images are decoded).
+            let loaded = image_folder::load(dir, options, cancel, on_progress)?;
+            return Ok(SplitDataset {
+                source: source.to_owned(),
+                format: Format::ImageFolder,
+                split: if loaded.split_from_source {
+                    SplitKind::FromSource
+                } else {
+                    SplitKind::Seeded {
+                        test_fraction: options.test_fraction,
+                        seed: options.split_seed,
+                    }
+                },
+                train: loaded.train,
+                test: loaded.test,
+                left_out: loaded.left_out,
+            });
         };
-        check_classes(dir, &train)?;
+        check_classes(dir, &train.class_names, &train.labels)?;
         match test {
             Some(test) => SplitDataset {
                 source: source.to_owned(),
@@ -318,6 +349,7 @@ pub fn load(source: &str, options: &LoadOptions) -> Result<SplitDataset, DataErr
                 split: SplitKind::FromSource,
                 train,
                 test,
+                left_out: Vec::new(),
             },
             None => {
                 let (train_idx, test_idx) =
@@ -331,12 +363,23 @@ pub fn load(source: &str, options: &LoadOptions) -> Result<SplitDataset, DataErr
                     },
                     test: train.select(&test_idx),
                     train: train.select(&train_idx),
+                    left_out: Vec::new(),
                 }
             }
         }
     };
     // Image folders resize while decoding; the record formats are resized here.
     if let Some((h, w)) = options.resize {
+        let shape = Shape {
+            height: h as usize,
+            width: w as usize,
+            channels: loaded.train.shape.channels,
+        };
+        check_fits(
+            Path::new(source),
+            loaded.train.len() + loaded.test.len(),
+            shape,
+        )?;
         for split in [&mut loaded.train, &mut loaded.test] {
             if (split.shape.height, split.shape.width) != (h as usize, w as usize) {
                 *split = split.resized(h, w)?;
@@ -346,6 +389,12 @@ pub fn load(source: &str, options: &LoadOptions) -> Result<SplitDataset, DataErr
     if options.limit > 0 && options.limit < loaded.train.len() {
         let keep = stratified_subset(&loaded.train.labels, options.limit, options.split_seed);
         loaded.train = loaded.train.select(&keep);
+        check_classes(
+            Path::new(source),
+            &loaded.train.class_names,
+            &loaded.train.labels,
+        )
+        .map_err(|e| DataError::Invalid(format!("dataset.limit = {}: {e}", options.limit)))?;
     }
     Ok(loaded)
 }
@@ -372,13 +421,18 @@ pub fn check_class_names(path: &Path, names: &[String]) -> Result<(), DataError>
 
 /// A classification dataset needs samples of at least two classes, and class names that can
 /// name a folder of an export (one plain path component each, no two alike).
-fn check_classes(path: &Path, train: &Dataset) -> Result<(), DataError> {
-    check_class_names(path, &train.class_names)?;
-    if train.is_empty() {
+fn check_classes(path: &Path, class_names: &[String], labels: &[u16]) -> Result<(), DataError> {
+    check_class_names(path, class_names)?;
+    if labels.is_empty() {
         return Err(DataError::at(path, "holds no training samples"));
     }
-    let present: Vec<usize> = train
-        .class_counts()
+    let mut counts = vec![0usize; class_names.len()];
+    for &label in labels {
+        if let Some(count) = counts.get_mut(usize::from(label)) {
+            *count += 1;
+        }
+    }
+    let present: Vec<usize> = counts
         .iter()
         .enumerate()
         .filter(|(_, n)| **n > 0)
@@ -387,7 +441,7 @@ fn check_classes(path: &Path, train: &Dataset) -> Result<(), DataError> {
     if present.len() < 2 {
         let name = present
             .first()
-            .and_then(|&c| train.class_names.get(c))
+            .and_then(|&c| class_names.get(c))
             .map_or("?", String::as_str);
         return Err(DataError::at(
             path,
@@ -397,4 +451,36 @@ fn check_classes(path: &Path, train: &Dataset) -> Result<(), DataError> {
         ));
     }
     Ok(())
+}
+
+/// Bytes of memory available to this process (Linux `MemAvailable`), when known.
+fn available_memory() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib.saturating_mul(1024))
+}
+
+/// Refuses, before anything is decoded, a dataset of `images` images of `shape` that would not
+/// fit in this machine's available memory (naming the setting that sets the size).
+fn check_fits(path: &Path, images: usize, shape: Shape) -> Result<(), DataError> {
+    let need = (images as u128) * (shape.len() as u128);
+    let Some(available) = available_memory() else {
+        return Ok(());
+    };
+    if need <= u128::from(available) {
+        return Ok(());
+    }
+    let gb = |bytes: u128| bytes as f64 / 1e9;
+    Err(DataError::at(
+        path,
+        format!(
+            "{images} images of {}×{}×{} need {:.1} GB of memory, more than the {:.1} GB available; choose a smaller dataset.resize (--resize) or a dataset.limit",
+            shape.height,
+            shape.width,
+            shape.channels,
+            gb(need),
+            gb(u128::from(available))
+        ),
+    ))
 }

@@ -24,6 +24,9 @@ pub struct Summary {
     /// `[height, width, channels]`.
     pub shape: [usize; 3],
     pub classes: Vec<ClassSummary>,
+    /// Sub-folders of the source not read (validation splits).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub left_out: Vec<String>,
 }
 
 impl Summary {
@@ -51,6 +54,7 @@ impl Summary {
                     test: test.get(index).copied().unwrap_or(0),
                 })
                 .collect(),
+            left_out: data.left_out.clone(),
         }
     }
 
@@ -72,6 +76,12 @@ impl Summary {
             self.n_test,
             self.classes.len()
         );
+        if !self.left_out.is_empty() {
+            out.push_str(&format!(
+                "left out: {} (validation split; poisonscope reads train/ and test/)\n",
+                self.left_out.join(", ")
+            ));
+        }
         let width = self
             .classes
             .iter()

@@ -29,6 +29,9 @@ pub enum PrepareError {
     Device(#[from] TrainError),
 }
 
+/// How a stage line of an image folder's decoding begins (`loading images DONE/TOTAL`).
+pub const LOADING_IMAGES: &str = "loading images";
+
 /// The data of an experiment: the clean split and, with an `[attack]`, its poisoned version.
 #[derive(Clone, Debug)]
 pub struct Prepared {
@@ -50,7 +53,13 @@ impl Prepared {
         cancel: &AtomicBool,
         on_stage: &mut dyn FnMut(String),
     ) -> Result<Self, PrepareError> {
-        let clean = data::load(&config.dataset.source, &config.dataset.load_options())?;
+        // An image folder's decoding is shown by the window and the terminal.
+        let clean = data::load_with(
+            &config.dataset.source,
+            &config.dataset.load_options(),
+            cancel,
+            &mut |done, total| on_stage(format!("{LOADING_IMAGES} {done}/{total}")),
+        )?;
         check_ready(config, &clean)?;
         let poisoned = poison(config, &clean, cancel, on_stage)?;
         Ok(Self { clean, poisoned })

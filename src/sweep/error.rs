@@ -34,6 +34,15 @@ pub enum SweepError {
         #[source]
         source: Box<toml::de::Error>,
     },
+    #[error(
+        "{}: held by {by} for over four minutes; if that process has ended, remove the file",
+        path.display()
+    )]
+    Locked { path: PathBuf, by: String },
+    #[error(
+        "--shard {0}: expected K/N with 0 <= K < N (K 0-based, as Slurm's SLURM_ARRAY_TASK_ID and Kubernetes' JOB_COMPLETION_INDEX are)"
+    )]
+    Shard(String),
     #[error("{}: no finished cells", .0.display())]
     NoFinishedCells(PathBuf),
     #[error(transparent)]

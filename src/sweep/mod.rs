@@ -5,6 +5,16 @@
 //! (mean ± std over seeds, the seed paper's Table-1 layout: rows attacks, columns detectors,
 //! SGD → SAM with the paired per-seed delta).
 //!
+//! Shards (`--shard K/N`, see [`Shard`]): N processes, on N machines sharing `DIR`, run the grid
+//! once between them. Cell `i` (in [`Grid::cells`] order) belongs to shard `i mod N`. A process
+//! claims a cell before running it (`cells/<cell>.claim`, created exclusively, holding
+//! `HOST PID`), so two processes given the same share (or a shard and an unsharded resume) never
+//! run one cell twice; the claim is removed when the cell is written, or on Ctrl-C / SIGTERM. A
+//! claim whose process is gone is taken over (at once on the same machine, after a lease without
+//! renewal from another: `claim.rs`). The tables are rewritten from every finished cell on disk,
+//! under `results.lock`, so the last writer's tables hold every cell finished before it.
+//! `docs/cluster/` runs a grid as a Slurm job array or a Kubernetes Indexed Job.
+//!
 //! Grid file:
 //! ```toml
 //! seeds = [0, 1, 2]
@@ -23,6 +33,11 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
+
+mod claim;
+mod shard;
+
+pub use shard::Shard;
 
 use serde::{Deserialize, Serialize};
 
@@ -203,15 +218,27 @@ impl Cell {
 
 /// What the sweep reports while it runs.
 pub enum SweepEvent<'a> {
-    /// Starting cell `index` (0-based) of `total`, arm `arm`.
+    /// This process's share: `mine` of the grid's `total` cells.
+    Share {
+        shard: Shard,
+        mine: usize,
+        total: usize,
+    },
+    /// Starting cell `index` (0-based) of `total` (this shard's), arm `arm`.
     Cell {
         index: usize,
         total: usize,
         id: &'a str,
         arm: &'a str,
     },
+    /// Finished before (by this process or another).
     Skipped {
         id: &'a str,
+    },
+    /// Being run by another process (`by`: `HOST PID`).
+    Claimed {
+        id: &'a str,
+        by: &'a str,
     },
     Run(&'a RunEvent),
 }
@@ -321,34 +348,56 @@ fn run_cell(
     Ok(rows)
 }
 
-/// Runs (or resumes) the grid into `dir` and writes the result files. Returns every row.
+/// Runs (or resumes) `shard`'s share of the grid into `dir` and writes the result files from
+/// every finished cell (this shard's and the others'). Returns those rows.
 pub fn run(
     grid: &Grid,
     dir: &Path,
+    shard: Shard,
     cancel: &AtomicBool,
     on_event: &mut dyn FnMut(SweepEvent),
 ) -> Result<Vec<Row>, SweepError> {
     let cells_dir = dir.join("cells");
     std::fs::create_dir_all(&cells_dir).map_err(cannot("create the folder", &cells_dir))?;
-    let cells = grid.cells();
-    let mut all = Vec::new();
-    for (index, cell) in cells.iter().enumerate() {
+    let all = grid.cells();
+    let mine: Vec<&Cell> = shard.share(&all);
+    on_event(SweepEvent::Share {
+        shard,
+        mine: mine.len(),
+        total: all.len(),
+    });
+    for (index, cell) in mine.iter().enumerate() {
         let id = cell.id();
         let path = cell_path(dir, cell);
-        if let Some(rows) = finished_rows(&path) {
+        if finished_rows(&path).is_some() {
             on_event(SweepEvent::Skipped { id: &id });
-            all.extend(rows);
             continue;
         }
-        let rows = run_cell(grid, cell, dir, cancel, on_event, index, cells.len())?;
+        let claim = match claim::take(&claim_path(dir, cell))? {
+            Ok(claim) => claim,
+            Err(by) => {
+                on_event(SweepEvent::Claimed { id: &id, by: &by });
+                continue;
+            }
+        };
+        // Another process may have finished the cell between the look and the claim.
+        if finished_rows(&path).is_some() {
+            on_event(SweepEvent::Skipped { id: &id });
+            continue;
+        }
+        let rows = run_cell(grid, cell, dir, cancel, on_event, index, mine.len())?;
         crate::artifacts::write_text(&path, &serde_json::to_string_pretty(&rows)?)
             .map_err(cannot("write", &path))?;
-        all.extend(rows);
+        drop(claim);
         // The tables so far: a long grid shows its finished cells while it runs.
-        write_results(dir, grid, &all)?;
+        tables::rewrite(dir, grid)?;
     }
-    write_results(dir, grid, &all)?;
-    Ok(all)
+    tables::rewrite(dir, grid)
+}
+
+/// Where a cell's claim is kept while a process runs it.
+fn claim_path(dir: &Path, cell: &Cell) -> PathBuf {
+    dir.join("cells").join(format!("{}.claim", cell.id()))
 }
 
 /// Where a finished cell's rows are kept.

@@ -293,16 +293,28 @@ pub fn markdown(grid: &Grid, rows: &[Row]) -> String {
 
 /// Rewrites the result files from the cells finished so far, running nothing.
 pub fn tables(grid: &Grid, dir: &Path) -> Result<Vec<Row>, SweepError> {
+    let rows = rewrite(dir, grid)?;
+    if rows.is_empty() {
+        return Err(SweepError::NoFinishedCells(dir.to_path_buf()));
+    }
+    Ok(rows)
+}
+
+/// Rewrites the result files from every cell finished on disk (any shard's), holding
+/// `results.lock` from the reading to the last rename: of two processes rewriting at once, the
+/// later one read after the earlier one's cells were written. Writes nothing (and returns no
+/// rows) while no cell has finished.
+pub(super) fn rewrite(dir: &Path, grid: &Grid) -> Result<Vec<Row>, SweepError> {
+    let _lock = super::claim::lock(&dir.join("results.lock"))?;
     let rows: Vec<Row> = grid
         .cells()
         .iter()
         .filter_map(|cell| finished_rows(&cell_path(dir, cell)))
         .flatten()
         .collect();
-    if rows.is_empty() {
-        return Err(SweepError::NoFinishedCells(dir.to_path_buf()));
+    if !rows.is_empty() {
+        write_results(dir, grid, &rows)?;
     }
-    write_results(dir, grid, &rows)?;
     Ok(rows)
 }
 

@@ -103,15 +103,18 @@ impl App {
         }
     }
 
-    /// Asks the running job to stop.
+    /// Asks the running job (and a dataset still loading) to stop.
     pub fn cancel(&mut self) {
         if let Some(job) = &self.job {
             job.worker.cancel();
         }
+        if let Some(loading) = &self.loading {
+            loading.cancel();
+        }
     }
 
     pub(super) fn poll(&mut self, ctx: &egui::Context) {
-        if let Some(loading) = &self.loading {
+        if let Some(loading) = &mut self.loading {
             let result = loading.poll();
             if let Some(result) = result {
                 if let Err(e) = &result {

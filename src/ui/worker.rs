@@ -189,13 +189,19 @@ impl<T: Send + 'static> Drop for Pending<T> {
     /// for, a new result shown) cannot be interrupted; it is joined on a thread of its own so the
     /// window never waits for it.
     fn drop(&mut self) {
-        if let Some(worker) = self.worker.take()
-            && !worker.is_finished()
-        {
-            let _ = std::thread::Builder::new()
-                .name("poisonscope-join".into())
-                .spawn(move || drop(worker));
+        if let Some(worker) = self.worker.take() {
+            join_elsewhere(worker);
         }
+    }
+}
+
+/// Drops `worker` (cancel, then join) on a thread of its own when it is still running, so the
+/// window never waits for it.
+fn join_elsewhere<E: Send + 'static>(worker: Worker<E>) {
+    if !worker.is_finished() {
+        let _ = std::thread::Builder::new()
+            .name("poisonscope-join".into())
+            .spawn(move || drop(worker));
     }
 }
 
@@ -303,10 +309,28 @@ pub fn describe(error: &(dyn std::error::Error + 'static)) -> String {
     text
 }
 
-/// A dataset being loaded on a worker thread.
+/// What the loading thread sends.
+enum LoadEvent {
+    /// Images decoded so far, of how many (image folders).
+    Progress(usize, usize),
+    Done(Box<Result<SplitDataset, String>>),
+}
+
+/// A dataset being loaded on a worker thread, with its progress; cancelled when dropped.
 pub struct Loading {
     pub source: String,
-    pending: Pending<SplitDataset>,
+    /// Images decoded and to decode (image folders; `(0, 0)` until known).
+    pub progress: (usize, usize),
+    /// Always `Some` until dropped.
+    worker: Option<Worker<LoadEvent>>,
+}
+
+impl Drop for Loading {
+    fn drop(&mut self) {
+        if let Some(worker) = self.worker.take() {
+            join_elsewhere(worker);
+        }
+    }
 }
 
 impl Loading {
@@ -318,14 +342,54 @@ impl Loading {
     ) -> std::io::Result<Self> {
         let mut dataset = config.dataset.clone();
         dataset.source.clone_from(&source);
-        let pending = Pending::spawn("poisonscope-load", wake, move || {
-            data::load(&dataset.source, &dataset.load_options()).map_err(|e| e.to_string())
+        let worker = Worker::spawn("poisonscope-load", wake, move |reporter| {
+            let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                data::load_with(
+                    &dataset.source,
+                    &dataset.load_options(),
+                    reporter.cancel_flag(),
+                    &mut |done, total| reporter.send(LoadEvent::Progress(done, total), true),
+                )
+                .map_err(|e| e.to_string())
+            }))
+            .unwrap_or_else(|panic| {
+                Err(format!(
+                    "internal error: {}",
+                    crate::detect::panic_message(panic.as_ref())
+                ))
+            });
+            reporter.send(LoadEvent::Done(Box::new(outcome)), false);
         })?;
-        Ok(Self { source, pending })
+        Ok(Self {
+            source,
+            progress: (0, 0),
+            worker: Some(worker),
+        })
     }
 
-    /// The dataset (or why it could not be loaded), once done.
-    pub fn poll(&self) -> Option<Result<SplitDataset, String>> {
-        self.pending.poll(|| format!("loading {}", self.source))
+    /// Asks the loading to stop at the next image.
+    pub fn cancel(&self) {
+        if let Some(worker) = &self.worker {
+            worker.cancel();
+        }
+    }
+
+    /// The dataset (or why it could not be loaded), once done; records the progress meanwhile.
+    pub fn poll(&mut self) -> Option<Result<SplitDataset, String>> {
+        let worker = self.worker.as_ref()?;
+        // Read before the events: a thread that had ended had sent all of them.
+        let ended = worker.is_finished();
+        while let Ok(event) = worker.events.try_recv() {
+            match event {
+                LoadEvent::Progress(done, total) => self.progress = (done, total),
+                LoadEvent::Done(outcome) => return Some(*outcome),
+            }
+        }
+        ended.then(|| {
+            Err(format!(
+                "loading {} stopped unexpectedly (internal error); try again or report it",
+                self.source
+            ))
+        })
     }
 }

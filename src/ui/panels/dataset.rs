@@ -48,11 +48,26 @@ impl App {
         let loaded = match &self.dataset {
             Ok(loaded) => loaded,
             Err(message) => {
-                if self.loading.is_some() {
+                if let Some(loading) = &self.loading {
                     ui.horizontal(|ui| {
                         ui.spinner();
                         ui.label(message.as_str());
                     });
+                    let (done, total) = loading.progress;
+                    if total > 0 {
+                        ui.add(
+                            egui::ProgressBar::new(done as f32 / total as f32)
+                                .text(format!("{done} / {total} images decoded"))
+                                .desired_width(320.0),
+                        );
+                    }
+                    if ui
+                        .button("Cancel loading")
+                        .on_hover_text("stop decoding; the dataset is not loaded")
+                        .clicked()
+                    {
+                        self.commands.push(Command::Cancel);
+                    }
                 } else {
                     ui.colored_label(ui.visuals().error_fg_color, message.as_str());
                 }
