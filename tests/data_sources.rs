@@ -306,3 +306,44 @@ fn a_limited_image_folder_keeps_the_same_samples_as_its_idx_twin() {
         }
     }
 }
+
+/// An image folder's load reports its progress on the calling thread, counting up to every image
+/// kept, and stops with "loading cancelled" once asked to.
+#[test]
+fn an_image_folder_load_reports_progress_and_can_be_cancelled() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let root = tempfile::tempdir().unwrap();
+    for class in ["a", "b", "c"] {
+        let dir = root.path().join(class);
+        std::fs::create_dir(&dir).unwrap();
+        for i in 0..200 {
+            gray_image(16, 16, i)
+                .save(dir.join(format!("{i:03}.png")))
+                .unwrap();
+        }
+    }
+    let source = root.path().to_str().unwrap();
+    let options = poisonscope::data::LoadOptions {
+        limit: 300,
+        ..Default::default()
+    };
+    let mut seen = Vec::new();
+    let loaded = poisonscope::data::load_with(
+        source,
+        &options,
+        &AtomicBool::new(false),
+        &mut |done, total| seen.push((done, total)),
+    )
+    .unwrap();
+    // The 20 % test split (120) and the 300 training images kept: 420 decoded, not 600.
+    assert_eq!((loaded.train.len(), loaded.test.len()), (300, 120));
+    assert_eq!(seen.last(), Some(&(420, 420)), "{seen:?}");
+    assert!(seen.windows(2).all(|w| w[0].0 <= w[1].0), "{seen:?}");
+
+    let cancel = AtomicBool::new(false);
+    cancel.store(true, Ordering::Relaxed);
+    let err = poisonscope::data::load_with(source, &options, &cancel, &mut |_, _| {})
+        .unwrap_err()
+        .to_string();
+    assert_eq!(err, "loading cancelled");
+}

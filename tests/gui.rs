@@ -412,6 +412,31 @@ fn a_dropped_folder_is_loaded_as_the_dataset() {
     assert!(h.get_all_by_label_contains("8 training").count() >= 1);
 }
 
+/// A large folder loads on a worker with a "Cancel loading" button beside its progress; a click
+/// stops it at the next image and the window says so (nothing loaded, Start disabled).
+#[test]
+fn loading_a_folder_can_be_cancelled() {
+    let dir = tempfile::tempdir().unwrap();
+    for class in ["a", "b"] {
+        let sub = dir.path().join(class);
+        std::fs::create_dir_all(&sub).unwrap();
+        for i in 0..1500u32 {
+            image::GrayImage::from_fn(16, 16, |x, y| image::Luma([((x * y + i) % 256) as u8]))
+                .save(sub.join(format!("{i:04}.png")))
+                .unwrap();
+        }
+    }
+    let mut h = harness(App::new(Some(&dir.path().display().to_string())));
+    h.step();
+    assert!(h.state().busy());
+    h.get_by_label("Cancel loading").click();
+    h.step();
+    wait_for(&mut h, "the load to stop", |app| !app.busy());
+    assert!(!h.state().dataset_loaded());
+    assert!(h.get_all_by_label_contains("loading cancelled").count() >= 1);
+    assert!(h.get_by_label("Start").accesskit_node().is_disabled());
+}
+
 /// A comparison shows SGD, SAM and the two fused (flagged where either flags) as three models.
 #[test]
 fn a_comparison_offers_the_fused_models() {

@@ -244,7 +244,7 @@ fn in_order<T: Send + Sync, U: Send>(
 /// the decoded dataset plus one image per thread. `done` counts decoded images; `cancel` stops
 /// at the next image.
 fn decode_into(
-    files: &[&(u16, PathBuf)],
+    files: &[(&(u16, PathBuf), Header)],
     shape: Shape,
     class_names: Vec<String>,
     resize: bool,
@@ -261,15 +261,15 @@ fn decode_into(
         .par_chunks_mut(len.max(1))
         .zip(files.par_iter())
         .enumerate()
-        .map(|(i, (slot, (_, path)))| {
+        .map(|(i, (slot, ((_, path), header)))| {
             if i > first_failure.load(Ordering::Relaxed) {
                 return Ok(());
             }
             if cancel.load(Ordering::Relaxed) {
                 return Err(DataError::Cancelled);
             }
-            let out =
-                decode_sized(path, resize.then_some((height, width)), &big).and_then(|image| {
+            let out = decode_sized(path, *header, resize.then_some((height, width)), &big)
+                .and_then(|image| {
                     if (image.height(), image.width()) != (height, width) {
                         return Err(size_mismatch(
                             path,
@@ -298,11 +298,11 @@ fn decode_into(
     Ok(Dataset {
         shape,
         pixels,
-        labels: files.iter().map(|(label, _)| *label).collect(),
+        labels: files.iter().map(|((label, _), _)| *label).collect(),
         class_names,
         origins: files
             .iter()
-            .map(|(_, path)| Origin::File(path.clone()))
+            .map(|((_, path), _)| Origin::File(path.clone()))
             .collect(),
     })
 }
@@ -323,18 +323,15 @@ fn size_mismatch(
     )
 }
 
-/// Decodes one file and, with `resize`, shrinks it at once.
+/// Decodes one file (whose header was read) and, with `resize`, shrinks it at once.
 fn decode_sized(
     path: &Path,
+    header: Header,
     resize: Option<(u32, u32)>,
     big: &std::sync::Mutex<()>,
 ) -> Result<DynamicImage, DataError> {
-    let (w, h) = ImageReader::open(path)
-        .and_then(ImageReader::with_guessed_format)
-        .ok()
-        .and_then(|r| r.into_dimensions().ok())
-        .unwrap_or((0, 0));
-    let _one_at_a_time = (u64::from(w) * u64::from(h) > BIG_IMAGE_PIXELS).then(|| {
+    let pixels = u64::from(header.width) * u64::from(header.height);
+    let _one_at_a_time = (pixels > BIG_IMAGE_PIXELS).then(|| {
         big.lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     });
@@ -353,9 +350,18 @@ struct Listed {
     headers: Vec<Header>,
 }
 
-fn list_split(dir: &Path, known: Option<&[String]>) -> Result<Listed, DataError> {
+fn list_split(
+    dir: &Path,
+    known: Option<&[String]>,
+    cancel: &AtomicBool,
+) -> Result<Listed, DataError> {
     let found = find_class_folders(dir, known)?;
-    let headers = in_order(&found.files, |(_, path)| header(path))?;
+    let headers = in_order(&found.files, |(_, path)| {
+        if cancel.load(Ordering::Relaxed) {
+            return Err(DataError::Cancelled);
+        }
+        header(path)
+    })?;
     Ok(Listed { found, headers })
 }
 
@@ -404,9 +410,13 @@ pub fn load(
         }
         _ => (dir.to_path_buf(), None, Vec::new()),
     };
-    let train = list_split(&train_dir, None)?;
+    let train = list_split(&train_dir, None, cancel)?;
     let test = match &test_dir {
-        Some(test_dir) => Some(list_split(test_dir, Some(&train.found.class_names))?),
+        Some(test_dir) => Some(list_split(
+            test_dir,
+            Some(&train.found.class_names),
+            cancel,
+        )?),
         None => None,
     };
     let Some(first) = train.headers.first() else {
@@ -458,10 +468,15 @@ pub fn load(
         let keep = super::stratified_subset(&kept, options.limit, options.split_seed);
         train_idx = keep.into_iter().map(|k| train_idx[k]).collect();
     }
-    let test_files = test.as_ref().map_or(&train.found.files, |t| &t.found.files);
-    let train_sel: Vec<&(u16, PathBuf)> =
-        train_idx.iter().map(|&i| &train.found.files[i]).collect();
-    let test_sel: Vec<&(u16, PathBuf)> = test_idx.iter().map(|&i| &test_files[i]).collect();
+    let test_listed = test.as_ref().unwrap_or(&train);
+    fn pick<'a>(listed: &'a Listed, indices: &[usize]) -> Vec<(&'a (u16, PathBuf), Header)> {
+        indices
+            .iter()
+            .map(|&i| (&listed.found.files[i], listed.headers[i]))
+            .collect()
+    }
+    let train_sel = pick(&train, &train_idx);
+    let test_sel = pick(test_listed, &test_idx);
     super::check_fits(dir, train_sel.len() + test_sel.len(), shape)?;
 
     let total = train_sel.len() + test_sel.len();
@@ -469,35 +484,42 @@ pub fn load(
     let class_names = train.found.class_names.clone();
     let resize = options.resize.is_some();
     let decoded = std::thread::scope(|scope| {
-        let worker = scope.spawn(|| {
+        let (finished, ended) = std::sync::mpsc::sync_channel::<()>(1);
+        let (train_sel, test_sel, done) = (&train_sel, &test_sel, &done);
+        let (class_names, train_reference) = (&class_names, &train_reference);
+        let worker = scope.spawn(move || {
+            let _signal_on_drop = finished;
             let train = decode_into(
-                &train_sel,
+                train_sel,
                 shape,
                 class_names.clone(),
                 resize,
                 cancel,
-                &done,
-                &train_reference,
+                done,
+                train_reference,
             )?;
             let test = decode_into(
-                &test_sel,
+                test_sel,
                 shape,
                 class_names.clone(),
                 resize,
                 cancel,
-                &done,
+                done,
                 "the training images are",
             )?;
             Ok::<_, DataError>((train, test))
         });
+        // The progress, a few times a second, until the worker ends (its end of the channel is
+        // dropped with it, which wakes this loop at once).
         let mut shown = None;
-        while !worker.is_finished() {
+        while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+            ended.recv_timeout(std::time::Duration::from_millis(50))
+        {
             let now = done.load(Ordering::Relaxed);
             if shown != Some(now) {
                 shown = Some(now);
                 on_progress(now, total);
             }
-            std::thread::sleep(std::time::Duration::from_millis(50));
         }
         worker
             .join()
