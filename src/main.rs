@@ -9,8 +9,8 @@ mod commands;
 mod progress;
 
 use clap::{Parser, Subcommand};
-use poisonscope::config::Experiment;
 use poisonscope::data::LoadOptions;
+use poisonscope::ui::Start;
 
 #[derive(Parser)]
 #[command(
@@ -25,10 +25,12 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Open the workstation window (the default). With no CONFIG the embedded MNIST demo set is loaded.
+    /// Open the workstation window (the default). With no argument the last session's settings
+    /// (else the embedded MNIST demo set) are loaded.
     Gui {
-        /// An experiment config (TOML) whose dataset to open.
-        config: Option<PathBuf>,
+        /// An experiment config (TOML) whose dataset to open, or a folder a `run` or `compare`
+        /// wrote, opened with its results (no training).
+        config_or_run: Option<PathBuf>,
     },
     /// Print format, sample counts, classes and image shape of a dataset SOURCE.
     InspectData {
@@ -143,20 +145,21 @@ fn parse_size(text: &str) -> Result<(u32, u32), String> {
     Ok((side(h, "height")?, side(w, "width")?))
 }
 
-fn open_window(config: Option<Experiment>) -> anyhow::Result<()> {
-    poisonscope::ui::run_native(config).map_err(|e| anyhow::anyhow!("cannot open the window: {e}"))
+fn open_window(start: Start) -> anyhow::Result<()> {
+    poisonscope::ui::run_native(start).map_err(|e| anyhow::anyhow!("cannot open the window: {e}"))
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     use commands::*;
     match cli.command {
-        None => open_window(None)?,
-        Some(Command::Gui { config }) => {
-            let config = match config {
-                Some(path) => Some(load_config(&path, &[])?),
-                None => None,
+        None => open_window(Start::Restore)?,
+        Some(Command::Gui { config_or_run }) => {
+            let start = match config_or_run {
+                Some(path) if path.is_dir() => Start::Run(path),
+                Some(path) => Start::Config(Box::new(load_config(&path, &[])?)),
+                None => Start::Restore,
             };
-            open_window(config)?;
+            open_window(start)?;
         }
         Some(Command::InspectData {
             source,

@@ -545,3 +545,151 @@ fn an_lc_run_with_ibd_psc_reports_why_ibd_psc_cannot_score_a_plain_cnn() {
     assert_eq!(report.attack.as_ref().map(|a| a.n_poisoned), Some(30));
     h.get_by_label_contains("IBD-PSC: amplifying the BatchNorm layers");
 }
+
+/// Writes `n_train` training and `n_test` test digits of the demo set as an image folder
+/// (`train/CLASS/i.png`, `test/CLASS/i.png`).
+fn digits_folder(dir: &std::path::Path, n_train: usize, n_test: usize) {
+    let data = poisonscope::data::load("embedded:mnist", &Default::default()).unwrap();
+    for (split, set, n) in [
+        ("train", &data.train, n_train),
+        ("test", &data.test, n_test),
+    ] {
+        for i in 0..n {
+            let class = &set.class_names[usize::from(set.labels[i])];
+            let folder = dir.join(split).join(class);
+            std::fs::create_dir_all(&folder).unwrap();
+            image::GrayImage::from_raw(28, 28, set.image(i).unwrap().to_vec())
+                .unwrap()
+                .save(folder.join(format!("{i:05}.png")))
+                .unwrap();
+        }
+    }
+}
+
+/// A saved comparison, made on the command line, opened in the window through the path
+/// `poisonscope gui RUN_DIR` takes and through the Open run menu: its table, gallery and
+/// warnings without training, a mark, an export; then the dataset moved, and changed: refused
+/// in one line each, no other dataset's images shown under the run's scores.
+#[test]
+fn a_saved_comparison_opens_without_training() {
+    let root = tempfile::tempdir().unwrap();
+    let data = root.path().join("digits");
+    digits_folder(&data, 600, 300);
+    let config = root.path().join("c.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[dataset]\nsource = {:?}\n[train]\nepochs = 1\nbatch_size = 64\nlr = 0.05\n\
+             [detect]\nmethods = [\"ss\", \"loss\"]\n[attack]\nkind = \"badnets\"\nratio = 0.05\n",
+            data.display().to_string()
+        ),
+    )
+    .unwrap();
+    let run = root.path().join("cmp");
+    let made = std::process::Command::new(env!("CARGO_BIN_EXE_poisonscope"))
+        .args([
+            "compare",
+            config.to_str().unwrap(),
+            "--out",
+            run.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let saved_scores = std::fs::read_to_string(run.join("sam").join("scores.csv")).unwrap();
+
+    // As `poisonscope gui RUN_DIR` starts the window.
+    let mut h = harness(App::opening(&run));
+    h.step();
+    assert!(h.state().busy());
+    wait_for(&mut h, "the opened run", |app| !app.busy());
+    let status = h.state().status.clone().unwrap_or_default();
+    assert!(status.starts_with("opened "), "{status}");
+    let finished = h.state().finished.as_ref().expect("results");
+    assert!(finished.opened_from.is_some());
+    // SGD, SAM and the fused arm, and no training: the arms' histories are the saved ones.
+    assert_eq!(finished.arms.len(), 3);
+    assert_eq!(
+        finished.arms[0].report.attack.as_ref().unwrap().n_poisoned,
+        30
+    );
+    assert_eq!(h.state().view, View::Inspection);
+    assert!(h.state().dataset_loaded());
+    assert_eq!(
+        h.state().experiment().dataset.source,
+        data.display().to_string()
+    );
+    assert_eq!(h.state().settings.recent_runs, vec![run.clone()]);
+    h.get_by_label("detector");
+    h.get_by_label_contains("Ranked gallery: 600 images");
+    h.get_by_label_contains("#1 ").click();
+    h.run_steps(4);
+    h.get_by_label("Mark poisoned").click();
+    h.run_steps(4);
+    assert_eq!(h.state().marked(), 1);
+    let out = root.path().join("exported");
+    h.state_mut().inspect_mut().export_dir = out.display().to_string();
+    h.run_steps(2);
+    h.get_by_label("Export scores + marks").click();
+    h.run_steps(2);
+    wait_for(&mut h, "the export", |app| !app.exporting());
+    let decisions = std::fs::read_to_string(out.join("decisions.csv")).unwrap();
+    assert_eq!(decisions.lines().count(), 601);
+    // Opening read the run; it wrote nothing into it.
+    assert_eq!(
+        std::fs::read_to_string(run.join("sam").join("scores.csv")).unwrap(),
+        saved_scores
+    );
+
+    // Through the menu, on a window that shows the demo set: the typed folder.
+    let mut h = loaded_demo();
+    h.get_by_label("Open run").click();
+    h.run_steps(2);
+    h.state_mut()
+        .typed_run_mut()
+        .push_str(run.to_str().unwrap());
+    h.run_steps(2);
+    h.get_by_label("Open").click();
+    h.run_steps(2);
+    wait_for(&mut h, "the opened run", |app| !app.busy());
+    assert!(
+        h.state()
+            .finished
+            .as_ref()
+            .is_some_and(|f| f.arms.len() == 3)
+    );
+    h.get_by_label_contains("Ranked gallery: 600 images");
+
+    // The dataset changed (one training image replaced): refused, nothing shown.
+    let first = std::fs::read_dir(data.join("train").join("0"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    image::GrayImage::from_pixel(28, 28, image::Luma([255]))
+        .save(&first)
+        .unwrap();
+    let mut h = harness(App::opening(&run));
+    wait_for(&mut h, "the refusal", |app| !app.busy());
+    let status = h.state().status.clone().unwrap_or_default();
+    assert!(status.contains("not the dataset the run in"), "{status}");
+    assert!(h.state().finished.is_none());
+    assert!(!h.state().dataset_loaded());
+
+    // The dataset moved: one line naming it.
+    std::fs::rename(&data, root.path().join("moved")).unwrap();
+    let mut h = harness(App::opening(&run));
+    wait_for(&mut h, "the refusal", |app| !app.busy());
+    let status = h.state().status.clone().unwrap_or_default();
+    assert!(
+        status.starts_with(&format!("{}: ", data.display())) && status.contains("no longer there"),
+        "{status}"
+    );
+    assert_eq!(status.lines().count(), 1);
+    assert!(h.state().finished.is_none());
+}

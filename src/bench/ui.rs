@@ -98,6 +98,7 @@ pub fn frames(points: usize, frames: usize) -> anyhow::Result<()> {
             std::sync::Arc::new(prepared),
         )),
         arms: vec![arm],
+        opened_from: None,
     });
     let ctx = egui::Context::default();
     let screen = egui::Rect::from_min_size(egui::Pos2::ZERO, egui::vec2(1400.0, 900.0));

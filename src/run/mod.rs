@@ -6,6 +6,7 @@
 //! serde types of what is written.
 
 pub mod evaluate;
+mod open;
 pub mod pipeline;
 pub mod prepare;
 pub mod report;

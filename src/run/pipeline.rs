@@ -41,6 +41,15 @@ pub enum PipelineError {
     /// Outputs are saved for one or two trained models.
     #[error("a run has one or two trained models, not {0}")]
     ArmCount(usize),
+    /// A folder opened as a saved run is not one.
+    #[error("{}: {message}", path.display())]
+    NotARun { path: PathBuf, message: String },
+    /// The dataset of a saved run moved, or is no longer the one the run saw.
+    #[error("{source_name}: {message}")]
+    DatasetChanged {
+        source_name: String,
+        message: String,
+    },
 }
 
 /// `PipelineError::Write` for `path`.
@@ -173,6 +182,18 @@ pub fn redetect(
 ) -> Result<(Prepared, Outcome), PipelineError> {
     on_event(RunEvent::Stage("loading the data and the model".to_owned()));
     let prepared = Prepared::load_with(config, cancel, &mut |s| on_event(RunEvent::Stage(s)))?;
+    let outcome = redetect_on(config, &prepared, run_dir, cancel, on_event)?;
+    Ok((prepared, outcome))
+}
+
+/// [`redetect`] on data already prepared from `config` (a comparison's two arms share theirs).
+pub fn redetect_on(
+    config: &Experiment,
+    prepared: &Prepared,
+    run_dir: &Path,
+    cancel: &AtomicBool,
+    on_event: &mut dyn FnMut(RunEvent),
+) -> Result<Outcome, PipelineError> {
     let device = train::device_for(config.train.device)?;
     let loaded = checkpoint::load_for(run_dir, &device, Some(prepared.train_data().train))?;
     if !loaded.meta.train.trains_like(&config.train) {
@@ -189,8 +210,7 @@ pub fn redetect(
         .map(|t| t.history)
         .unwrap_or_default();
     let trained = loaded.into_trained(history, seconds, images_per_second);
-    let outcome = detect_and_report(config, &prepared, trained, cancel, on_event)?;
-    Ok((prepared, outcome))
+    detect_and_report(config, prepared, trained, cancel, on_event)
 }
 
 /// Writes `report.json`, `scores.csv` and `config.toml` of a finished run into `dir`.

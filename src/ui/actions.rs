@@ -93,7 +93,11 @@ impl App {
             return;
         }
         let ctx = ctx.clone();
-        match Job::spawn(config, compare, move || ctx.request_repaint()) {
+        let work = worker::Work::Execute {
+            config: Box::new(config),
+            compare,
+        };
+        match Job::spawn(work, move || ctx.request_repaint()) {
             Ok(job) => {
                 self.progress = Progress::new(job.arms);
                 self.status = None;
@@ -101,6 +105,64 @@ impl App {
             }
             Err(e) => self.say(false, format!("cannot start the worker: {e}")),
         }
+    }
+
+    /// Opens the saved run or comparison in `dir` on a worker: the dataset is read again and the
+    /// saved models detected again (no training); shown like a run that just ended.
+    pub(super) fn open_run(&mut self, dir: PathBuf, ctx: Option<&egui::Context>) {
+        if self.busy() {
+            self.say(
+                false,
+                "wait for the current job to end (or cancel it) first".to_owned(),
+            );
+            return;
+        }
+        let wake = {
+            let ctx = ctx.cloned();
+            move || {
+                if let Some(ctx) = &ctx {
+                    ctx.request_repaint();
+                }
+            }
+        };
+        match Job::spawn(worker::Work::Open(dir.clone()), wake) {
+            Ok(job) => {
+                self.progress = Progress::new(job.arms);
+                self.say(true, format!("opening {}…", dir.display()));
+                self.job = Some(job);
+            }
+            Err(e) => self.say(false, format!("cannot start the worker: {e}")),
+        }
+    }
+
+    /// Takes over what an opened run was made with: its settings and its data, and remembers
+    /// the folder among the recent runs.
+    fn adopt_opened(&mut self, finished: &Finished, dir: &Path) {
+        let run = &finished.run;
+        let config = run.config.clone();
+        self.settings.attack_on = config.attack.is_some();
+        if let Some(attack) = &config.attack {
+            self.settings.attack = attack.clone();
+        }
+        self.settings.config = config;
+        self.loading = None;
+        self.dataset = Ok(Loaded {
+            summary: Summary::of(&run.prepared.clean),
+            data: run.prepared.clean.clone(),
+        });
+        self.preview = None;
+        self.thumbnails.clear();
+        let recent = &mut self.settings.recent_runs;
+        recent.retain(|p| p != dir);
+        recent.insert(0, dir.to_path_buf());
+        recent.truncate(RECENT_MAX);
+        self.say(
+            true,
+            format!(
+                "opened {} (its models detected again, no training)",
+                dir.display()
+            ),
+        );
     }
 
     /// Asks the running job (and a dataset still loading) to stop.
@@ -151,8 +213,19 @@ impl App {
         if let Some(end) = ended {
             self.job = None;
             match end {
-                Ok(finished) => self.show_results(*finished),
-                Err(e) => self.say(false, e),
+                Ok(finished) => {
+                    if let Some(dir) = finished.opened_from.clone() {
+                        self.adopt_opened(&finished, &dir);
+                    }
+                    self.show_results(*finished);
+                }
+                Err(e) => {
+                    // A window opened on a run that could not be opened has no dataset either.
+                    if self.dataset.is_err() && self.loading.is_none() {
+                        self.dataset = Err(e.clone());
+                    }
+                    self.say(false, e);
+                }
             }
         }
         self.inspect.poll();
@@ -184,6 +257,7 @@ impl App {
             Command::Cancel => self.cancel(),
             Command::Open(path) => self.open_path(&path, ctx),
             Command::OpenConfig(path) => self.open_config(&path, ctx),
+            Command::OpenRun(dir) => self.open_run(dir, Some(ctx)),
             Command::SaveConfig(path) => self.save_config(&path),
             Command::Export(export) => self.run_export(export, ctx),
             Command::Tsne { arm, features } => self.inspect.start_tsne(arm, features, ctx),
@@ -208,7 +282,9 @@ impl App {
         match Experiment::from_file(path, &[]) {
             Ok(config) => {
                 let inspect_ctx = ctx.clone();
+                let recent = std::mem::take(&mut self.settings.recent_runs);
                 *self = Self::with_config(config);
+                self.settings.recent_runs = recent;
                 self.say(true, format!("opened {}", path.display()));
                 inspect_ctx.request_repaint();
             }

@@ -39,6 +39,10 @@ const PREVIEW_SAMPLES: usize = 4;
 /// Images per ranking in the HTML report the window saves (as `poisonscope report`'s default).
 const REPORT_TOP: usize = 24;
 const STORAGE_KEY: &str = "poisonscope.config.toml";
+/// Where the recently opened run folders are kept between sessions (one path a line).
+const RECENT_KEY: &str = "poisonscope.recent_runs";
+/// How many recently opened runs the menu lists.
+const RECENT_MAX: usize = 8;
 
 /// A dataset loaded into the window.
 struct Loaded {
@@ -68,6 +72,8 @@ pub enum Command {
     /// A dropped file or folder: a `.toml` opens as the config, anything else as the dataset.
     Open(PathBuf),
     OpenConfig(PathBuf),
+    /// Open a saved `run` or `compare` folder (no training).
+    OpenRun(PathBuf),
     SaveConfig(PathBuf),
     Export(Export),
     /// Compute the t-SNE layout of one arm's detector features.
@@ -90,6 +96,8 @@ pub struct Settings {
     pub attack: AttackConfig,
     /// Whether an attack is planted ("no attack" is the analysts' default).
     pub attack_on: bool,
+    /// Saved run folders opened in the window, most recent first.
+    pub recent_runs: Vec<PathBuf>,
 }
 
 impl Settings {
@@ -125,6 +133,8 @@ pub struct App {
     inspect: Inspect,
     /// Commands the panels pushed this frame.
     commands: Vec<Command>,
+    /// The run folder typed in the Open run menu (where no folder dialog works).
+    typed_run: String,
 }
 
 impl App {
@@ -137,16 +147,34 @@ impl App {
 
     /// An app editing `config` (its `[attack]`, when present, is switched on).
     pub fn with_config(config: Experiment) -> Self {
+        let mut app = Self::idle(config);
+        let source = app.settings.config.dataset.source.clone();
+        app.load(source, None);
+        app
+    }
+
+    /// An app that opens the saved run or comparison in `dir` (`poisonscope gui RUN_DIR`):
+    /// its settings, data, results and warnings, without training.
+    pub fn opening(dir: &Path) -> Self {
+        let mut app = Self::idle(Experiment::default());
+        app.dataset = Err(format!("opening {}…", dir.display()));
+        app.open_run(dir.to_path_buf(), None);
+        app
+    }
+
+    /// An app editing `config` that loads nothing yet.
+    fn idle(config: Experiment) -> Self {
         let attack_on = config.attack.is_some();
         let attack = config
             .attack
             .clone()
             .unwrap_or_else(|| AttackConfig::of(AttackKind::Badnets));
-        let mut app = Self {
+        Self {
             settings: Settings {
                 config,
                 attack,
                 attack_on,
+                recent_runs: Vec::new(),
             },
             dataset: Err("loading…".to_owned()),
             loading: None,
@@ -162,10 +190,8 @@ impl App {
             preview: None,
             inspect: Inspect::default(),
             commands: Vec::new(),
-        };
-        let source = app.settings.config.dataset.source.clone();
-        app.load(source, None);
-        app
+            typed_run: String::new(),
+        }
     }
 
     /// The config as the CLI would run it (with or without the attack).
@@ -209,6 +235,11 @@ impl App {
     /// How many samples the reviewer has marked by hand.
     pub fn marked(&self) -> usize {
         self.inspect.marks.len()
+    }
+
+    /// The run folder typed in the Open run menu (for tests and scripted sessions).
+    pub fn typed_run_mut(&mut self) -> &mut String {
+        &mut self.typed_run
     }
 
     /// The sample selected in the inspection view.
@@ -333,12 +364,28 @@ impl eframe::App for App {
         if let Ok(text) = self.experiment().to_toml() {
             storage.set_string(STORAGE_KEY, text);
         }
+        let recent: Vec<String> = self
+            .settings
+            .recent_runs
+            .iter()
+            .filter_map(|p| p.to_str().map(str::to_owned))
+            .collect();
+        storage.set_string(RECENT_KEY, recent.join("\n"));
     }
 }
 
-/// Opens the window and blocks until it is closed. With no config, the settings of the last
-/// session are restored (dataset included), else the demo set is opened.
-pub fn run_native(config: Option<Experiment>) -> Result<(), eframe::Error> {
+/// What the window opens on.
+pub enum Start {
+    /// The last session's settings (dataset included), else the demo set.
+    Restore,
+    /// An experiment config.
+    Config(Box<Experiment>),
+    /// A saved `run` or `compare` folder.
+    Run(PathBuf),
+}
+
+/// Opens the window and blocks until it is closed.
+pub fn run_native(start: Start) -> Result<(), eframe::Error> {
     let options = eframe::NativeOptions {
         viewport: egui::ViewportBuilder::default()
             .with_title(APP_TITLE)
@@ -354,10 +401,24 @@ pub fn run_native(config: Option<Experiment>) -> Result<(), eframe::Error> {
                 let text = cc.storage?.get_string(STORAGE_KEY)?;
                 Experiment::from_toml(Path::new("saved settings"), &text, &[]).ok()
             };
-            let app = match config.or_else(restored) {
-                Some(config) => App::with_config(config),
-                None => App::new(None),
+            let mut app = match start {
+                Start::Run(dir) => App::opening(&dir),
+                Start::Config(config) => App::with_config(*config),
+                Start::Restore => match restored() {
+                    Some(config) => App::with_config(config),
+                    None => App::new(None),
+                },
             };
+            if let Some(text) = cc.storage.and_then(|s| s.get_string(RECENT_KEY)) {
+                let mut kept = app.settings.recent_runs.clone();
+                for line in text.lines().filter(|l| !l.is_empty()) {
+                    let path = PathBuf::from(line);
+                    if !kept.contains(&path) && kept.len() < RECENT_MAX {
+                        kept.push(path);
+                    }
+                }
+                app.settings.recent_runs = kept;
+            }
             Ok(Box::new(app))
         }),
     )

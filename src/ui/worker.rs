@@ -10,11 +10,11 @@ use crate::config::Experiment;
 use crate::data::{self, SplitDataset};
 use crate::detect::{DetectionRun, Ranking};
 use crate::run::Run;
-use crate::run::pipeline::{self, PipelineError, RunEvent};
+use crate::run::pipeline::{self, RunEvent};
 use crate::run::prepare::Prepared;
 use crate::run::report::Report;
 use crate::train::TrainEvent;
-use crate::train::job::{Reporter, Worker};
+use crate::train::job::Worker;
 
 /// One trained and inspected model (a run has one, a comparison two: SGD then SAM).
 #[derive(Clone, Debug)]
@@ -42,6 +42,8 @@ pub struct Finished {
     pub run: Arc<Run>,
     /// What the window shows of each arm (a comparison adds the fused arm).
     pub arms: Vec<Arm>,
+    /// The saved run folder this was opened from (`None`: trained in this window).
+    pub opened_from: Option<std::path::PathBuf>,
 }
 
 /// What the worker sends.
@@ -54,24 +56,48 @@ pub enum WorkerEvent {
     Cancelled,
 }
 
-/// A running job: a run or a comparison.
+/// What a job does.
+pub enum Work {
+    /// Train and inspect `config` (with SGD and with SAM when `compare`).
+    Execute {
+        config: Box<Experiment>,
+        compare: bool,
+    },
+    /// Open the saved run or comparison in this folder (no training).
+    Open(std::path::PathBuf),
+}
+
+/// A running job: a run, a comparison, or a saved one being opened.
 pub struct Job {
     pub worker: Worker<WorkerEvent>,
-    /// How many arms the job trains (1 or 2).
+    /// How many arms the job trains or opens (1 or 2).
     pub arms: usize,
 }
 
 impl Job {
-    /// Starts `config` (both optimisers when `compare`) on a thread named `poisonscope-run`.
-    pub fn spawn(
-        config: Experiment,
-        compare: bool,
-        wake: impl Fn() + Send + 'static,
-    ) -> std::io::Result<Self> {
+    /// Starts `work` on a thread named `poisonscope-run`.
+    pub fn spawn(work: Work, wake: impl Fn() + Send + 'static) -> std::io::Result<Self> {
+        let arms = match &work {
+            Work::Execute { compare, .. } => 1 + usize::from(*compare),
+            Work::Open(dir) => 1 + usize::from(dir.join("comparison.json").is_file()),
+        };
         let worker = Worker::spawn("poisonscope-run", wake, move |reporter| {
             // A panic in the pipeline ends in a visible error, not a window stuck "running".
             let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                work(&config, compare, reporter)
+                let send = |arm: usize, event: RunEvent| {
+                    let droppable = matches!(event, RunEvent::Train(TrainEvent::Batch { .. }));
+                    reporter.send(WorkerEvent::Run(arm, event), droppable);
+                };
+                let cancel = reporter.cancel_flag();
+                match &work {
+                    Work::Execute { config, compare } => {
+                        send(0, RunEvent::Stage("loading the dataset".to_owned()));
+                        Run::execute(config, *compare, cancel, &mut |i, e| send(i, e))
+                            .map(|run| inspected(run, None))
+                    }
+                    Work::Open(dir) => Run::open(dir, cancel, &mut |i, e| send(i, e))
+                        .map(|run| inspected(run, Some(dir.clone()))),
+                }
             }));
             let last = match outcome {
                 Ok(Ok(finished)) => WorkerEvent::Finished(Box::new(finished)),
@@ -86,25 +112,13 @@ impl Job {
             };
             reporter.send(last, false);
         })?;
-        Ok(Self {
-            worker,
-            arms: if compare { 2 } else { 1 },
-        })
+        Ok(Self { worker, arms })
     }
 }
 
-fn work(
-    config: &Experiment,
-    compare: bool,
-    reporter: &Reporter<WorkerEvent>,
-) -> Result<Finished, PipelineError> {
-    let cancel = reporter.cancel_flag();
-    let send = |arm: usize, event: RunEvent| {
-        let droppable = matches!(event, RunEvent::Train(TrainEvent::Batch { .. }));
-        reporter.send(WorkerEvent::Run(arm, event), droppable);
-    };
-    send(0, RunEvent::Stage("loading the dataset".to_owned()));
-    let run = Run::execute(config, compare, cancel, &mut |i, e| send(i, e))?;
+/// What the window shows of a finished (or opened) run: each arm's rankings, consensus,
+/// predictions and feature-space projection, and for a comparison the fused arm.
+fn inspected(run: Run, opened_from: Option<std::path::PathBuf>) -> Finished {
     let mut arms: Vec<Arm> = run
         .arms
         .iter()
@@ -140,10 +154,11 @@ fn work(
         );
         arms.push(fused);
     }
-    Ok(Finished {
+    Finished {
         run: Arc::new(run),
         arms,
-    })
+        opened_from,
+    }
 }
 
 /// The name of the fused arm of a comparison.

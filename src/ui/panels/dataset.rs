@@ -68,6 +68,12 @@ impl App {
                     {
                         self.commands.push(Command::Cancel);
                     }
+                } else if self.job.is_some() {
+                    // A saved run being opened reads its dataset on the run's worker.
+                    ui.horizontal(|ui| {
+                        ui.spinner();
+                        ui.label(message.as_str());
+                    });
                 } else {
                     ui.colored_label(ui.visuals().error_fg_color, message.as_str());
                 }

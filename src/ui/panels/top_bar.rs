@@ -32,6 +32,7 @@ impl App {
             {
                 self.commands.push(Command::SaveConfig(path));
             }
+            self.open_run_menu(ui, dialogs);
             if let Some(status) = &self.status {
                 ui.separator();
                 if self.task.is_some() {
@@ -44,6 +45,58 @@ impl App {
                 };
                 ui.colored_label(color, status.as_str());
             }
+        });
+    }
+
+    /// File → Open run…: a saved `run` or `compare` folder, by dialog, typed path or from the
+    /// recent runs.
+    fn open_run_menu(&mut self, ui: &mut egui::Ui, dialogs: bool) {
+        let idle = !self.busy();
+        ui.add_enabled_ui(idle, |ui| {
+            ui.menu_button("Open run", |ui| {
+                ui.label("A folder written by `run` or `compare` (or saved from this window):");
+                if ui
+                    .add_enabled(dialogs, egui::Button::new("Choose folder…"))
+                    .on_disabled_hover_text(no_dialog("type the folder below"))
+                    .clicked()
+                {
+                    if let Some(dir) = rfd::FileDialog::new().pick_folder() {
+                        self.commands.push(Command::OpenRun(dir));
+                    }
+                    ui.close();
+                }
+                ui.horizontal(|ui| {
+                    let field = ui.add(
+                        egui::TextEdit::singleline(&mut self.typed_run)
+                            .hint_text("/path/to/run")
+                            .desired_width(260.0),
+                    );
+                    let typed = !self.typed_run.trim().is_empty();
+                    let entered =
+                        field.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter));
+                    if ui.add_enabled(typed, egui::Button::new("Open")).clicked()
+                        || (typed && entered)
+                    {
+                        let dir = PathBuf::from(self.typed_run.trim());
+                        self.commands.push(Command::OpenRun(dir));
+                        ui.close();
+                    }
+                });
+                if !self.settings.recent_runs.is_empty() {
+                    ui.separator();
+                    ui.label("Recent:");
+                    for dir in self.settings.recent_runs.clone() {
+                        if ui.button(dir.display().to_string()).clicked() {
+                            self.commands.push(Command::OpenRun(dir));
+                            ui.close();
+                        }
+                    }
+                }
+            })
+            .response
+            .on_hover_text(
+                "open a saved run: its results, gallery and scatter, without training again",
+            );
         });
     }
 }
