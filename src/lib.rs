@@ -18,6 +18,7 @@ mod kinds;
 pub mod metrics;
 pub mod model;
 pub mod run;
+pub mod scenarios;
 pub mod sweep;
 pub mod train;
 pub mod ui;

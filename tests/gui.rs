@@ -693,3 +693,40 @@ fn a_saved_comparison_opens_without_training() {
     assert_eq!(status.lines().count(), 1);
     assert!(h.state().finished.is_none());
 }
+
+/// The Scenarios menu: every scenario listed; one loaded, its paragraph shown above the views,
+/// run from its own button (on fewer digits and one epoch, to keep the test short), and the
+/// paragraph still beside the results.
+#[test]
+fn a_scenario_loads_runs_and_shows_what_to_look_for() {
+    let mut h = loaded_demo();
+    h.get_by_label("Scenarios").click();
+    h.run_steps(2);
+    for scenario in poisonscope::scenarios::ALL {
+        h.get_by_label(scenario.title);
+    }
+    let chosen = poisonscope::scenarios::ALL
+        .iter()
+        .position(|s| s.id == "no_attack")
+        .unwrap();
+    h.get_by_label(poisonscope::scenarios::ALL[chosen].title)
+        .click();
+    h.run_steps(2);
+    wait_for(&mut h, "the scenario's dataset", App::dataset_loaded);
+    assert_eq!(h.state().scenario, Some(chosen));
+    assert!(h.state().experiment().attack.is_none());
+    let paragraph = poisonscope::scenarios::ALL[chosen].look_for;
+    h.get_by_label(paragraph);
+    h.state_mut().settings.config.dataset.limit = 600;
+    h.state_mut().settings.config.train.epochs = 1;
+    h.run_steps(2);
+    h.get_by_label("Run this scenario (SGD vs SAM)").click();
+    h.run_steps(2);
+    assert!(h.state().busy());
+    wait_for(&mut h, "the results", |app| !app.busy());
+    let finished = h.state().finished.as_ref().expect("results");
+    assert_eq!(finished.arms.len(), 3, "SGD, SAM and fused");
+    assert_eq!(h.state().view, View::Inspection);
+    h.get_by_label(paragraph);
+    h.get_by_label("detector");
+}

@@ -258,6 +258,7 @@ impl App {
             Command::Open(path) => self.open_path(&path, ctx),
             Command::OpenConfig(path) => self.open_config(&path, ctx),
             Command::OpenRun(dir) => self.open_run(dir, Some(ctx)),
+            Command::Scenario(index) => self.open_scenario(index, ctx),
             Command::SaveConfig(path) => self.save_config(&path),
             Command::Export(export) => self.run_export(export, ctx),
             Command::Tsne { arm, features } => self.inspect.start_tsne(arm, features, ctx),
@@ -287,6 +288,29 @@ impl App {
                 self.settings.recent_runs = recent;
                 self.say(true, format!("opened {}", path.display()));
                 inspect_ctx.request_repaint();
+            }
+            Err(e) => self.say(false, e.to_string()),
+        }
+    }
+
+    /// Loads a scenario's config (and its dataset); its paragraph is shown until another config
+    /// is opened.
+    pub(super) fn open_scenario(&mut self, index: usize, ctx: &egui::Context) {
+        let Some(scenario) = crate::scenarios::ALL.get(index) else {
+            return;
+        };
+        match scenario.experiment() {
+            Ok(config) => {
+                let recent = std::mem::take(&mut self.settings.recent_runs);
+                *self = Self::with_config(config);
+                self.settings.recent_runs = recent;
+                self.scenario = Some(index);
+                let start = if scenario.compare { "Compare" } else { "Start" };
+                self.say(
+                    true,
+                    format!("scenario: {} (press {start})", scenario.title),
+                );
+                ctx.request_repaint();
             }
             Err(e) => self.say(false, e.to_string()),
         }

@@ -74,6 +74,8 @@ pub enum Command {
     OpenConfig(PathBuf),
     /// Open a saved `run` or `compare` folder (no training).
     OpenRun(PathBuf),
+    /// Load the scenario with this index in [`crate::scenarios::ALL`].
+    Scenario(usize),
     SaveConfig(PathBuf),
     Export(Export),
     /// Compute the t-SNE layout of one arm's detector features.
@@ -135,6 +137,8 @@ pub struct App {
     commands: Vec<Command>,
     /// The run folder typed in the Open run menu (where no folder dialog works).
     typed_run: String,
+    /// The scenario whose config is loaded (its paragraph is shown beside the results).
+    pub scenario: Option<usize>,
 }
 
 impl App {
@@ -191,6 +195,7 @@ impl App {
             inspect: Inspect::default(),
             commands: Vec::new(),
             typed_run: String::new(),
+            scenario: None,
         }
     }
 
@@ -264,6 +269,7 @@ impl App {
                 egui::ScrollArea::vertical().show(ui, |ui| self.steps_ui(ui));
             });
         egui::CentralPanel::default().show(ui, |ui| {
+            self.scenario_box(ui);
             ui.horizontal(|ui| {
                 ui.selectable_value(&mut self.view, View::Dataset, "Dataset");
                 ui.add_enabled_ui(self.finished.is_some(), |ui| {

@@ -33,6 +33,7 @@ impl App {
                 self.commands.push(Command::SaveConfig(path));
             }
             self.open_run_menu(ui, dialogs);
+            self.scenarios_menu(ui);
             if let Some(status) = &self.status {
                 ui.separator();
                 if self.task.is_some() {
@@ -45,6 +46,58 @@ impl App {
                 };
                 ui.colored_label(color, status.as_str());
             }
+        });
+    }
+
+    /// Ready experiments for teaching, each with what to look for.
+    fn scenarios_menu(&mut self, ui: &mut egui::Ui) {
+        let idle = !self.busy();
+        ui.add_enabled_ui(idle, |ui| {
+            ui.menu_button("Scenarios", |ui| {
+                for (i, scenario) in crate::scenarios::ALL.iter().enumerate() {
+                    if ui
+                        .button(scenario.title)
+                        .on_hover_text(scenario.look_for)
+                        .clicked()
+                    {
+                        self.commands.push(Command::Scenario(i));
+                        ui.close();
+                    }
+                }
+            })
+            .response
+            .on_hover_text("ready experiments on the demo digits, each with what to look for");
+        });
+    }
+
+    /// The loaded scenario's paragraph, above the views, with the button that runs it.
+    pub(in crate::ui) fn scenario_box(&mut self, ui: &mut egui::Ui) {
+        let Some(scenario) = self.scenario.and_then(|i| crate::scenarios::ALL.get(i)) else {
+            return;
+        };
+        egui::Frame::group(ui.style()).show(ui, |ui| {
+            ui.horizontal(|ui| {
+                ui.strong(format!("Scenario: {}", scenario.title));
+                let label = if scenario.compare {
+                    "Run this scenario (SGD vs SAM)"
+                } else {
+                    "Run this scenario"
+                };
+                let ready = !self.busy() && self.dataset_loaded();
+                if ui.add_enabled(ready, egui::Button::new(label)).clicked() {
+                    self.commands.push(Command::Run {
+                        compare: scenario.compare,
+                    });
+                }
+                if ui
+                    .small_button("Hide")
+                    .on_hover_text("hide the scenario's text")
+                    .clicked()
+                {
+                    self.scenario = None;
+                }
+            });
+            ui.label(scenario.look_for);
         });
     }
 
