@@ -6,6 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::config::OptimizerKind;
 use crate::detect::DetectionRun;
 
 /// Training accuracy on the given labels below this: the model has not fitted its training set.
@@ -98,11 +99,13 @@ fn pct(v: f64) -> String {
 }
 
 /// The warnings of a run. `attack_success_rate` is only known with a planted attack.
+/// `optimizer` is the arm's: the advice when a backdoor was not learned depends on it.
 pub fn warnings(
     fit: &Fit,
     attack_success_rate: Option<f64>,
     detection: &DetectionRun,
     class_names: &[String],
+    optimizer: OptimizerKind,
 ) -> Vec<Warning> {
     let mut out = Vec::new();
     let mut warn = |kind, message: String| out.push(Warning { kind, message });
@@ -156,12 +159,23 @@ pub fn warnings(
     if let Some(asr) = attack_success_rate
         && asr < MIN_ATTACK_SUCCESS
     {
+        // SAM can refuse to fit a few relabelled samples that SGD would learn; SGD that did not
+        // learn them either needs a longer training, or the attack is too weak to be learned.
+        let advice = match optimizer {
+            OptimizerKind::Sgd => {
+                "look at the `loss` detector (it reads the relabelled samples the model did not \
+                 fit), or train longer (train.epochs): a weak attack may not be learned at all"
+            }
+            OptimizerKind::Sam | OptimizerKind::Asam => {
+                "look at the `loss` detector (it reads the relabelled samples SAM refused to \
+                 fit), or compare with train.optimizer = \"sgd\" or a smaller train.rho"
+            }
+        };
         warn(
             WarningKind::BackdoorNotLearned,
             format!(
                 "the planted backdoor was not learned (attack success rate {}): feature-space \
-                 detectors have little to find; look at the `loss` detector, or compare with \
-                 train.optimizer = \"sgd\" or a smaller train.rho",
+                 detectors have little to find; {advice}",
                 pct(asr)
             ),
         );

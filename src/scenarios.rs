@@ -93,8 +93,8 @@ const LOOK_WEAK: &str = "Only 10 of the 2 000 digits are poisoned (0.5 %, the Ba
 Neither model learns the backdoor in 3 epochs (attack success rate 0.9 % SGD, 2.0 % SAM): the \
 feature-space detectors have no backdoor to see, and the run says so in its warning. What is left \
 is that the models do not fit 10 relabelled digits: the loss detector flags 9 of 10 (SGD) and 8 \
-(SAM). SAM, which refuses to memorise them, makes the rest stand out: SPECTRE 1 → 6 of 10, AC \
-0 → 3, the consensus 2 → 6. Switch the gallery to the loss ranking and the fused model to see it. \
+(SAM). SAM, which refuses to memorise them, makes the rest stand out: SPECTRE 1 to 6 of 10, AC \
+0 to 3, the consensus 2 to 6. Switch the gallery to the loss ranking and the fused model to see it. \
 (Measured on these settings, seed 0; one seed, so a point or two either way is noise.)";
 
 const LOOK_FAINT: &str = "20 digits blended with noise at α 0.05 — look at a flagged tile: the \

@@ -149,6 +149,7 @@ pub fn build(
         trained.attack_success_rate,
         detection,
         &train.class_names,
+        config.train.optimizer,
     );
     Report {
         version: VERSION,
