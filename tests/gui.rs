@@ -730,3 +730,73 @@ fn a_scenario_loads_runs_and_shows_what_to_look_for() {
     h.get_by_label(paragraph);
     h.get_by_label("detector");
 }
+
+/// "Find more like the marked": after marking two poisons and one clean image, the gallery is
+/// re-ordered (marked poisons first, marked clean last), says so, and the top-K flags follow.
+#[test]
+fn marks_re_rank_the_gallery() {
+    let mut h = loaded_demo();
+    short_run(h.state_mut(), 0.05);
+    {
+        let app = h.state_mut();
+        app.settings.attack_on = true;
+        app.settings.attack.ratio = 0.05;
+        app.settings.config.train.augment = false;
+    }
+    h.step();
+    h.get_by_label("Start").click();
+    h.run_steps(2);
+    wait_for(&mut h, "the results", |app| !app.busy());
+    let truth = h
+        .state()
+        .finished
+        .as_ref()
+        .and_then(|f| f.run.truth.clone())
+        .expect("ground truth");
+    h.run_steps(2);
+    let before = h
+        .state_mut()
+        .inspect_mut()
+        .gallery_order()
+        .unwrap()
+        .to_vec();
+    // The reviewer confirms two poisons and one clean image from further down the ranking.
+    let poisons: Vec<usize> = before
+        .iter()
+        .rev()
+        .copied()
+        .filter(|&i| truth[i])
+        .take(2)
+        .collect();
+    let clean = before.iter().copied().find(|&i| !truth[i]).unwrap();
+    {
+        use poisonscope::ui::inspect::Mark;
+        let inspect = h.state_mut().inspect_mut();
+        for &p in &poisons {
+            inspect.marks.insert(p, Mark::Poisoned);
+        }
+        inspect.marks.insert(clean, Mark::Clean);
+    }
+    h.run_steps(2);
+    h.get_by_label("Find more like the marked").click();
+    h.run_steps(3);
+    assert!(h.state_mut().inspect_mut().find_like);
+    let after = h
+        .state_mut()
+        .inspect_mut()
+        .gallery_order()
+        .unwrap()
+        .to_vec();
+    assert_ne!(before, after, "the order changed");
+    let mut first_two = after[..2].to_vec();
+    first_two.sort_unstable();
+    let mut marked = poisons.clone();
+    marked.sort_unstable();
+    assert_eq!(first_two, marked, "the marked poisons first");
+    assert_eq!(after.last(), Some(&clean), "the marked clean image last");
+    h.get_by_label_contains("refined by your marks (2 poisoned first, 1 clean last)");
+    // Off again: the detector's order comes back.
+    h.get_by_label("Find more like the marked").click();
+    h.run_steps(3);
+    assert_eq!(h.state_mut().inspect_mut().gallery_order().unwrap(), before);
+}

@@ -2,6 +2,7 @@
 //! SAM, with the PyTorch reference's settings (x/255 inputs, no augmentation, batch 128), side by
 //! side with PyTorch when asked ([`train`]); frame time of the inspection view ([`ui`]).
 
+mod rerank;
 mod train;
 mod ui;
 
@@ -21,6 +22,19 @@ pub enum What {
         /// Timed frames (after 5 untimed ones).
         #[arg(long, default_value_t = 60)]
         frames: usize,
+    },
+    /// "Find more like these" against the detectors' own rankings, on a saved run with a planted
+    /// attack: poisons among the next NEXT images after a reviewer confirmed the first MARKS.
+    Rerank {
+        /// A `run` or `compare` folder.
+        run_dir: std::path::PathBuf,
+        #[arg(long, default_value_t = 5)]
+        marks: usize,
+        #[arg(long, default_value_t = 50)]
+        next: usize,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -90,5 +104,11 @@ pub fn run(what: What) -> anyhow::Result<()> {
     match what {
         What::Train(args) => train::run(&args),
         What::Ui { points, frames } => ui::frames(points, frames),
+        What::Rerank {
+            run_dir,
+            marks,
+            next,
+            json,
+        } => rerank::run(&run_dir, marks, next, json),
     }
 }

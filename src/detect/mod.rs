@@ -11,6 +11,7 @@ pub mod consensus;
 pub mod decision;
 pub mod features;
 pub mod ibd_psc;
+pub mod like;
 pub mod linalg;
 pub mod loss;
 pub mod probe;

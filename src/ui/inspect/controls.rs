@@ -6,6 +6,14 @@ use eframe::egui;
 use super::*;
 
 impl Inspect {
+    /// The name of the current ranking (a detector, or the consensus).
+    pub(super) fn ranking_name(&self, arm: &Arm) -> String {
+        self.ranking
+            .and_then(|i| arm.detectors.get(i))
+            .map_or("consensus", |r| r.name.as_str())
+            .to_owned()
+    }
+
     pub(super) fn controls(
         &mut self,
         ui: &mut egui::Ui,
@@ -34,11 +42,7 @@ impl Inspect {
                 ui.separator();
             }
             let label = ui.label("Rank by");
-            let current = self
-                .ranking
-                .and_then(|i| arm.detectors.get(i))
-                .map_or("consensus", |r| r.name.as_str())
-                .to_owned();
+            let current = self.ranking_name(arm);
             egui::ComboBox::from_id_salt("ranking")
                 .selected_text(current)
                 .show_ui(ui, |ui| {
@@ -85,6 +89,18 @@ impl Inspect {
             }
             ui.separator();
             ui.label(format!("{} marked", self.marks.len()));
+            let poisoned = self.marks.values().filter(|m| **m == Mark::Poisoned).count();
+            ui.add_enabled(
+                poisoned > 0 || self.find_like,
+                egui::Checkbox::new(&mut self.find_like, "Find more like the marked"),
+            )
+            .on_hover_text(
+                "re-rank with your marks: this ranking averaged with the direction from the rest \
+                 to the samples you marked poisoned (in the features the detectors saw), among the \
+                 given labels your marked poisons carry; marked poisons first, marked clean last. \
+                 The top-K flags and the exports follow. Measured in docs/rerank.md",
+            )
+            .on_disabled_hover_text("mark a poisoned sample first (P)");
         });
         self.export_ui(ui, finished, shown, exporting)
     }

@@ -56,15 +56,24 @@ impl Inspect {
         let flagged_total = (0..arm.predicted.len())
             .filter(|&i| self.flagged(arm, i))
             .count();
-        self.update_ranking(arm);
+        self.update_ranking(arm, &train.labels);
         let (order, scores) = match &self.order {
             Some((_, order, scores)) => (order.as_slice(), scores.as_slice()),
             None => (&[][..], &[][..]),
         };
         // Wrapped: an overflowing line would widen the panel under the side panel.
+        let ranked_by = match self.refining_marks() {
+            Some((poisoned, clean)) => format!(
+                "ranked by {} refined by your marks ({} poisoned first, {} clean last)",
+                self.ranking_name(arm),
+                poisoned.len(),
+                clean.len()
+            ),
+            None => format!("ranked by {}", self.ranking_name(arm)),
+        };
         ui.add(
             egui::Label::new(format!(
-                "Ranked gallery: {} images, {flagged_total} flagged (most suspicious first)",
+                "Ranked gallery: {} images, {flagged_total} flagged (most suspicious first; {ranked_by})",
                 order.len()
             ))
             .wrap(),

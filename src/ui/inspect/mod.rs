@@ -109,10 +109,13 @@ pub(super) struct Shown<'a> {
     truth: Option<&'a [bool]>,
 }
 
-/// A cached ranking: its key (arm, detector or consensus), the order, the scores.
-/// Flags of the top K: keyed by (arm, ranking, K).
-type TopFlags = ((usize, Option<usize>, usize), Vec<bool>);
-type CachedOrder = ((usize, Option<usize>), Vec<usize>, Vec<f64>);
+/// Which ordering the gallery shows: the arm, the ranking (a detector or the consensus), and
+/// the marks the ranking is refined by (0: not refined; else a hash of the marks).
+type OrderKey = (usize, Option<usize>, u64);
+/// A cached ranking: its key, the order, the scores.
+/// Flags of the top K: keyed by the ranking's key and K.
+type TopFlags = ((OrderKey, usize), Vec<bool>);
+type CachedOrder = (OrderKey, Vec<usize>, Vec<f64>);
 
 /// State of the inspection view.
 #[derive(Default)]
@@ -123,6 +126,9 @@ pub struct Inspect {
     pub ranking: Option<usize>,
     pub selected: Option<usize>,
     pub marks: BTreeMap<usize, Mark>,
+    /// "Find more like the marked": the ranking refined by the marks (`detect::like::refine`),
+    /// the marked poisons first and the marked clean images last.
+    pub find_like: bool,
     color_by: ColorBy,
     layout: LayoutKind,
     /// t-SNE layouts per arm, once computed (or why they failed).
@@ -177,21 +183,72 @@ fn class_color(class: usize, classes: usize) -> egui::Color32 {
 }
 
 impl Inspect {
-    /// Brings the cached ranking up to date with the chosen arm and ranking.
-    fn update_ranking(&mut self, arm: &Arm) {
-        let key = (self.arm, self.ranking);
+    /// The gallery's current order (sample indices, most suspicious first), once drawn.
+    pub fn gallery_order(&self) -> Option<&[usize]> {
+        self.order.as_ref().map(|(_, order, _)| order.as_slice())
+    }
+
+    /// The marked poisons and clean images, when the ranking is refined by them.
+    fn refining_marks(&self) -> Option<(Vec<usize>, Vec<usize>)> {
+        let poisoned: Vec<usize> = self
+            .marks
+            .iter()
+            .filter(|(_, m)| **m == Mark::Poisoned)
+            .map(|(&i, _)| i)
+            .collect();
+        if !self.find_like || poisoned.is_empty() {
+            return None;
+        }
+        let clean = self
+            .marks
+            .iter()
+            .filter(|(_, m)| **m == Mark::Clean)
+            .map(|(&i, _)| i)
+            .collect();
+        Some((poisoned, clean))
+    }
+
+    /// Brings the cached ranking up to date with the chosen arm, ranking and (refining) marks.
+    fn update_ranking(&mut self, arm: &Arm, given: &[u16]) {
+        let refining = self.refining_marks();
+        let marks_key = refining.as_ref().map_or(0, |marks| {
+            use std::hash::{Hash, Hasher};
+            let mut hasher = std::collections::hash_map::DefaultHasher::new();
+            marks.hash(&mut hasher);
+            hasher.finish() | 1
+        });
+        let key = (self.arm, self.ranking, marks_key);
         if self.order.as_ref().is_none_or(|(k, _, _)| *k != key) {
             let n = arm.predicted.len();
-            let scores = match self.ranking.and_then(|i| arm.detectors.get(i)) {
+            let mut scores = match self.ranking.and_then(|i| arm.detectors.get(i)) {
                 Some(ranking) => ranking.scores.clone(),
                 None if arm.consensus.scores.len() == n => arm.consensus.scores.clone(),
                 None => vec![0.0; n],
             };
+            // Marked poisons first, then the rest by score, marked clean images last.
+            let mut group = vec![1u8; n];
+            if let Some((poisoned, clean)) = &refining
+                && arm.features.nrows() == n
+                && given.len() == n
+            {
+                scores =
+                    crate::detect::like::refine(&scores, &arm.features, given, poisoned, clean);
+                for &i in poisoned.iter().filter(|&&i| i < n) {
+                    group[i] = 0;
+                }
+                for &i in clean.iter().filter(|&&i| i < n) {
+                    group[i] = 2;
+                }
+            }
             let mut order: Vec<usize> = (0..scores.len()).collect();
-            order.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]));
+            order.sort_by(|&a, &b| {
+                group[a]
+                    .cmp(&group[b])
+                    .then(scores[b].total_cmp(&scores[a]))
+            });
             self.order = Some((key, order, scores));
         }
-        let top_key = (self.arm, self.ranking, self.top_k);
+        let top_key = (key, self.top_k);
         if self.use_top && self.top_flags.as_ref().is_none_or(|(k, _)| *k != top_key) {
             let mut flags = vec![false; arm.predicted.len()];
             if let Some((_, order, _)) = &self.order {
@@ -240,7 +297,7 @@ impl Inspect {
                 .id_salt(("results_scroll", self.generation))
                 .show(ui, |ui| results_table(ui, finished));
             ui.separator();
-            self.update_ranking(arm);
+            self.update_ranking(arm, &shown.train.labels);
             command = self
                 .controls(ui, finished, shown, exporting)
                 .map(Command::Export);
