@@ -663,6 +663,23 @@ fn a_saved_comparison_opens_without_training() {
             .is_some_and(|f| f.arms.len() == 3)
     );
     h.get_by_label_contains("Ranked gallery: 600 images");
+    // A mark made on the opened run comes back when the run is opened again (from Recent).
+    h.get_by_label_contains("#1 ").click();
+    h.run_steps(4);
+    h.get_by_label("Mark poisoned").click();
+    h.run_steps(4);
+    let marked = h.state().selected();
+    assert_eq!(h.state().marked(), 1);
+    h.get_by_label("Open run").click();
+    h.run_steps(2);
+    h.get_by_label(run.to_str().unwrap()).click();
+    h.run_steps(2);
+    wait_for(&mut h, "the run opened again", |app| !app.busy());
+    assert_eq!(h.state().marked(), 1, "the mark is restored");
+    assert_eq!(
+        h.state_mut().inspect_mut().marks.keys().next().copied(),
+        marked
+    );
 
     // The dataset changed (one training image replaced): refused, nothing shown.
     let first = std::fs::read_dir(data.join("train").join("0"))

@@ -165,6 +165,16 @@ impl App {
         );
     }
 
+    /// A fresh app editing `config` that keeps what persists across configs: the recent runs
+    /// and the marks made on them.
+    fn replaced_by(&mut self, config: Experiment) -> Self {
+        self.remember_marks();
+        let mut app = Self::with_config(config);
+        app.settings.recent_runs = std::mem::take(&mut self.settings.recent_runs);
+        app.settings.run_marks = std::mem::take(&mut self.settings.run_marks);
+        app
+    }
+
     /// Asks the running job (and a dataset still loading) to stop.
     pub fn cancel(&mut self) {
         if let Some(job) = &self.job {
@@ -283,9 +293,7 @@ impl App {
         match Experiment::from_file(path, &[]) {
             Ok(config) => {
                 let inspect_ctx = ctx.clone();
-                let recent = std::mem::take(&mut self.settings.recent_runs);
-                *self = Self::with_config(config);
-                self.settings.recent_runs = recent;
+                *self = self.replaced_by(config);
                 self.say(true, format!("opened {}", path.display()));
                 inspect_ctx.request_repaint();
             }
@@ -301,9 +309,7 @@ impl App {
         };
         match scenario.experiment() {
             Ok(config) => {
-                let recent = std::mem::take(&mut self.settings.recent_runs);
-                *self = Self::with_config(config);
-                self.settings.recent_runs = recent;
+                *self = self.replaced_by(config);
                 self.scenario = Some(index);
                 let start = if scenario.compare { "Compare" } else { "Start" };
                 self.say(

@@ -13,6 +13,7 @@ mod panels;
 mod progress;
 pub mod worker;
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -25,7 +26,7 @@ use crate::config::{
 use crate::data::{EMBEDDED_MNIST, SplitDataset, Summary};
 pub use images::color_image;
 use images::image_of;
-use inspect::{Export, Inspect};
+use inspect::{Export, Inspect, Mark};
 use progress::Progress;
 use worker::{Finished, Job, Loading, Task, WorkerEvent};
 
@@ -41,6 +42,8 @@ const REPORT_TOP: usize = 24;
 const STORAGE_KEY: &str = "poisonscope.config.toml";
 /// Where the recently opened run folders are kept between sessions (one path a line).
 const RECENT_KEY: &str = "poisonscope.recent_runs";
+/// Where the marks made on opened runs are kept between sessions (JSON).
+const MARKS_KEY: &str = "poisonscope.run_marks";
 /// How many recently opened runs the menu lists.
 const RECENT_MAX: usize = 8;
 
@@ -100,6 +103,9 @@ pub struct Settings {
     pub attack_on: bool,
     /// Saved run folders opened in the window, most recent first.
     pub recent_runs: Vec<PathBuf>,
+    /// The reviewer's marks on each opened run (sample index → poisoned?), restored when the run
+    /// is opened again; kept in the window's settings, never written into the run folder.
+    pub run_marks: BTreeMap<PathBuf, Vec<(usize, bool)>>,
 }
 
 impl Settings {
@@ -179,6 +185,7 @@ impl App {
                 attack,
                 attack_on,
                 recent_runs: Vec::new(),
+                run_marks: BTreeMap::new(),
             },
             dataset: Err("loading…".to_owned()),
             loading: None,
@@ -222,9 +229,52 @@ impl App {
 
     /// Shows finished results in the inspection view (as when a run ends).
     pub fn show_results(&mut self, finished: Finished) {
+        self.remember_marks();
         self.inspect = self.inspect.for_new_result();
+        if let Some(marks) = finished
+            .opened_from
+            .as_ref()
+            .and_then(|dir| self.settings.run_marks.get(dir))
+        {
+            let n = finished.run.prepared.train_data().train.len();
+            self.inspect.marks = marks
+                .iter()
+                .filter(|(i, _)| *i < n)
+                .map(|&(i, poisoned)| {
+                    (
+                        i,
+                        if poisoned {
+                            Mark::Poisoned
+                        } else {
+                            Mark::Clean
+                        },
+                    )
+                })
+                .collect();
+        }
         self.finished = Some(finished);
         self.view = View::Inspection;
+    }
+
+    /// Keeps the marks made on an opened run in the settings (for the next time it is opened).
+    pub(super) fn remember_marks(&mut self) {
+        let Some(dir) = self.finished.as_ref().and_then(|f| f.opened_from.clone()) else {
+            return;
+        };
+        let marks: Vec<(usize, bool)> = self
+            .inspect
+            .marks
+            .iter()
+            .map(|(&i, &m)| (i, m == Mark::Poisoned))
+            .collect();
+        if marks.is_empty() {
+            self.settings.run_marks.remove(&dir);
+        } else {
+            self.settings.run_marks.insert(dir, marks);
+        }
+        // Only the recent runs' marks are kept.
+        let recent = &self.settings.recent_runs;
+        self.settings.run_marks.retain(|d, _| recent.contains(d));
     }
 
     /// The inspection view's state (for tests and scripted sessions).
@@ -377,6 +427,10 @@ impl eframe::App for App {
             .filter_map(|p| p.to_str().map(str::to_owned))
             .collect();
         storage.set_string(RECENT_KEY, recent.join("\n"));
+        self.remember_marks();
+        if let Ok(text) = serde_json::to_string(&self.settings.run_marks) {
+            storage.set_string(MARKS_KEY, text);
+        }
     }
 }
 
@@ -415,6 +469,13 @@ pub fn run_native(start: Start) -> Result<(), eframe::Error> {
                     None => App::new(None),
                 },
             };
+            if let Some(marks) = cc
+                .storage
+                .and_then(|s| s.get_string(MARKS_KEY))
+                .and_then(|text| serde_json::from_str(&text).ok())
+            {
+                app.settings.run_marks = marks;
+            }
             if let Some(text) = cc.storage.and_then(|s| s.get_string(RECENT_KEY)) {
                 let mut kept = app.settings.recent_runs.clone();
                 for line in text.lines().filter(|l| !l.is_empty()) {
