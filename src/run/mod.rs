@@ -55,16 +55,7 @@ impl Run {
             on_event(0, RunEvent::Stage(s))
         })?);
         let arms = pipeline::run_arms(config, &prepared, compare, cancel, on_event)?;
-        let comparison = match arms.as_slice() {
-            [sgd, sam] => {
-                let mut comparison =
-                    Comparison::new(sgd.outcome.report.clone(), sam.outcome.report.clone());
-                comparison.fused =
-                    pipeline::fuse(&sgd.outcome.detection, &sam.outcome.detection, &prepared);
-                Some(comparison)
-            }
-            _ => None,
-        };
+        let comparison = comparison_of(&arms, &prepared);
         Ok(Self {
             config: config.clone(),
             truth: evaluate::poison_mask(&prepared),
@@ -90,4 +81,14 @@ impl Run {
     pub fn save(&self, dir: &Path) -> Result<(), PipelineError> {
         pipeline::save_arms(dir, &self.prepared, &self.arms, self.comparison.as_ref())
     }
+}
+
+/// For two arms (SGD, SAM): their reports side by side, the deltas and the fused rows.
+fn comparison_of(arms: &[ArmRun], prepared: &Prepared) -> Option<Comparison> {
+    let [sgd, sam] = arms else {
+        return None;
+    };
+    let mut comparison = Comparison::new(sgd.outcome.report.clone(), sam.outcome.report.clone());
+    comparison.fused = pipeline::fuse(&sgd.outcome.detection, &sam.outcome.detection, prepared);
+    Some(comparison)
 }

@@ -14,7 +14,6 @@ use std::sync::atomic::AtomicBool;
 
 use super::pipeline::{self, ArmRun, Outcome, PipelineError, RunEvent};
 use super::prepare::Prepared;
-use super::report::Comparison;
 use super::{Run, evaluate};
 use crate::config::Experiment;
 
@@ -56,7 +55,8 @@ impl Run {
             .iter()
             .map(|d| Experiment::from_file(&d.join("config.toml"), &[]))
             .collect::<Result<Vec<_>, _>>()?;
-        let Some(config) = configs.first().cloned() else {
+        // A comparison's own config is its SAM arm's (`compare` trains SGD beside it).
+        let Some(config) = configs.last().cloned() else {
             return Err(PipelineError::ArmCount(0));
         };
         let source = &config.dataset.source;
@@ -90,16 +90,7 @@ impl Run {
                 outcome,
             });
         }
-        let comparison = match arms.as_slice() {
-            [sgd, sam] => {
-                let mut comparison =
-                    Comparison::new(sgd.outcome.report.clone(), sam.outcome.report.clone());
-                comparison.fused =
-                    pipeline::fuse(&sgd.outcome.detection, &sam.outcome.detection, &prepared);
-                Some(comparison)
-            }
-            _ => None,
-        };
+        let comparison = super::comparison_of(&arms, &prepared);
         Ok(Self {
             config,
             truth: evaluate::poison_mask(&prepared),
