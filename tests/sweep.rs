@@ -62,6 +62,16 @@ set = ["detect.decision=paper"]
     assert!(csv.starts_with("attack,ratio,seed,arm,variant"), "{csv}");
     let md = std::fs::read_to_string(out.join("results.md")).unwrap();
     assert!(md.contains("| BadNets | 5.0 % |"), "{md}");
+    // Each arm's model folder is a run folder: it opens as a saved run (no training).
+    let arm = out.join("models").join("0-badnets-r0.05-s0").join("sam");
+    let opened = poisonscope::run::Run::open(
+        &arm,
+        &std::sync::atomic::AtomicBool::new(false),
+        &mut |_, _| {},
+    )
+    .unwrap();
+    assert_eq!(opened.arms.len(), 1);
+    assert_eq!(opened.arms[0].name, "sam");
     // Resuming skips the finished cell (no training) and gives the same rows.
     let again = poisonscope(&args);
     assert!(again.status.success());

@@ -1,6 +1,8 @@
 //! `poisonscope sweep GRID.toml --out DIR`: a grid of attacks × ratios × seeds × arms (SGD,
 //! SAM...), each arm trained once and its saved model detected with every detection variant; the
-//! two arms of a cell are also fused. Resumable: a finished cell leaves `DIR/cells/<cell>.json`
+//! two arms of a cell are also fused. Each arm's folder `DIR/models/<cell>/<arm>/` is a `run`
+//! folder (model, config.toml, report.json, scores.csv of the first variant) that the window,
+//! `detect` and `report` open. Resumable: a finished cell leaves `DIR/cells/<cell>.json`
 //! and is skipped next time. Writes `results.json` (every row), `results.csv` and `results.md`
 //! (mean ± std over seeds, the seed paper's Table-1 layout: rows attacks, columns detectors,
 //! SGD → SAM with the paired per-seed delta).
@@ -313,6 +315,12 @@ fn run_cell(
                 cancel,
                 &mut |e| on_event(SweepEvent::Run(&e)),
             )?;
+            // The first variant's outputs beside the model make the arm's folder a `run` folder:
+            // `poisonscope gui`, `detect` and `report` open it. Written when the model was just
+            // trained (or the folder lacks them): a reused model has no history to write.
+            if v == 0 && (train_seconds.is_some() || !arm_dir.join("scores.csv").is_file()) {
+                pipeline::write_outputs(&arm_dir, &variant_config, &prepared, &outcome)?;
+            }
             rows.push(row_of(
                 cell,
                 arm,
