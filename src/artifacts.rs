@@ -304,7 +304,7 @@ pub fn check_dest(
     replace: Option<&dyn Fn(&Path) -> bool>,
 ) -> Result<(), ArtifactError> {
     if is_new_or_empty(dest)? {
-        return Ok(());
+        return check_creatable(dest);
     }
     match replace {
         None => Err(ArtifactError::new(
@@ -317,6 +317,52 @@ pub fn check_dest(
         )),
         Some(_) => Ok(()),
     }
+}
+
+/// Checks, creating nothing, that the missing folder `dest` can be created: its nearest existing
+/// ancestor is a folder this process may write into (a run must not train for an hour and then
+/// fail to write, e.g. under `/dev/null/` or a read-only mount).
+fn check_creatable(dest: &Path) -> Result<(), ArtifactError> {
+    let abs = absolute(dest);
+    let Some(ancestor) = abs.ancestors().skip(1).find(|a| a.exists()) else {
+        return Ok(());
+    };
+    if !ancestor.is_dir() {
+        return Err(ArtifactError::new(
+            dest,
+            format!(
+                "cannot create this folder: {} is not a folder",
+                ancestor.display()
+            ),
+        ));
+    }
+    if !writable(ancestor) {
+        return Err(ArtifactError::new(
+            dest,
+            format!(
+                "cannot create this folder: {} is not writable",
+                ancestor.display()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Whether this process may create entries in the folder `dir` (Unix `access(W_OK)`; elsewhere
+/// the read-only attribute).
+#[cfg(unix)]
+fn writable(dir: &Path) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(path) = std::ffi::CString::new(dir.as_os_str().as_bytes()) else {
+        return true;
+    };
+    // SAFETY: `path` is a valid NUL-terminated string; access(2) only reads it.
+    unsafe { libc::access(path.as_ptr(), libc::W_OK | libc::X_OK) == 0 }
+}
+
+#[cfg(not(unix))]
+fn writable(dir: &Path) -> bool {
+    std::fs::metadata(dir).is_ok_and(|m| !m.permissions().readonly())
 }
 
 /// A folder being built under a hidden temporary sibling of its destination. [`Staged::commit`]

@@ -824,6 +824,16 @@ fn hostile_datasets_and_outputs_fail_cleanly_and_write_nothing_outside_out() {
             vec![s(&a_file)],
         );
         push(
+            format!("{command} --out under a file"),
+            vec![
+                command.into(),
+                s(&c),
+                "--out".into(),
+                s(&a_file.join("sub")),
+            ],
+            vec![s(&a_file), "is not a folder".into()],
+        );
+        push(
             format!("{command} --out is a stranger's folder"),
             vec![command.into(), s(&c), "--out".into(), s(&stranger)],
             vec![s(&stranger)],
