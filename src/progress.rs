@@ -6,7 +6,6 @@ use std::time::Instant;
 
 use poisonscope::detect::DetectEvent;
 use poisonscope::run::pipeline::RunEvent;
-use poisonscope::run::prepare::LOADING_IMAGES;
 use poisonscope::train::TrainEvent;
 
 pub struct Progress {
@@ -37,7 +36,7 @@ pub fn loading(done: usize, total: usize) {
     let mut err = std::io::stderr().lock();
     let _ = write!(
         err,
-        "\r{LOADING_IMAGES} [{}{}] {done}/{total}  ",
+        "\rloading images [{}{}] {done}/{total}  ",
         "#".repeat(filled),
         " ".repeat(width - filled)
     );
@@ -61,16 +60,12 @@ impl Progress {
         match event {
             RunEvent::Training(optimizer) => self.label = (*optimizer).to_owned(),
             RunEvent::Stage(stage) => {
-                if let Some(counts) = stage.strip_prefix(LOADING_IMAGES) {
-                    let mut parts = counts.trim().split('/').map(str::parse::<usize>);
-                    if let (Some(Ok(done)), Some(Ok(total))) = (parts.next(), parts.next()) {
-                        loading(done, total);
-                    }
-                } else if stage.starts_with("lc:") {
+                if stage.starts_with("lc:") {
                     // The attack's own preparation (LC's clean model and PGD).
                     let _ = writeln!(std::io::stderr(), "{stage}");
                 }
             }
+            RunEvent::Loading { done, total } => loading(*done, *total),
             RunEvent::Train(e) => self.event(e),
             RunEvent::Detect(e) => self.detect_event(e),
         }

@@ -51,8 +51,8 @@ impl Run {
         cancel: &AtomicBool,
         on_event: &mut dyn FnMut(usize, RunEvent),
     ) -> Result<Self, PipelineError> {
-        let prepared = Arc::new(Prepared::load_with(config, cancel, &mut |s| {
-            on_event(0, RunEvent::Stage(s))
+        let prepared = Arc::new(Prepared::load_with(config, cancel, &mut |e| {
+            on_event(0, e)
         })?);
         let arms = pipeline::run_arms(config, &prepared, compare, cancel, on_event)?;
         let comparison = comparison_of(&arms, &prepared);

@@ -70,8 +70,8 @@ impl Run {
             });
         }
         on_event(0, RunEvent::Stage("reading the dataset again".to_owned()));
-        let prepared = Arc::new(Prepared::load_with(&config, cancel, &mut |s| {
-            on_event(0, RunEvent::Stage(s))
+        let prepared = Arc::new(Prepared::load_with(&config, cancel, &mut |e| {
+            on_event(0, e)
         })?);
         let mut arms = Vec::new();
         for (i, (arm_dir, arm_config)) in dirs.iter().zip(configs).enumerate() {

@@ -88,6 +88,11 @@ pub fn train_and_save(
 pub enum RunEvent {
     /// A new stage started (`"detection"`, `"lc: clean model epoch 1/10"`...).
     Stage(String),
+    /// An image folder being decoded: `done` of `total` images.
+    Loading {
+        done: usize,
+        total: usize,
+    },
     /// An arm's training started, with this optimiser (`"sgd"`, `"sam"`, `"asam"`).
     Training(&'static str),
     Train(TrainEvent),
@@ -181,7 +186,7 @@ pub fn redetect(
     on_event: &mut dyn FnMut(RunEvent),
 ) -> Result<(Prepared, Outcome), PipelineError> {
     on_event(RunEvent::Stage("loading the data and the model".to_owned()));
-    let prepared = Prepared::load_with(config, cancel, &mut |s| on_event(RunEvent::Stage(s)))?;
+    let prepared = Prepared::load_with(config, cancel, on_event)?;
     let outcome = redetect_on(config, &prepared, run_dir, cancel, on_event)?;
     Ok((prepared, outcome))
 }

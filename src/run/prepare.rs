@@ -4,6 +4,7 @@
 
 use std::sync::atomic::AtomicBool;
 
+use super::pipeline::RunEvent;
 use crate::attack::{self, Attack, AttackError, PoisonedData};
 use crate::config::{Experiment, OptimizerKind, TrainConfig, TriggerConfig};
 use crate::data::{self, DataError, SplitDataset};
@@ -29,9 +30,6 @@ pub enum PrepareError {
     Device(#[from] TrainError),
 }
 
-/// How a stage line of an image folder's decoding begins (`loading images DONE/TOTAL`).
-pub const LOADING_IMAGES: &str = "loading images";
-
 /// The data of an experiment: the clean split and, with an `[attack]`, its poisoned version.
 #[derive(Clone, Debug)]
 pub struct Prepared {
@@ -46,22 +44,24 @@ impl Prepared {
         Self::load_with(config, &AtomicBool::new(false), &mut |_| {})
     }
 
-    /// [`Prepared::load`] with progress (`on_stage`: an LC attack trains a clean model first)
-    /// and cancellation.
+    /// [`Prepared::load`] with progress (an image folder's decoding as
+    /// [`RunEvent::Loading`]; an LC attack's clean model as [`RunEvent::Stage`]) and
+    /// cancellation.
     pub fn load_with(
         config: &Experiment,
         cancel: &AtomicBool,
-        on_stage: &mut dyn FnMut(String),
+        on_event: &mut dyn FnMut(RunEvent),
     ) -> Result<Self, PrepareError> {
-        // An image folder's decoding is shown by the window and the terminal.
         let clean = data::load_with(
             &config.dataset.source,
             &config.dataset.load_options(),
             cancel,
-            &mut |done, total| on_stage(format!("{LOADING_IMAGES} {done}/{total}")),
+            &mut |done, total| on_event(RunEvent::Loading { done, total }),
         )?;
         check_ready(config, &clean)?;
-        let poisoned = poison(config, &clean, cancel, on_stage)?;
+        let poisoned = poison(config, &clean, cancel, &mut |s| {
+            on_event(RunEvent::Stage(s))
+        })?;
         Ok(Self { clean, poisoned })
     }
 

@@ -64,6 +64,9 @@ impl Progress {
         self.arm = arm;
         match event {
             RunEvent::Stage(stage) => self.stage = stage.clone(),
+            RunEvent::Loading { done, total } => {
+                self.stage = format!("loading images {done} / {total}");
+            }
             RunEvent::Training(optimizer) => self.stage = format!("training ({optimizer})"),
             RunEvent::Train(TrainEvent::Started {
                 batches_per_epoch, ..
