@@ -225,6 +225,9 @@ pub(crate) fn sweep(
     let shard: Shard = shard.map_or(Ok(Shard::ALL), str::parse)?;
     let grid = Grid::from_file(grid_path)?;
     if tables_only {
+        if !out.is_dir() {
+            bail!("{}: no such sweep folder; nothing to merge", out.display());
+        }
         let rows = sweep::tables(&grid, out)?;
         println!(
             "{} rows; rewrote the result files in {}",

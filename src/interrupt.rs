@@ -67,8 +67,14 @@ fn stop(signal: i32) -> ! {
             rest.len()
         ),
     };
+    let terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let mut err = std::io::stderr().lock();
-    let _ = writeln!(err, "\nerror: {name}{what}");
+    // On a terminal, off the progress bar's line; elsewhere one line only.
+    let _ = writeln!(
+        err,
+        "{}error: {name}{what}",
+        if terminal { "\n" } else { "" }
+    );
     let _ = err.flush();
     std::process::exit(128 + signal)
 }

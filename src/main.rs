@@ -217,7 +217,29 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    use clap::error::ErrorKind;
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) => {
+            e.exit()
+        }
+        // A mistake on the command line: one line naming the argument, exit code 1, like every
+        // other refusal (clap's own style is several lines and exit code 2).
+        Err(e) => {
+            // The message and what it lists (missing arguments), without the tip and usage.
+            let text = e.to_string();
+            let said: Vec<&str> = text
+                .lines()
+                .map(str::trim)
+                .take_while(|l| !l.starts_with("Usage:") && !l.starts_with("For more information"))
+                .filter(|l| !l.is_empty() && !l.starts_with("tip:"))
+                .collect();
+            let line = said.join(" ");
+            let line = line.strip_prefix("error: ").unwrap_or(&line);
+            eprintln!("error: {line} (see --help)");
+            return ExitCode::FAILURE;
+        }
+    };
     // Ctrl-C / SIGTERM remove the unfinished output before the process exits.
     if let Err(e) = poisonscope::interrupt::install() {
         eprintln!(

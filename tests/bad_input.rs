@@ -1261,3 +1261,46 @@ fn an_interrupted_command_leaves_nothing_behind() {
         }
     }
 }
+
+/// Mistakes on the command line itself (an unknown flag or subcommand, a missing option, options
+/// that exclude each other, a value that is not a number): exit 1 and one line naming the
+/// argument, like every other refusal (not clap's multi-line usage and exit code 2).
+#[test]
+fn command_line_mistakes_are_one_line() {
+    let cases: &[(&[&str], &str)] = &[
+        (&["frobnicate"], "frobnicate"),
+        (&["run", "c.toml"], "--out"),
+        (&["run", "c.toml", "--out", "o", "--bogus"], "--bogus"),
+        (
+            &[
+                "sweep",
+                "g.toml",
+                "--out",
+                "o",
+                "--tables-only",
+                "--shard",
+                "0/2",
+            ],
+            "--tables-only",
+        ),
+        (&["sweep", "g.toml", "--out", "o", "--shard", "-1/2"], "-1"),
+        (&["bench", "rerank", "r", "--marks", "1.5"], "--marks"),
+        (&["inspect-data"], "SOURCE"),
+    ];
+    for (args, names) in cases {
+        let out = poisonscope(args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr}");
+        assert!(
+            stderr.starts_with("error: ") && stderr.contains(names),
+            "{args:?}: {stderr}"
+        );
+    }
+    // Help and version still print and succeed.
+    for flag in ["--help", "--version"] {
+        let out = poisonscope(&[flag]);
+        assert!(out.status.success(), "{flag}");
+        assert!(!out.stdout.is_empty(), "{flag}");
+    }
+}

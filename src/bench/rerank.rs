@@ -7,6 +7,7 @@
 //! (`detect::like::like_marked`). The ground truth plays the reviewer only; the re-ranking
 //! reads the marks and the features.
 
+use std::io::IsTerminal as _;
 use std::path::Path;
 use std::sync::atomic::AtomicBool;
 
@@ -52,12 +53,27 @@ fn descending(scores: &[f64]) -> Vec<usize> {
 }
 
 pub fn run(dir: &Path, marks: usize, next: usize, json: bool) -> anyhow::Result<()> {
-    eprintln!("opening {} (its models detected again)…", dir.display());
+    anyhow::ensure!(
+        marks > 0,
+        "--marks {marks}: the reviewer confirms at least 1 poison"
+    );
+    anyhow::ensure!(next > 0, "--next {next}: count at least 1 image");
+    if std::io::stderr().is_terminal() {
+        eprintln!("opening {} (its models detected again)…", dir.display());
+    }
     let run = Run::open(dir, &AtomicBool::new(false), &mut |_, _| {})?;
-    let truth = run
-        .truth
-        .as_deref()
-        .context("the run has no planted attack: there is no ground truth to play the reviewer")?;
+    let truth = run.truth.as_deref().with_context(|| {
+        format!(
+            "{}: the run has no planted attack: there is no ground truth to play the reviewer",
+            dir.display()
+        )
+    })?;
+    let poisons = truth.iter().filter(|&&t| t).count();
+    anyhow::ensure!(
+        marks < poisons,
+        "--marks {marks}: {} has {poisons} poisons; confirm fewer, so that some are left to find",
+        dir.display()
+    );
     let n = truth.len();
     let mut rows = Vec::new();
     for arm in &run.arms {

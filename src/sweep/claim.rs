@@ -5,8 +5,8 @@
 //! dropped.
 //!
 //! A holder renews its file's modification time every [`RENEW`]. A file is taken over when its
-//! process is gone: at once when that process ran on this machine, and after [`LEASE`] without
-//! renewal otherwise (a killed pod or node: a retried Kubernetes pod or a requeued Slurm task
+//! process is gone: at once when that process ran on this machine, and after a lease without
+//! renewal otherwise ([`CLAIM_LEASE`], [`LOCK_LEASE`]; a killed pod or node: a retried Kubernetes pod or a requeued Slurm task
 //! runs under another host name). Two processes taking over one expired claim at the same
 //! instant could both run the cell; its file is written atomically and both write the same
 //! rows, so this costs time, never a corrupt cell.
@@ -22,8 +22,11 @@ use crate::artifacts::{Unfinished, alive, host};
 
 /// How often a holder renews its file.
 const RENEW: Duration = Duration::from_secs(30);
-/// How long another machine's file stays valid without renewal.
-const LEASE: Duration = Duration::from_secs(180);
+/// How long another machine's claim stays valid without renewal.
+const CLAIM_LEASE: Duration = Duration::from_secs(180);
+/// The same for the tables' lock, held for the second or two a rewrite takes (and renewed like
+/// a claim meanwhile): a lock left by a killed process is not waited on for long.
+const LOCK_LEASE: Duration = Duration::from_secs(60);
 
 /// An exclusive file this process created, renewed while held; removed when dropped.
 #[derive(Debug)]
@@ -82,7 +85,13 @@ enum Holder {
 }
 
 /// Creates `path` exclusively, once taking over a file whose process is gone.
-fn create(path: &Path) -> Result<Result<Held, String>, SweepError> {
+fn create(path: &Path, lease: Duration) -> Result<Result<Held, String>, SweepError> {
+    if path.is_dir() {
+        return Err(cannot(
+            "use this path for a claim or lock file (a folder is in the way; remove it)",
+            path,
+        )(std::io::Error::other("is a folder")));
+    }
     for _ in 0..2 {
         let unfinished = Unfinished::new(path);
         match std::fs::OpenOptions::new()
@@ -98,7 +107,7 @@ fn create(path: &Path) -> Result<Result<Held, String>, SweepError> {
             }
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
                 drop(unfinished);
-                match holder(path) {
+                match holder(path, lease) {
                     Holder::Other(by) => return Ok(Err(by)),
                     // Gone: remove its file and try once more.
                     Holder::Nobody => {
@@ -116,13 +125,13 @@ fn create(path: &Path) -> Result<Result<Held, String>, SweepError> {
 }
 
 /// Who holds the exclusive file `path`: nobody when it is gone, when the process it names ran
-/// on this machine and has ended, or when it has not been renewed for [`LEASE`].
-fn holder(path: &Path) -> Holder {
+/// on this machine and has ended, or when it has not been renewed for `lease`.
+fn holder(path: &Path, lease: Duration) -> Holder {
     let Ok(text) = std::fs::read_to_string(path) else {
         return Holder::Nobody;
     };
     let renewed = std::fs::metadata(path).and_then(|m| m.modified());
-    if renewed.is_ok_and(|t| t.elapsed().is_ok_and(|age| age > LEASE)) {
+    if renewed.is_ok_and(|t| t.elapsed().is_ok_and(|age| age > lease)) {
         return Holder::Nobody;
     }
     let text = text.trim().to_owned();
@@ -146,18 +155,18 @@ fn holder(path: &Path) -> Holder {
 /// Claims a cell (its claim file `path`): held by this process, or `Err(HOST PID)` of the
 /// process that holds it.
 pub(super) fn take(path: &Path) -> Result<Result<Held, String>, SweepError> {
-    create(path)
+    create(path, CLAIM_LEASE)
 }
 
 /// How long a process waits for the tables' lock before it reports who holds it: longer than
-/// a lease, so a lock left by a killed process elsewhere expires first.
-const LOCK_PATIENCE: Duration = Duration::from_secs(240);
+/// its lease, so a lock left by a killed process elsewhere expires first.
+const LOCK_PATIENCE: Duration = Duration::from_secs(120);
 
 /// Waits (up to [`LOCK_PATIENCE`]) until this process holds the lock file `path`.
 pub(super) fn lock(path: &Path) -> Result<Held, SweepError> {
     let started = Instant::now();
     loop {
-        match create(path)? {
+        match create(path, LOCK_LEASE)? {
             Ok(held) => return Ok(held),
             Err(by) if started.elapsed() > LOCK_PATIENCE => {
                 return Err(SweepError::Locked {
@@ -196,12 +205,20 @@ mod tests {
         std::fs::write(&path, "other-host 1\n").unwrap();
         assert_eq!(take(&path).unwrap().unwrap_err(), "other-host 1");
         assert!(path.exists());
+        // A folder in the claim's place is named, not taken for someone's claim.
+        let folder = dir.path().join("f.claim");
+        std::fs::create_dir(&folder).unwrap();
+        let err = take(&folder).unwrap_err().to_string();
+        assert!(
+            err.contains("f.claim") && err.contains("folder is in the way"),
+            "{err}"
+        );
         // ... and taken over once it has not been renewed for a lease.
         let file = std::fs::OpenOptions::new()
             .append(true)
             .open(&path)
             .unwrap();
-        file.set_modified(SystemTime::now() - LEASE - Duration::from_secs(1))
+        file.set_modified(SystemTime::now() - CLAIM_LEASE - Duration::from_secs(1))
             .unwrap();
         drop(file);
         let held = take(&path).unwrap().unwrap();

@@ -35,7 +35,7 @@ pub enum SweepError {
         source: Box<toml::de::Error>,
     },
     #[error(
-        "{}: held by {by} for over four minutes; if that process has ended, remove the file",
+        "{}: held by {by} for over two minutes; if that process has ended, remove the file",
         path.display()
     )]
     Locked { path: PathBuf, by: String },
