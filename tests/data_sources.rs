@@ -11,6 +11,15 @@ fn inspect(source: &str, extra: &[&str]) -> Value {
     serde_json::from_str(&ok_stdout(&args)).unwrap()
 }
 
+fn class_names(report: &Value) -> Vec<&str> {
+    report["classes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect()
+}
+
 fn counts(report: &Value, split: &str) -> Vec<u64> {
     report["classes"]
         .as_array()
@@ -131,13 +140,7 @@ fn image_folder_gray_png_and_rgb_mixed_formats() {
     let r = inspect(dir.path().to_str().unwrap(), &["--test-fraction", "0.2"]);
     assert_eq!(r["format"], "image-folder");
     assert_eq!(r["shape"], serde_json::json!([16, 16, 1]));
-    let names: Vec<&str> = r["classes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c["name"].as_str().unwrap())
-        .collect();
-    assert_eq!(names, ["cat", "dog", "emu"]);
+    assert_eq!(class_names(&r), ["cat", "dog", "emu"]);
     // round(0.2·6)=1, round(0.2·4)=1, round(0.2·5)=1
     assert_eq!(counts(&r, "train"), [5, 3, 4]);
     assert_eq!(counts(&r, "test"), [1, 1, 1]);
@@ -221,13 +224,7 @@ fn split_folder_layouts_are_understood() {
             classes(&source.join(folder));
         }
         let r = inspect(source.to_str().unwrap(), &[]);
-        let names: Vec<&str> = r["classes"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|c| c["name"].as_str().unwrap())
-            .collect();
-        assert_eq!(names, ["cat", "dog"], "{name}: {r}");
+        assert_eq!(class_names(&r), ["cat", "dog"], "{name}: {r}");
         assert_eq!(r["split"]["kind"], *split, "{name}: {r}");
         let total = r["n_train"].as_u64().unwrap() + r["n_test"].as_u64().unwrap();
         assert_eq!(
