@@ -344,3 +344,47 @@ fn an_image_folder_load_reports_progress_and_can_be_cancelled() {
         .to_string();
     assert_eq!(err, "loading cancelled");
 }
+
+/// On a terminal (here a pseudo-terminal made by util-linux `script`), `inspect-data` draws the
+/// image folder's decoding as a progress bar that ends at every kept image; off a terminal it
+/// prints nothing of it (the JSON and text outputs stay clean).
+#[test]
+fn the_command_line_shows_the_loading_progress_on_a_terminal() {
+    let root = tempfile::tempdir().unwrap();
+    for class in ["a", "b"] {
+        let dir = root.path().join(class);
+        std::fs::create_dir(&dir).unwrap();
+        for i in 0..50 {
+            gray_image(8, 8, i)
+                .save(dir.join(format!("{i:02}.png")))
+                .unwrap();
+        }
+    }
+    let source = root.path().to_str().unwrap();
+    let plain = poisonscope(&["inspect-data", source]);
+    assert!(plain.status.success());
+    assert!(!String::from_utf8_lossy(&plain.stderr).contains("loading images"));
+    let command = format!(
+        "{} inspect-data {source}",
+        env!("CARGO_BIN_EXE_poisonscope")
+    );
+    let Ok(out) = std::process::Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .output()
+    else {
+        eprintln!("skipped: no `script` (util-linux) to make a pseudo-terminal");
+        return;
+    };
+    let shown = String::from_utf8_lossy(&out.stdout);
+    let why = String::from_utf8_lossy(&out.stderr);
+    if !out.status.success() && (why.contains("pseudo-terminal") || why.contains("openpty")) {
+        eprintln!("skipped: no pseudo-terminal here ({why})");
+        return;
+    }
+    assert!(out.status.success(), "{shown}{why}");
+    // 100 images, 20 of them held out: every one decoded.
+    assert!(
+        shown.contains("loading images [##############################] 100/100"),
+        "{shown}"
+    );
+}
