@@ -208,13 +208,16 @@ fn header(path: &Path) -> Result<Header, DataError> {
 /// Runs `work` on every item in parallel (rayon) and returns the outputs in order, or the error
 /// of the first item (in order) that failed: once an item fails, later items are skipped and
 /// earlier ones still run, so the error reported does not depend on thread timing.
-fn in_order<T: Send + Sync, U: Send>(
-    items: &[T],
-    work: impl Fn(&T) -> Result<U, DataError> + Sync,
-) -> Result<Vec<U>, DataError> {
+fn in_order<I, U>(
+    items: I,
+    work: impl Fn(I::Item) -> Result<U, DataError> + Sync + Send,
+) -> Result<Vec<U>, DataError>
+where
+    I: IndexedParallelIterator,
+    U: Send,
+{
     let first_failure = AtomicUsize::new(usize::MAX);
     let outputs: Vec<Option<Result<U, DataError>>> = items
-        .par_iter()
         .enumerate()
         .map(|(i, item)| {
             if i > first_failure.load(Ordering::Relaxed) {
@@ -256,45 +259,31 @@ fn decode_into(
     let mut pixels = vec![0u8; files.len() * len];
     let (height, width) = (shape.height as u32, shape.width as u32);
     let big = std::sync::Mutex::new(());
-    let first_failure = AtomicUsize::new(usize::MAX);
-    let outcomes: Vec<Result<(), DataError>> = pixels
-        .par_chunks_mut(len.max(1))
-        .zip(files.par_iter())
-        .enumerate()
-        .map(|(i, (slot, ((_, path), header)))| {
-            if i > first_failure.load(Ordering::Relaxed) {
-                return Ok(());
-            }
-            if cancel.load(Ordering::Relaxed) {
-                return Err(DataError::Cancelled);
-            }
-            let out = decode_sized(path, *header, resize.then_some((height, width)), &big)
-                .and_then(|image| {
-                    if (image.height(), image.width()) != (height, width) {
-                        return Err(size_mismatch(
-                            path,
-                            image.height(),
-                            image.width(),
-                            reference,
-                            height,
-                            width,
-                        ));
-                    }
-                    if shape.channels == 1 {
-                        slot.copy_from_slice(image.to_luma8().as_raw());
-                    } else {
-                        slot.copy_from_slice(image.to_rgb8().as_raw());
-                    }
-                    Ok(())
-                });
-            if out.is_err() {
-                first_failure.fetch_min(i, Ordering::Relaxed);
-            }
-            done.fetch_add(1, Ordering::Relaxed);
-            out
-        })
-        .collect();
-    outcomes.into_iter().collect::<Result<(), DataError>>()?;
+    let slots = pixels.par_chunks_mut(len.max(1)).zip(files.par_iter());
+    in_order(slots, |(slot, ((_, path), header))| {
+        if cancel.load(Ordering::Relaxed) {
+            return Err(DataError::Cancelled);
+        }
+        let image = decode_sized(path, *header, resize.then_some((height, width)), &big);
+        done.fetch_add(1, Ordering::Relaxed);
+        let image = image?;
+        if (image.height(), image.width()) != (height, width) {
+            return Err(size_mismatch(
+                path,
+                image.height(),
+                image.width(),
+                reference,
+                height,
+                width,
+            ));
+        }
+        if shape.channels == 1 {
+            slot.copy_from_slice(image.to_luma8().as_raw());
+        } else {
+            slot.copy_from_slice(image.to_rgb8().as_raw());
+        }
+        Ok(())
+    })?;
     Ok(Dataset {
         shape,
         pixels,
@@ -356,7 +345,7 @@ fn list_split(
     cancel: &AtomicBool,
 ) -> Result<Listed, DataError> {
     let found = find_class_folders(dir, known)?;
-    let headers = in_order(&found.files, |(_, path)| {
+    let headers = in_order(found.files.par_iter(), |(_, path)| {
         if cancel.load(Ordering::Relaxed) {
             return Err(DataError::Cancelled);
         }
