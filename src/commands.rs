@@ -169,11 +169,13 @@ pub(crate) fn run_experiment(config: &Experiment, out: &Path, force: bool) -> an
 
 /// `detect`: the saved model of a run, detected again with other `[detect]` settings.
 pub(crate) fn redetect(run_dir: &Path, out: &Path, overrides: &[String]) -> anyhow::Result<()> {
-    if let Some(key) = overrides
-        .iter()
-        .find(|o| !o.trim_start().starts_with("detect."))
-    {
-        bail!("`--set {key}`: only detect.* keys can change without retraining");
+    if let Some(key) = overrides.iter().find(|o| {
+        let o = o.trim_start();
+        !o.starts_with("detect.") && !o.starts_with("train.device=")
+    }) {
+        bail!(
+            "`--set {key}`: only detect.* keys (and train.device, where the detectors' forward passes run) can change without retraining"
+        );
     }
     let config = load_config(&run_dir.join("config.toml"), overrides)?;
     config.validate()?;

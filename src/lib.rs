@@ -22,3 +22,4 @@ pub mod scenarios;
 pub mod sweep;
 pub mod train;
 pub mod ui;
+pub mod wgpu;

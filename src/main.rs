@@ -91,7 +91,8 @@ enum Command {
         run_dir: PathBuf,
         #[arg(long)]
         out: PathBuf,
-        /// Override one `detect.*` key, e.g. --set detect.feature_scaling=false
+        /// Override one `detect.*` key, e.g. --set detect.feature_scaling=false, or
+        /// `train.device` (where the detectors' forward passes run)
         #[arg(long = "set", value_name = "KEY=VALUE")]
         overrides: Vec<String>,
     },

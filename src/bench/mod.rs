@@ -48,7 +48,8 @@ pub struct TrainArgs {
     warmup: usize,
     #[arg(long, default_value_t = 128)]
     batch_size: usize,
-    /// Where to train: cpu, cuda (a build with `--features cuda`), auto.
+    /// Where to train: cpu, cuda (a build with `--features cuda`), wgpu (a build with
+    /// `--features wgpu`), auto.
     #[arg(long, value_enum, default_value_t = Device::Cpu)]
     device: Device,
     /// CPU thread counts to measure, comma-separated (default: RAYON_NUM_THREADS, or every core).
@@ -78,6 +79,7 @@ pub struct TrainArgs {
 pub enum Device {
     Cpu,
     Cuda,
+    Wgpu,
     Auto,
 }
 
@@ -86,6 +88,7 @@ impl From<Device> for DeviceKind {
         match device {
             Device::Cpu => Self::Cpu,
             Device::Cuda => Self::Cuda,
+            Device::Wgpu => Self::Wgpu,
             Device::Auto => Self::Auto,
         }
     }

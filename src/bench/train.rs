@@ -36,7 +36,15 @@ fn measure(
     args: &TrainArgs,
     data: &SplitDataset,
 ) -> anyhow::Result<f64> {
-    let (warmup, batch_size) = (args.warmup, args.batch_size);
+    // On a GPU the loop reads losses back every `GPU_READ_EVERY` batches, and only a read waits
+    // for the device: the timing starts at one (the warm-up rounded up to one) and ends at the
+    // last batch (always read).
+    let warmup = if train::device::on_host(device) {
+        args.warmup
+    } else {
+        args.warmup.next_multiple_of(train::GPU_READ_EVERY)
+    };
+    let batch_size = args.batch_size;
     let needed = (args.batches + warmup) * batch_size;
     let indices: Vec<usize> = (0..needed.min(data.train.len())).collect();
     let subset = data.train.select(&indices);
@@ -269,8 +277,8 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
         }
     }
     let place = match device {
-        DeviceKind::Cuda => "CUDA GPU 0".to_owned(),
-        _ => "flex CPU".to_owned(),
+        DeviceKind::Cpu => "flex CPU".to_owned(),
+        other => format!("{}: {}", other.name(), train::device::describe(other)),
     };
     let summary: Vec<serde_json::Value> = threads
         .iter()

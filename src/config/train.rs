@@ -83,8 +83,12 @@ pub enum DeviceKind {
     #[default]
     Cpu,
     Cuda,
-    /// CUDA where it works (a build with the `cuda` feature, a GPU, NVRTC and the headers), else
-    /// the CPU.
+    /// Burn's wgpu backend on the adapter wgpu picks (Vulkan, Metal or DirectX 12), in a build with
+    /// the `wgpu` feature.
+    Wgpu,
+    /// CUDA where it works (a build with the `cuda` feature, a GPU, NVRTC and the headers), else a
+    /// hardware wgpu adapter (a build with the `wgpu` feature; software renderers are skipped),
+    /// else the CPU.
     Auto,
 }
 
@@ -94,6 +98,7 @@ impl DeviceKind {
         match self {
             Self::Cpu => "cpu",
             Self::Cuda => "cuda",
+            Self::Wgpu => "wgpu",
             Self::Auto => "auto",
         }
     }
@@ -167,8 +172,12 @@ impl TrainConfig {
     /// Whether a model trained with `self` is the model `other` would train: every setting but
     /// the evaluation schedule, which changes what is measured, not the weights.
     pub fn trains_like(&self, other: &TrainConfig) -> bool {
+        // The device changes rounding, not the training: the weights are drawn on the CPU
+        // whatever the device (`train::init_model`), so a model trained on a GPU can be detected
+        // again on the CPU and the other way round.
         let weights_only = |c: &TrainConfig| TrainConfig {
             evaluate_every: None,
+            device: DeviceKind::Cpu,
             ..c.clone()
         };
         weights_only(self) == weights_only(other)
@@ -198,6 +207,11 @@ impl TrainConfig {
             && let Some(why) = crate::cuda::cuda_unavailable()
         {
             return invalid(&format!("train.device = \"cuda\": {why}"));
+        }
+        if self.device == DeviceKind::Wgpu
+            && let Err(why) = crate::wgpu::wgpu_adapter()
+        {
+            return invalid(&format!("train.device = \"wgpu\": {why}"));
         }
         Ok(())
     }

@@ -175,7 +175,7 @@ pub(super) fn summary(arm: &Arm) -> String {
     let t = &c.train;
     let _ = write!(
         html,
-        "<li>training: model {}, optimiser {}{}, {} epochs, lr {}, batch {}</li><li>clean accuracy {:.2} %{}</li><li>decision: {}</li>",
+        "<li>training: model {}, optimiser {}{}, {} epochs, lr {}, batch {}, on {}</li><li>clean accuracy {:.2} %{}</li><li>decision: {}</li>",
         config_name(&t.model),
         config_name(&t.optimizer),
         if t.optimizer == crate::config::OptimizerKind::Sgd {
@@ -186,6 +186,11 @@ pub(super) fn summary(arm: &Arm) -> String {
         t.epochs,
         t.lr,
         t.batch_size,
+        esc(r
+            .training
+            .adapter
+            .as_deref()
+            .unwrap_or(r.training.device.as_str())),
         100.0 * r.training.clean_accuracy,
         r.training
             .attack_success_rate

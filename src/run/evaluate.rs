@@ -174,6 +174,7 @@ pub fn build(
             device: crate::train::device::resolve(config.train.device)
                 .name()
                 .to_owned(),
+            adapter: Some(crate::train::device::describe(config.train.device)),
         },
         backdoor_effect,
         feature_scaling: detection.scaling.clone(),

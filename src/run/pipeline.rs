@@ -208,14 +208,21 @@ pub fn redetect_on(
         serde_json::from_str(&std::fs::read_to_string(path).ok()?).ok()
     }
     let previous: Option<Report> = read(&run_dir.join("report.json"));
-    let (seconds, images_per_second) = previous.map_or((0.0, 0.0), |r| {
+    let (seconds, images_per_second) = previous.as_ref().map_or((0.0, 0.0), |r| {
         (r.training.seconds, r.training.images_per_second)
     });
     let history = read::<TrainingLog>(&run_dir.join("training.json"))
         .map(|t| t.history)
         .unwrap_or_default();
     let trained = loaded.into_trained(history, seconds, images_per_second);
-    detect_and_report(config, prepared, trained, cancel, on_event)
+    let mut outcome = detect_and_report(config, prepared, trained, cancel, on_event)?;
+    // The report's training section is the saved training's: where it ran (`detect --set
+    // train.device=…` moves only the detectors' forward passes).
+    if let Some(previous) = previous {
+        outcome.report.training.device = previous.training.device;
+        outcome.report.training.adapter = previous.training.adapter;
+    }
+    Ok(outcome)
 }
 
 /// Writes `report.json`, `scores.csv` and `config.toml` of a finished run into `dir`.

@@ -47,6 +47,10 @@ pub struct TrainingInfo {
     /// before this field read as `cpu`.
     #[serde(default = "cpu")]
     pub device: String,
+    /// The hardware in words: the wgpu adapter's name, API and kind, "CUDA GPU 0", or the CPU
+    /// backend with its thread count. Absent from reports written before it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub adapter: Option<String>,
 }
 
 fn cpu() -> String {

@@ -23,7 +23,7 @@ use burn::nn::loss::CrossEntropyLossConfig;
 use burn::optim::decay::WeightDecayConfig;
 use burn::optim::momentum::MomentumConfig;
 use burn::optim::{GradientsParams, SgdConfig};
-use burn::tensor::Device;
+use burn::tensor::{Device, Int, Tensor};
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
@@ -129,7 +129,59 @@ pub fn learning_rate(schedule: Schedule, lr0: f64, t: usize, total: usize) -> f6
     }
 }
 
-pub use device::{cuda_unavailable, device_for};
+pub use device::{cuda_unavailable, device_for, wgpu_adapter};
+
+/// Batches whose loss and accuracy a GPU training reads back together.
+pub const GPU_READ_EVERY: usize = 8;
+
+/// A trained batch whose loss and accuracy are still on the device.
+struct Pending {
+    batch: usize,
+    images: usize,
+    lr: f64,
+    loss: Tensor<1>,
+    correct: Tensor<1, Int>,
+}
+
+/// A trained batch as read back.
+struct ReadBatch {
+    batch: usize,
+    images: usize,
+    lr: f64,
+    loss: f32,
+    correct: usize,
+}
+
+/// Reads the losses and correct counts of `pending` in one transfer.
+fn read_back(pending: Vec<Pending>) -> Vec<ReadBatch> {
+    if pending.is_empty() {
+        return Vec::new();
+    }
+    let k = pending.len();
+    let (mut losses, mut counts) = (Vec::with_capacity(k), Vec::with_capacity(k));
+    let mut meta = Vec::with_capacity(k);
+    for p in pending {
+        losses.push(p.loss.inner());
+        counts.push(p.correct.float().inner());
+        meta.push((p.batch, p.images, p.lr));
+    }
+    losses.extend(counts);
+    // Counts up to a batch size are exact in f32.
+    let values = Tensor::cat(losses, 0)
+        .into_data()
+        .try_to_vec_as::<f32>()
+        .unwrap_or_default();
+    meta.into_iter()
+        .enumerate()
+        .map(|(i, (batch, images, lr))| ReadBatch {
+            batch,
+            images,
+            lr,
+            loss: values.get(i).copied().unwrap_or(f32::NAN),
+            correct: values.get(k + i).map_or(0, |&c| c.max(0.0) as usize),
+        })
+        .collect()
+}
 
 /// Burn's CPU random generator is process-wide, so seeding and initialising a model must not
 /// interleave with another thread doing the same.
@@ -198,7 +250,14 @@ pub fn train(
         normalization: normalization.clone(),
         augment,
     };
-    let mut model = init_model(config, data.train, &train_device);
+    // The weights are drawn on the CPU whatever the device, so one seed gives one model on every
+    // device (each GPU backend has its own generator) and a GPU run can be checked against a CPU
+    // run from the same start.
+    let mut model = if device::on_host(config.device) {
+        init_model(config, data.train, &train_device)
+    } else {
+        init_model(config, data.train, &Device::flex().autodiff()).fork(&train_device)
+    };
     let mut optim = SgdConfig::new()
         .with_momentum((config.momentum > 0.0).then(|| {
             MomentumConfig::new()
@@ -225,8 +284,29 @@ pub fn train(
         epochs: config.epochs,
         batches_per_epoch,
         train_samples: n,
-        device: device::resolve(config.device).name().to_owned(),
+        device: {
+            let mut words = format!(
+                "{}: {}",
+                device::resolve(config.device).name(),
+                device::describe(config.device)
+            );
+            if config.device == crate::config::DeviceKind::Auto {
+                for why in device::auto_passed_over() {
+                    words.push_str(&format!("; auto passed over {why}"));
+                }
+            }
+            words
+        },
     });
+    // On a GPU every read of a value waits until the queue has run everything before it, so the
+    // loss and accuracy of several batches are read back together (on the CPU a read costs
+    // nothing: every batch, as the progress bar expects).
+    let read_every = if device::on_host(config.device) {
+        1
+    } else {
+        GPU_READ_EVERY
+    };
+    let mut pending: Vec<Pending> = Vec::with_capacity(read_every);
     let mut order: Vec<usize> = (0..n).collect();
     let mut order_rng = ChaCha8Rng::seed_from_u64(config.seed);
     let mut augment_rng = ChaCha8Rng::seed_from_u64(config.seed ^ 0xA5A5_5A5A);
@@ -238,29 +318,18 @@ pub fn train(
         let epoch_started = Instant::now();
         order.shuffle(&mut order_rng);
         let (mut loss_sum, mut correct) = (0.0f64, 0usize);
+        let mut window_started = Instant::now();
         for (batch, indices) in order.chunks(config.batch_size).enumerate() {
             if cancel.load(Ordering::Relaxed) {
                 return Err(TrainError::Cancelled);
             }
-            let batch_started = Instant::now();
-            let lr = learning_rate(config.schedule, config.lr, done, total);
+            let lr = learning_rate(config.schedule, config.lr, done + pending.len(), total);
             let input = batcher.batch(data.train, indices, &mut augment_rng, &train_device);
             let logits = model.forward(input.images.clone());
             let predicted = logits.clone().argmax(1).reshape([indices.len()]);
             let loss = loss_fn.forward(logits, input.labels.clone());
-            let loss_value = loss.clone().into_scalar::<f32>();
-            if !loss_value.is_finite() || loss_value > exploded {
-                return Err(TrainError::Diverged {
-                    value: loss_value,
-                    epoch,
-                    batch,
-                });
-            }
-            let batch_correct: i64 = predicted
-                .equal(input.labels.clone())
-                .int()
-                .sum()
-                .into_scalar::<i64>();
+            let correct_now = predicted.equal(input.labels.clone()).int().sum();
+            let loss_now = loss.clone().detach();
             let grads = GradientsParams::from_grads(loss.backward(), &model);
             let grads = match ascent.and_then(|a| sam::perturbed(&model, &grads, config.rho, a)) {
                 Some(mut moved) => {
@@ -271,22 +340,46 @@ pub fn train(
                 None => grads,
             };
             model = optim.step(lr, model, grads);
-
-            loss_sum += f64::from(loss_value) * indices.len() as f64;
-            correct += usize::try_from(batch_correct).unwrap_or(0);
-            done += 1;
-            let instant = indices.len() as f64 / batch_started.elapsed().as_secs_f64().max(1e-9);
-            let smoothed = rate.map_or(instant, |r| 0.8 * r + 0.2 * instant);
-            rate = Some(smoothed);
-            on_event(TrainEvent::Batch {
-                epoch,
+            pending.push(Pending {
                 batch,
-                done,
-                total,
-                loss: loss_value,
+                images: indices.len(),
                 lr,
-                images_per_second: smoothed,
+                loss: loss_now,
+                correct: correct_now,
             });
+            let last_of_epoch = (batch + 1) * config.batch_size >= n;
+            if pending.len() < read_every && !last_of_epoch {
+                continue;
+            }
+            // The host waits here for the device: the time since the last read is the time these
+            // batches took.
+            let read = read_back(std::mem::take(&mut pending));
+            let images: usize = read.iter().map(|b| b.images).sum();
+            let instant = images as f64 / window_started.elapsed().as_secs_f64().max(1e-9);
+            window_started = Instant::now();
+            for b in read {
+                if !b.loss.is_finite() || b.loss > exploded {
+                    return Err(TrainError::Diverged {
+                        value: b.loss,
+                        epoch,
+                        batch: b.batch,
+                    });
+                }
+                loss_sum += f64::from(b.loss) * b.images as f64;
+                correct += b.correct;
+                done += 1;
+                let smoothed = rate.map_or(instant, |r| 0.8 * r + 0.2 * instant);
+                rate = Some(smoothed);
+                on_event(TrainEvent::Batch {
+                    epoch,
+                    batch: b.batch,
+                    done,
+                    total,
+                    loss: b.loss,
+                    lr: b.lr,
+                    images_per_second: smoothed,
+                });
+            }
         }
         let train_seconds = epoch_started.elapsed().as_secs_f64();
         let every = config.evaluate_every.unwrap_or(0);
@@ -311,6 +404,11 @@ pub fn train(
         history.push(stats);
     }
     let seconds = started.elapsed().as_secs_f64();
+    // The optimiser's momentum and the last batch's gradients go now, and the device's pools give
+    // back what only they used: the next arm or cell starts from its own model's needs.
+    drop(optim);
+    let model = model.valid();
+    device::release_unused(&device);
     let last = history.last().cloned();
     let train_images = (n * config.epochs) as f64;
     let train_seconds: f64 = history
@@ -318,7 +416,7 @@ pub fn train(
         .map(|e| n as f64 / e.images_per_second.max(1e-9))
         .sum();
     Ok(Trained {
-        model: model.valid(),
+        model,
         normalization,
         clean_accuracy: last.as_ref().and_then(|e| e.test_accuracy).unwrap_or(0.0),
         attack_success_rate: last.and_then(|e| e.attack_success_rate),

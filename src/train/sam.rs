@@ -54,10 +54,19 @@ pub fn scaled_grad_norm<M: Module>(model: &M, grads: &GradientsParams, ascent: A
     let mut visitor = SquaredNorm {
         grads,
         ascent,
-        sum: 0.0,
+        sums: Vec::new(),
     };
     model.visit(&mut visitor);
-    visitor.sum.sqrt()
+    if visitor.sums.is_empty() {
+        return 0.0;
+    }
+    // One read for every parameter's sum (on a GPU each read waits for the queue), added up in
+    // f64 on the host.
+    let sums = Tensor::cat(visitor.sums, 0)
+        .into_data()
+        .try_to_vec_as::<f32>()
+        .unwrap_or_default();
+    sums.iter().map(|&v| f64::from(v)).sum::<f64>().sqrt()
 }
 
 /// T = |w| + η (ASAM) or 1 (SAM), elementwise, on the gradient's device.
@@ -71,7 +80,8 @@ fn scaling<const D: usize>(weight: &Param<Tensor<D>>, ascent: Ascent) -> Option<
 struct SquaredNorm<'a> {
     grads: &'a GradientsParams,
     ascent: Ascent,
-    sum: f64,
+    /// Each parameter's sum of squares, still on the device.
+    sums: Vec<Tensor<1>>,
 }
 
 impl ModuleVisitor for SquaredNorm<'_> {
@@ -83,7 +93,7 @@ impl ModuleVisitor for SquaredNorm<'_> {
             Some(t) => grad * t,
             None => grad,
         };
-        self.sum += f64::from(scaled.powi_scalar(2).sum().into_scalar::<f32>());
+        self.sums.push(scaled.powi_scalar(2).sum());
     }
 }
 

@@ -174,6 +174,7 @@ impl App {
 
     /// An app editing `config` that loads nothing yet.
     fn idle(config: Experiment) -> Self {
+        crate::wgpu::probe_in_background();
         let attack_on = config.attack.is_some();
         let attack = config
             .attack

@@ -88,10 +88,50 @@ impl App {
                     {
                         t.device = DeviceKind::Cuda;
                     }
-                    let here = crate::train::device::resolve(DeviceKind::Auto).name();
+                    // The wgpu probe creates a device; it runs on a thread of its own from the
+                    // window's start, and until it answers the choice waits.
+                    let probed = crate::wgpu::probed();
+                    let adapter = probed.then(crate::wgpu::wgpu_adapter);
+                    let usable = matches!(adapter, Some(Ok(_)));
+                    let (hover, disabled_hover) = match &adapter {
+                        Some(Ok(a)) if a.is_software() => (
+                            format!(
+                                "Burn's wgpu backend on {}: a software renderer, slower than the CPU backend; for checking results, not for speed",
+                                a.describe()
+                            ),
+                            String::new(),
+                        ),
+                        Some(Ok(a)) => (
+                            format!("Burn's wgpu backend (Vulkan, Metal, DirectX 12) on {}", a.describe()),
+                            String::new(),
+                        ),
+                        Some(Err(why)) => (String::new(), why.clone()),
+                        None => (String::new(), "looking for a wgpu adapter…".to_owned()),
+                    };
+                    if ui
+                        .add_enabled(
+                            usable,
+                            egui::RadioButton::new(t.device == DeviceKind::Wgpu, "wgpu"),
+                        )
+                        .on_hover_text(hover)
+                        .on_disabled_hover_text(disabled_hover)
+                        .clicked()
+                    {
+                        t.device = DeviceKind::Wgpu;
+                    }
+                    let here = if probed {
+                        let mut here =
+                            crate::train::device::resolve(DeviceKind::Auto).name().to_owned();
+                        for why in crate::train::device::auto_passed_over() {
+                            here.push_str(&format!("; {why}"));
+                        }
+                        here
+                    } else {
+                        "not yet known".to_owned()
+                    };
                     ui.radio_value(&mut t.device, DeviceKind::Auto, "auto")
                         .on_hover_text(format!(
-                            "CUDA where it works, else the CPU (here: {here}); the report says which trained"
+                            "CUDA where it works, else a hardware wgpu adapter, else the CPU (here: {here}); the report says which trained"
                         ));
                 });
                 ui.end_row();
