@@ -160,11 +160,12 @@ impl Progress {
                 let filled = ((fraction * width as f64) as usize).min(width);
                 let _ = write!(
                     err,
-                    "\r{} [{}{}] {:3.0}% epoch {epoch} loss {loss:.4} {images_per_second:.0} img/s ETA {}  ",
+                    "\r{} [{}{}] {:3.0}% epoch {epoch} loss {loss:.4} {} img/s ETA {}  ",
                     self.label,
                     "#".repeat(filled),
                     " ".repeat(width - filled),
                     100.0 * fraction,
+                    rate(*images_per_second),
                     duration(eta)
                 );
             }
@@ -182,15 +183,26 @@ impl Progress {
                     .unwrap_or_default();
                 let _ = writeln!(
                     err,
-                    "{}: epoch {} loss {:.4}, train acc {:.2}%{test}{asr}, {} ({:.0} img/s)",
+                    "{}: epoch {} loss {:.4}, train acc {:.2}%{test}{asr}, {} ({} img/s)",
                     self.label,
                     stats.epoch,
                     stats.train_loss,
                     100.0 * stats.train_accuracy,
                     duration(stats.seconds),
-                    stats.images_per_second
+                    rate(stats.images_per_second)
                 );
             }
         }
+    }
+}
+
+/// Images per second with the digits that matter: whole numbers from 10 up, one decimal below
+/// (a software GPU or a large model trains at under one image per second; "0 img/s" would say it
+/// stopped).
+fn rate(images_per_second: f64) -> String {
+    if images_per_second >= 10.0 {
+        format!("{images_per_second:.0}")
+    } else {
+        format!("{images_per_second:.1}")
     }
 }

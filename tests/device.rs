@@ -119,23 +119,62 @@ fn wgpu_where_it_cannot_run_is_one_line_and_writes_nothing() {
     assert!(!out.exists(), "nothing written");
 }
 
-/// The GPU backends this build has that can run here; a `skipped:` line for each that cannot.
-fn usable_gpu_backends() -> Vec<DeviceKind> {
+/// What a GPU test did, line by line: printed (shown with `--nocapture` or on failure) and
+/// written, when the test ends, to `target/tmp/gpu-tests-NAME.log`, which CI prints, so its log
+/// shows that the GPU tests ran rather than skipped.
+struct Log {
+    name: &'static str,
+    lines: Vec<String>,
+}
+
+impl Log {
+    fn new(name: &'static str) -> Self {
+        Self {
+            name,
+            lines: Vec::new(),
+        }
+    }
+
+    fn say(&mut self, line: String) {
+        eprintln!("{line}");
+        self.lines.push(line);
+    }
+}
+
+impl Drop for Log {
+    fn drop(&mut self) {
+        let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+            .join(format!("gpu-tests-{}.log", self.name));
+        let mut text = format!("{}:\n", self.name);
+        for line in &self.lines {
+            text.push_str(&format!("  {line}\n"));
+        }
+        if std::thread::panicking() {
+            text.push_str("  FAILED\n");
+        }
+        let _ = std::fs::write(path, text);
+    }
+}
+
+/// The GPU backends this build has that can run here; a `skipped` line for each that cannot.
+/// `POISONSCOPE_REQUIRE_GPU=wgpu` (or `cuda`, comma-separated) turns a skip of that backend into
+/// a failure: CI sets it where it installed lavapipe.
+fn usable_gpu_backends(log: &mut Log) -> Vec<DeviceKind> {
+    let required = std::env::var("POISONSCOPE_REQUIRE_GPU").unwrap_or_default();
     let mut usable = Vec::new();
     let mut consider = |kind: DeviceKind, missing: Option<String>| match missing {
         None => usable.push(kind),
-        Some(why) => eprintln!("skipped {}: {why}", kind.name()),
+        Some(why) => {
+            log.say(format!("skipped {}: {why}", kind.name()));
+            assert!(
+                !required.split(',').any(|r| r.trim() == kind.name()),
+                "POISONSCOPE_REQUIRE_GPU asks for {} but it cannot run here: {why}",
+                kind.name()
+            );
+        }
     };
-    if cfg!(feature = "cuda") {
-        consider(DeviceKind::Cuda, cuda_unavailable());
-    } else {
-        eprintln!("skipped cuda: this build has no CUDA backend (--features cuda)");
-    }
-    if cfg!(feature = "wgpu") {
-        consider(DeviceKind::Wgpu, wgpu_adapter().err());
-    } else {
-        eprintln!("skipped wgpu: this build has no wgpu backend (--features wgpu)");
-    }
+    consider(DeviceKind::Cuda, cuda_unavailable());
+    consider(DeviceKind::Wgpu, wgpu_adapter().err());
     usable
 }
 
@@ -187,6 +226,8 @@ struct Short {
     losses: Vec<f32>,
     parameters: Vec<Vec<f32>>,
     accuracy: f64,
+    /// Bytes in use and reserved on the device once the trained model is dropped.
+    memory: Option<(u64, u64)>,
 }
 
 /// 3 batches of 32 digits, one epoch, from the seed's weights (drawn on the CPU whatever the
@@ -215,10 +256,19 @@ fn few_batches(
         }
     })
     .unwrap();
-    Short {
+    let short = Short {
         losses,
         parameters: parameters(&trained.model),
         accuracy: trained.clean_accuracy,
+        memory: None,
+    };
+    drop(trained);
+    let usage = poisonscope::train::device_for(kind)
+        .unwrap()
+        .memory_pool_usage();
+    Short {
+        memory: usage.map(|u| (u.bytes_in_use, u.bytes_reserved)),
+        ..short
     }
 }
 
@@ -232,7 +282,8 @@ fn sgd_and_sam_steps_on_each_gpu_backend_agree_with_the_cpu() {
     use poisonscope::config::{Experiment, OptimizerKind};
     use poisonscope::run::prepare::Prepared;
 
-    let backends = usable_gpu_backends();
+    let mut log = Log::new("steps");
+    let backends = usable_gpu_backends(&mut log);
     if backends.is_empty() {
         return;
     }
@@ -258,16 +309,23 @@ fn sgd_and_sam_steps_on_each_gpu_backend_agree_with_the_cpu() {
                 .zip(cpu.parameters.iter().flatten())
                 .map(|(x, y)| (x - y).abs())
                 .fold(0.0f32, f32::max);
-            eprintln!(
-                "ran {} {optimizer:?} on {} ({:.1} s): losses {:?} (CPU {:?}), worst relative gap: losses {loss_gap:.2e}, parameters: largest difference {largest_difference:.1e}, {parameter_gap:.3} of the allowed; test accuracy {:.4} (CPU {:.4})",
-                kind.name(),
+            log.say(format!(
+                "ran {optimizer:?} steps on {} ({:.1} s): losses {:?} (CPU {:?}), worst relative gap: losses {loss_gap:.2e}, parameters: largest difference {largest_difference:.1e}, {parameter_gap:.3} of the allowed; test accuracy {:.4} (CPU {:.4})",
                 device::describe(kind),
                 started.elapsed().as_secs_f64(),
                 gpu.losses,
                 cpu.losses,
                 gpu.accuracy,
                 cpu.accuracy,
-            );
+            ));
+            if let Some((in_use, reserved)) = gpu.memory {
+                log.say(format!(
+                    "{} after the {optimizer:?} training: {in_use} bytes in use, {reserved} reserved",
+                    kind.name()
+                ));
+                // Nothing of a finished training stays on the device but the pools' pages.
+                assert!(in_use < 1 << 20, "{in_use} bytes still in use");
+            }
             assert_eq!(gpu.losses.len(), 3);
             assert_eq!(gpu.parameters.len(), cpu.parameters.len());
             assert!(loss_gap < 1e-3, "{optimizer:?} losses differ by {loss_gap}");
@@ -290,7 +348,8 @@ fn sgd_and_sam_steps_on_each_gpu_backend_agree_with_the_cpu() {
 /// train.device=...`), gets the same detector scores as on the CPU.
 #[test]
 fn a_run_on_each_gpu_backend_names_its_adapter_and_detects_like_the_cpu() {
-    let backends = usable_gpu_backends();
+    let mut log = Log::new("run-and-detect");
+    let backends = usable_gpu_backends(&mut log);
     if backends.is_empty() {
         return;
     }
@@ -374,15 +433,15 @@ fn a_run_on_each_gpu_backend_names_its_adapter_and_detects_like_the_cpu() {
         for ((column, gpu), (_, cpu)) in gpu_scores.iter().zip(&cpu_scores) {
             let gap = worst_relative(gpu, cpu);
             let agree = ranks_agree(gpu, cpu);
-            eprintln!(
+            log.say(format!(
                 "ran {name} detect: {column}: worst relative gap {gap:.2e}, top-5 % sets overlap {agree:.3}"
-            );
+            ));
             assert!(agree >= 0.95, "{column}: the top 5 % differ ({agree})");
         }
-        eprintln!(
-            "ran {name} run + detect on {adapter}: {:.1} s",
+        log.say(format!(
+            "ran run + detect on {adapter}: {:.1} s",
             started.elapsed().as_secs_f64().max(trained)
-        );
+        ));
     }
 }
 

@@ -817,3 +817,27 @@ fn marks_re_rank_the_gallery() {
     h.run_steps(3);
     assert_eq!(h.state_mut().inspect_mut().gallery_order().unwrap(), before);
 }
+
+/// The device choice offers wgpu where an adapter answers (naming it in the hover text) and greys
+/// it out where none does (a build without the feature, a machine without a driver); choosing it
+/// sets `train.device`.
+#[test]
+fn the_device_choice_offers_wgpu_where_an_adapter_answers() {
+    use poisonscope::config::DeviceKind;
+
+    let mut h = loaded_demo();
+    // The window probes on a thread of its own; wait for the same answer here.
+    let adapter = poisonscope::wgpu::wgpu_adapter();
+    h.step();
+    h.step();
+    let disabled = h.get_by_label("wgpu").accesskit_node().is_disabled();
+    assert_eq!(disabled, adapter.is_err(), "{adapter:?}");
+    h.get_by_label("wgpu").click();
+    h.step();
+    let expected = if adapter.is_ok() {
+        DeviceKind::Wgpu
+    } else {
+        DeviceKind::Cpu
+    };
+    assert_eq!(h.state().settings.config.train.device, expected);
+}

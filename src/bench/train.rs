@@ -278,7 +278,7 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
     }
     let place = match device {
         DeviceKind::Cpu => "flex CPU".to_owned(),
-        other => format!("{}: {}", other.name(), train::device::describe(other)),
+        other => train::device::describe(other),
     };
     let summary: Vec<serde_json::Value> = threads
         .iter()

@@ -41,13 +41,13 @@ pub fn auto_passed_over() -> Vec<String> {
     why
 }
 
-/// Which hardware `kind` (resolved) runs on, in words, for reports and progress lines: the wgpu
-/// adapter's name, API and kind; "CUDA GPU 0"; the CPU backend and its thread count.
+/// Which hardware `kind` (resolved) runs on, in words, for reports and progress lines: "wgpu on"
+/// the adapter's name, API and kind; "CUDA GPU 0"; the CPU backend and its thread count.
 pub fn describe(kind: DeviceKind) -> String {
     match resolve(kind) {
         DeviceKind::Cuda => "CUDA GPU 0".to_owned(),
         DeviceKind::Wgpu => match wgpu_adapter() {
-            Ok(adapter) => adapter.describe(),
+            Ok(adapter) => format!("wgpu on {}", adapter.describe()),
             Err(why) => why,
         },
         _ => format!(

@@ -285,11 +285,7 @@ pub fn train(
         batches_per_epoch,
         train_samples: n,
         device: {
-            let mut words = format!(
-                "{}: {}",
-                device::resolve(config.device).name(),
-                device::describe(config.device)
-            );
+            let mut words = device::describe(config.device);
             if config.device == crate::config::DeviceKind::Auto {
                 for why in device::auto_passed_over() {
                     words.push_str(&format!("; auto passed over {why}"));

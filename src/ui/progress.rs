@@ -14,6 +14,8 @@ pub(super) struct Progress {
     pub(super) total: usize,
     pub(super) started: Option<Instant>,
     pub(super) images_per_second: f64,
+    /// Where the running arm trains, as its `Started` event names it.
+    pub(super) device: String,
     /// Per arm: (batches done / batches per epoch, loss).
     pub(super) loss: Vec<Vec<[f64; 2]>>,
     /// Per arm: (epoch, test accuracy), (epoch, attack success rate).
@@ -69,9 +71,12 @@ impl Progress {
             }
             RunEvent::Training(optimizer) => self.stage = format!("training ({optimizer})"),
             RunEvent::Train(TrainEvent::Started {
-                batches_per_epoch, ..
+                batches_per_epoch,
+                device,
+                ..
             }) => {
                 self.batches_per_epoch = *batches_per_epoch;
+                self.device.clone_from(device);
                 self.done = 0;
             }
             RunEvent::Train(TrainEvent::Batch {

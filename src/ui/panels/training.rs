@@ -189,7 +189,17 @@ impl App {
                     .text(format!("{arm}{}{eta}", p.stage)),
             );
             if p.images_per_second > 0.0 {
-                ui.label(format!("{:.0} images/s", p.images_per_second));
+                let digits = if p.images_per_second < 10.0 { 1 } else { 0 };
+                // "wgpu on llvmpipe (…)": the device first, what `auto` passed over in the hover.
+                let (place, passed_over) =
+                    p.device.split_once("; ").unwrap_or((p.device.as_str(), ""));
+                let speed = ui.label(format!(
+                    "{:.*} images/s on {place}",
+                    digits, p.images_per_second
+                ));
+                if !passed_over.is_empty() {
+                    speed.on_hover_text(passed_over.replace("; ", "\n"));
+                }
             }
         }
         self.curves_ui(ui);
