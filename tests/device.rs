@@ -72,13 +72,8 @@ fn auto_trains_where_it_can_and_the_report_says_where() {
     let scratch = tempfile::tempdir().unwrap();
     let out = scratch.path().join("run");
     let result = short_run(&out, "auto");
-    assert!(
-        result.status.success(),
-        "{}",
-        String::from_utf8_lossy(&result.stderr)
-    );
-    let report: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
+    assert_ok(&result);
+    let report = report_of(&out);
     assert_eq!(report["training"]["device"], expected);
 }
 
@@ -356,11 +351,7 @@ fn a_run_on_each_gpu_backend_names_its_adapter_and_detects_like_the_cpu() {
     let scratch = tempfile::tempdir().unwrap();
     let cpu_run = scratch.path().join("cpu");
     let result = short_run(&cpu_run, "cpu");
-    assert!(
-        result.status.success(),
-        "{}",
-        String::from_utf8_lossy(&result.stderr)
-    );
+    assert_ok(&result);
     for kind in backends {
         let name = kind.name();
         let started = std::time::Instant::now();
@@ -368,9 +359,7 @@ fn a_run_on_each_gpu_backend_names_its_adapter_and_detects_like_the_cpu() {
         let result = short_run(&gpu_run, name);
         let stderr = String::from_utf8_lossy(&result.stderr);
         assert!(result.status.success(), "{stderr}");
-        let report: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(gpu_run.join("report.json")).unwrap())
-                .unwrap();
+        let report = report_of(&gpu_run);
         let adapter = device::describe(kind);
         assert_eq!(report["training"]["device"], name);
         assert_eq!(report["training"]["adapter"], adapter.as_str());
@@ -384,36 +373,10 @@ fn a_run_on_each_gpu_backend_names_its_adapter_and_detects_like_the_cpu() {
         let setting = format!("train.device=\"{name}\"");
         let methods =
             "detect.methods=[\"ac\",\"ss\",\"spectre\",\"scan\",\"beatrix\",\"loss\",\"strip\"]";
-        let result = poisonscope(&[
-            "detect",
-            cpu_run.to_str().unwrap(),
-            "--out",
-            redetected.to_str().unwrap(),
-            "--set",
-            &setting,
-            "--set",
-            methods,
-        ]);
-        assert!(
-            result.status.success(),
-            "{}",
-            String::from_utf8_lossy(&result.stderr)
-        );
+        detect_into(&cpu_run, &redetected, &[&setting, methods]);
         let on_cpu = scratch.path().join("cpu-detect");
         if !on_cpu.exists() {
-            let result = poisonscope(&[
-                "detect",
-                cpu_run.to_str().unwrap(),
-                "--out",
-                on_cpu.to_str().unwrap(),
-                "--set",
-                methods,
-            ]);
-            assert!(
-                result.status.success(),
-                "{}",
-                String::from_utf8_lossy(&result.stderr)
-            );
+            detect_into(&cpu_run, &on_cpu, &[methods]);
         }
         let (gpu_scores, cpu_scores) = (
             score_columns(&redetected.join("scores.csv")),
@@ -423,9 +386,7 @@ fn a_run_on_each_gpu_backend_names_its_adapter_and_detects_like_the_cpu() {
             gpu_scores.iter().map(|c| &c.0).collect::<Vec<_>>(),
             cpu_scores.iter().map(|c| &c.0).collect::<Vec<_>>()
         );
-        let report: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(redetected.join("report.json")).unwrap())
-                .unwrap();
+        let report = report_of(&redetected);
         assert_eq!(
             report["training"]["device"], "cpu",
             "training ran on the CPU"
@@ -443,6 +404,34 @@ fn a_run_on_each_gpu_backend_names_its_adapter_and_detects_like_the_cpu() {
             started.elapsed().as_secs_f64().max(trained)
         ));
     }
+}
+
+/// Panics with the command's stderr unless it succeeded.
+fn assert_ok(result: &std::process::Output) {
+    assert!(
+        result.status.success(),
+        "{}",
+        String::from_utf8_lossy(&result.stderr)
+    );
+}
+
+/// The `report.json` in `dir`.
+fn report_of(dir: &std::path::Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(dir.join("report.json")).unwrap()).unwrap()
+}
+
+/// `poisonscope detect RUN --out OUT --set S...`, which must succeed.
+fn detect_into(run: &std::path::Path, out: &std::path::Path, settings: &[&str]) {
+    let mut args = vec![
+        "detect",
+        run.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    for setting in settings {
+        args.extend(["--set", setting]);
+    }
+    assert_ok(&poisonscope(&args));
 }
 
 /// The numeric columns of a scores.csv whose header names a score (`*_score`), with values.
