@@ -36,22 +36,16 @@ fn measure(
     args: &TrainArgs,
     data: &SplitDataset,
 ) -> anyhow::Result<f64> {
-    // On a GPU the loop reads losses back every `GPU_READ_EVERY` batches, and only a read waits
-    // for the device: the timing starts at one (the warm-up rounded up to one) and ends at the
-    // last batch (always read).
-    let warmup = if train::device::on_host(device) {
-        args.warmup
-    } else {
-        args.warmup.next_multiple_of(train::GPU_READ_EVERY)
-    };
-    let batch_size = args.batch_size;
+    let (warmup, batch_size) = (args.warmup, args.batch_size);
     let needed = (args.batches + warmup) * batch_size;
     let indices: Vec<usize> = (0..needed.min(data.train.len())).collect();
     let subset = data.train.select(&indices);
     let config = bench_config(device, optimizer, batch_size);
-    let mut timed_from = None::<Instant>;
-    let mut timed_images = 0usize;
-    let mut last = Instant::now();
+    // On a GPU the loop reads losses back every few batches and only a read waits for the
+    // device, so the clock starts at the first read after the warm-up and stops at the last
+    // batch (always read): the `synced` events.
+    let mut start = None::<(usize, Instant)>;
+    let mut end = None::<(usize, Instant)>;
     let cancel = AtomicBool::new(false);
     let empty = data::Dataset::empty(data.test.shape, data.test.class_names.clone());
     train::train(
@@ -63,20 +57,25 @@ fn measure(
         },
         &cancel,
         &mut |event| {
-            if let TrainEvent::Batch { done, .. } = event {
-                last = Instant::now();
-                if done == warmup {
-                    timed_from = Some(last);
-                } else if done > warmup {
-                    timed_images += batch_size;
+            if let TrainEvent::Batch {
+                done, synced: true, ..
+            } = event
+            {
+                let now = Instant::now();
+                if start.is_some() {
+                    end = Some((done, now));
+                } else if done >= warmup {
+                    start = Some((done, now));
                 }
             }
         },
     )?;
-    let Some(from) = timed_from else {
+    let (Some((first, from)), Some((last, to))) = (start, end) else {
         anyhow::bail!("too few batches to time");
     };
-    Ok(timed_images as f64 / last.duration_since(from).as_secs_f64().max(1e-9))
+    // Every batch is whole but perhaps the last, when the training set is smaller than asked.
+    let timed_images = (last * batch_size).min(subset.len()) - first * batch_size;
+    Ok(timed_images as f64 / to.duration_since(from).as_secs_f64().max(1e-9))
 }
 
 fn bench_config(device: DeviceKind, optimizer: OptimizerKind, batch_size: usize) -> TrainConfig {

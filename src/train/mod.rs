@@ -72,6 +72,10 @@ pub enum TrainEvent {
         loss: f32,
         lr: f64,
         images_per_second: f64,
+        /// The last batch of a read from the device: every batch up to this one had finished
+        /// when the event was sent (on a GPU the batches of one read arrive together; on the CPU
+        /// every event is synced). Timing starts and stops at such events.
+        synced: bool,
     },
     Epoch(EpochStats),
 }
@@ -133,6 +137,9 @@ pub use device::{cuda_unavailable, device_for, wgpu_adapter};
 
 /// Batches whose loss and accuracy a GPU training reads back together.
 pub const GPU_READ_EVERY: usize = 8;
+
+/// ... or fewer, once this long has passed since the last read.
+const GPU_READ_AFTER: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// A trained batch whose loss and accuracy are still on the device.
 struct Pending {
@@ -344,7 +351,10 @@ pub fn train(
                 correct: correct_now,
             });
             let last_of_epoch = (batch + 1) * config.batch_size >= n;
-            if pending.len() < read_every && !last_of_epoch {
+            // A slow device (a software adapter, a large model) also reads every
+            // `GPU_READ_AFTER`, so the progress bar and the curves keep moving.
+            let waited = window_started.elapsed() >= GPU_READ_AFTER;
+            if pending.len() < read_every && !last_of_epoch && !waited {
                 continue;
             }
             // The host waits here for the device: the time since the last read is the time these
@@ -353,7 +363,8 @@ pub fn train(
             let images: usize = read.iter().map(|b| b.images).sum();
             let instant = images as f64 / window_started.elapsed().as_secs_f64().max(1e-9);
             window_started = Instant::now();
-            for b in read {
+            let last = read.len().saturating_sub(1);
+            for (i, b) in read.into_iter().enumerate() {
                 if !b.loss.is_finite() || b.loss > exploded {
                     return Err(TrainError::Diverged {
                         value: b.loss,
@@ -374,6 +385,7 @@ pub fn train(
                     loss: b.loss,
                     lr: b.lr,
                     images_per_second: smoothed,
+                    synced: i == last,
                 });
             }
         }

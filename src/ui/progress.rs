@@ -134,6 +134,7 @@ mod tests {
             loss: 1.0,
             lr: 0.1,
             images_per_second: 1.0,
+            synced: true,
         })
     }
 
