@@ -260,7 +260,8 @@ pub fn train(
     // The weights are drawn on the CPU whatever the device, so one seed gives one model on every
     // device (each GPU backend has its own generator) and a GPU run can be checked against a CPU
     // run from the same start.
-    let mut model = if device::on_host(config.device) {
+    let on_host = device::on_host(config.device);
+    let mut model = if on_host {
         init_model(config, data.train, &train_device)
     } else {
         init_model(config, data.train, &Device::flex().autodiff()).fork(&train_device)
@@ -304,11 +305,7 @@ pub fn train(
     // On a GPU every read of a value waits until the queue has run everything before it, so the
     // loss and accuracy of several batches are read back together (on the CPU a read costs
     // nothing: every batch, as the progress bar expects).
-    let read_every = if device::on_host(config.device) {
-        1
-    } else {
-        GPU_READ_EVERY
-    };
+    let read_every = if on_host { 1 } else { GPU_READ_EVERY };
     let mut pending: Vec<Pending> = Vec::with_capacity(read_every);
     let mut order: Vec<usize> = (0..n).collect();
     let mut order_rng = ChaCha8Rng::seed_from_u64(config.seed);
