@@ -195,7 +195,7 @@ pub(crate) fn redetect(run_dir: &Path, out: &Path, overrides: &[String]) -> anyh
     staged.commit()?;
     print!("{}", summary_table(&outcome.report));
     println!(
-        "wrote report.json, scores.csv and config.toml to {}",
+        "wrote report.json, scores.csv, references.csv and config.toml to {}",
         out.display()
     );
     Ok(())

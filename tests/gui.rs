@@ -186,6 +186,7 @@ fn badnets_run_shows_results_table_and_ranked_gallery() {
     for file in [
         "report.json",
         "scores.csv",
+        "references.csv",
         "config.toml",
         "training.json",
         "report.html",

@@ -222,6 +222,32 @@ pub fn scores_csv(prepared: &Prepared, detection: &DetectionRun) -> String {
     out
 }
 
+/// `references.csv`: the clean references the calibrated thresholds are read from, one row each:
+/// `test_index,label,<method>_score,...` (`test_index` into the test split; a detector that scores
+/// no references leaves its column empty). With `scores.csv`, every decision can be re-derived.
+pub fn references_csv(prepared: &Prepared, detection: &DetectionRun) -> String {
+    let labels = &prepared.clean.test.labels;
+    let mut out = String::from("test_index,label");
+    for r in &detection.results {
+        let _ = write!(out, ",{}_score", r.name);
+    }
+    out.push('\n');
+    for (k, &i) in detection.reference_indices.iter().enumerate() {
+        let label = labels.get(i).map_or(String::new(), u16::to_string);
+        let _ = write!(out, "{i},{label}");
+        for r in &detection.results {
+            match r.detection.reference_scores.get(k) {
+                Some(s) if s.is_finite() => {
+                    let _ = write!(out, ",{s}");
+                }
+                _ => out.push(','),
+            }
+        }
+        out.push('\n');
+    }
+    out
+}
+
 /// Triggered test images compared with their clean originals for TAC (at most this many).
 const TAC_SAMPLES: usize = 1000;
 /// Samples used for the silhouette (at most this many, seeded).

@@ -225,7 +225,8 @@ pub fn redetect_on(
     Ok(outcome)
 }
 
-/// Writes `report.json`, `scores.csv` and `config.toml` of a finished run into `dir`.
+/// Writes `report.json`, `scores.csv`, `references.csv` and `config.toml` of a finished run into
+/// `dir`.
 pub fn write_outputs(
     dir: &Path,
     config: &Experiment,
@@ -244,6 +245,10 @@ pub fn write_outputs(
     write(
         "scores.csv",
         &evaluate::scores_csv(prepared, &outcome.detection),
+    )?;
+    write(
+        "references.csv",
+        &evaluate::references_csv(prepared, &outcome.detection),
     )?;
     let log = TrainingLog {
         history: outcome.trained.history.clone(),

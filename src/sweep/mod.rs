@@ -20,7 +20,8 @@
 //! Grid file:
 //! ```toml
 //! seeds = [0, 1, 2]
-//! arms = ["sgd", "sam"]
+//! arms = ["sgd", "sam"]         # or arms with settings and a name (the model folder's):
+//! # arms = ["sgd", "sam", { name = "sam-rho0.05", set = ["train.optimizer=sam", "train.rho=0.05"] }]
 //! [base]                       # an experiment config (its [attack] comes from the grid)
 //! train = { epochs = 10 }
 //! [[attack]]
@@ -78,13 +79,76 @@ pub struct Variant {
     pub set: Vec<String>,
 }
 
+/// One arm of every cell: a name (its model folder, its column in the tables) and `train.*`
+/// overrides. Written in a grid as an optimizer's name (`"sam"`: that optimizer, the base's other
+/// settings) or as `{ name = "sam-rho0.05", set = ["train.optimizer=sam", "train.rho=0.05"] }`.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(from = "ArmSpec")]
+pub struct Arm {
+    pub name: String,
+    pub set: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum ArmSpec {
+    Optimizer(OptimizerKind),
+    Named {
+        name: String,
+        #[serde(default)]
+        set: Vec<String>,
+    },
+}
+
+impl From<ArmSpec> for Arm {
+    fn from(spec: ArmSpec) -> Self {
+        match spec {
+            ArmSpec::Optimizer(o) => Self::optimizer(o),
+            ArmSpec::Named { name, set } => Self { name, set },
+        }
+    }
+}
+
+impl Arm {
+    /// The arm that trains with `optimizer` and the base's other settings.
+    pub fn optimizer(optimizer: OptimizerKind) -> Self {
+        Self {
+            name: optimizer.name().to_owned(),
+            set: vec![format!("train.optimizer={}", optimizer.name())],
+        }
+    }
+
+    /// Why this arm cannot be used, if it cannot: its name becomes a folder name and a column.
+    fn problem(&self) -> Option<String> {
+        let safe = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.');
+        if self.name.is_empty() || !self.name.chars().all(safe) || self.name.starts_with('.') {
+            return Some(format!(
+                "arm name {:?}: use letters, digits, '-', '_' and '.' (it names the model folder)",
+                self.name
+            ));
+        }
+        if self.name == "fused" {
+            return Some("arm name \"fused\" is taken by the fused arms' rows".to_owned());
+        }
+        self.set
+            .iter()
+            .find(|s| !s.trim_start().starts_with("train."))
+            .map(|s| {
+                format!(
+                    "arm {:?}: {s:?} is not a train.* setting (an arm changes the training only; detection settings are variants)",
+                    self.name
+                )
+            })
+    }
+}
+
 /// The grid file.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Grid {
     pub seeds: Vec<u64>,
     #[serde(default = "default_arms")]
-    pub arms: Vec<OptimizerKind>,
+    pub arms: Vec<Arm>,
     #[serde(default)]
     pub base: toml::Table,
     pub attack: Vec<GridAttack>,
@@ -92,8 +156,11 @@ pub struct Grid {
     pub variant: Vec<Variant>,
 }
 
-fn default_arms() -> Vec<OptimizerKind> {
-    vec![OptimizerKind::Sgd, OptimizerKind::Sam]
+fn default_arms() -> Vec<Arm> {
+    vec![
+        Arm::optimizer(OptimizerKind::Sgd),
+        Arm::optimizer(OptimizerKind::Sam),
+    ]
 }
 
 fn default_variants() -> Vec<Variant> {
@@ -139,12 +206,23 @@ impl Grid {
         if grid.arms.is_empty() {
             return Err(invalid("no arms".to_owned()));
         }
+        for (i, arm) in grid.arms.iter().enumerate() {
+            if let Some(problem) = arm.problem() {
+                return Err(invalid(problem));
+            }
+            if grid.arms[..i].iter().any(|a| a.name == arm.name) {
+                return Err(invalid(format!("two arms named {:?}", arm.name)));
+            }
+        }
         for cell in grid.cells() {
-            grid.experiment(&cell).map_err(|e| SweepError::Cell {
-                path: path.to_path_buf(),
-                cell: cell.id(),
-                source: Box::new(e),
-            })?;
+            for arm in &grid.arms {
+                grid.arm_experiment(&cell, arm)
+                    .map_err(|e| SweepError::Cell {
+                        path: path.to_path_buf(),
+                        cell: format!("{} {}", cell.id(), arm.name),
+                        source: Box::new(e),
+                    })?;
+            }
         }
         Ok(grid)
     }
@@ -171,6 +249,15 @@ impl Grid {
     /// The experiment of a cell: the base, its attack at its ratio, the seed on attack and
     /// training.
     pub fn experiment(&self, cell: &Cell) -> Result<Experiment, SweepError> {
+        self.experiment_with(cell, &[])
+    }
+
+    /// The experiment of one arm of a cell: the cell's, with the arm's `train.*` settings.
+    pub fn arm_experiment(&self, cell: &Cell, arm: &Arm) -> Result<Experiment, SweepError> {
+        self.experiment_with(cell, &arm.set)
+    }
+
+    fn experiment_with(&self, cell: &Cell, overrides: &[String]) -> Result<Experiment, SweepError> {
         let mut table = self.base.clone();
         let mut attack = self
             .attack
@@ -187,7 +274,7 @@ impl Grid {
             t.insert("seed".into(), toml::Value::Integer(cell.seed as i64));
         }
         let text = toml::to_string(&table)?;
-        Ok(Experiment::from_toml(Path::new("grid"), &text, &[])?)
+        Ok(Experiment::from_toml(Path::new("grid"), &text, overrides)?)
     }
 }
 
@@ -262,16 +349,15 @@ fn run_cell(
     let mut rows = Vec::new();
     // Per variant: the detection runs of the arms (for the fusion).
     let mut runs: Vec<Vec<DetectionRun>> = vec![Vec::new(); grid.variant.len()];
-    for &optimizer in &grid.arms {
-        let arm = optimizer.name();
+    for arm_spec in &grid.arms {
+        let arm = arm_spec.name.as_str();
         on_event(SweepEvent::Cell {
             index,
             total,
             id: &id,
             arm,
         });
-        let mut arm_config = config.clone();
-        arm_config.train.optimizer = optimizer;
+        let arm_config = grid.arm_experiment(cell, arm_spec)?;
         let arm_dir = dir.join("models").join(&id).join(arm);
         std::fs::create_dir_all(&arm_dir).map_err(cannot("create the folder", &arm_dir))?;
         // A model this arm saved before (same [train] settings) is reused: detection changes

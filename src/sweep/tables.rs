@@ -102,7 +102,7 @@ pub fn write_results(dir: &Path, grid: &Grid, rows: &[Row]) -> Result<(), SweepE
 /// The tables of `results.md`.
 pub fn markdown(grid: &Grid, rows: &[Row]) -> String {
     let names = detector_names(rows);
-    let arms: Vec<&str> = grid.arms.iter().map(|&o| o.name()).collect();
+    let arms: Vec<&str> = grid.arms.iter().map(|a| a.name.as_str()).collect();
     let (first, second) = (arms.first().copied(), arms.get(1).copied());
     let mut cells: Vec<(String, f64)> = Vec::new();
     for r in rows {
