@@ -3,8 +3,11 @@
 //! flag the smaller cluster when it holds less than 35 % of the class. Defaults as ART's (which
 //! the PyTorch reference uses): FastICA max 1000 iterations, tolerance 0.005; k-means with 10
 //! restarts. Our additions: a ranking score, the distance to the larger cluster's centre; and the
-//! calibrated decision (the default): a small cluster is flagged only when the class's clean
-//! references avoid it (at most a third of its share of the class falls in it).
+//! calibrated decision (the default): the shared threshold on that score (each class's clean
+//! references' 0.99 quantile), and besides it a small cluster that the class's references avoid
+//! (at most a third of its share of the class falls in it). The avoidance test alone flagged
+//! nothing where one reference of 25 fell in a poison cluster while the score ranked the poisons
+//! first (issue 28).
 
 use super::decision::robust_z_by_class;
 use crate::config::DetectorKind;
@@ -196,7 +199,7 @@ impl Detector for ActivationClustering {
         out.note("ica_fallbacks", ica_fallbacks);
         out.note("reference_share_in_small_cluster", &ref_shares);
         out.note("calibrated_flagged_classes", &calibrated_classes);
-        out.calibrated_flags = Some(calibrated);
+        out.also_flags = Some(calibrated);
         Ok(out)
     }
 }

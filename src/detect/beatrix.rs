@@ -192,6 +192,8 @@ impl Detector for Beatrix {
             flags,
             reference_scores,
             calibrated_flags: None,
+            also_flags: None,
+            classes: Some(input.predicted.to_vec()),
             details: serde_json::Map::new(),
         };
         out.note("layer", &train.layer);

@@ -7,10 +7,12 @@
 //! (`"calibrated"`) instead reads the threshold off the clean references: each detector scores
 //! the references exactly as it scores the training samples (same class statistics, same scale),
 //! and a training sample is flagged when its score exceeds the `detect.reference_quantile`
-//! (0.99) quantile of the references' scores. Clean training samples then pass the threshold
-//! about as often as clean references do (≈ 1 %, less because the model fits its training
-//! samples better than unseen ones), in every class, whether one class or all of them are
-//! poisoned, and no ε is needed.
+//! (0.99) conformal quantile of *its class's* references' scores (`detect.reference_scope =
+//! "class"`, the default; a class with fewer than 99 references, and `"pooled"`, use the quantile
+//! of all references). Clean training samples then pass the threshold about as often as clean
+//! references do (≈ 1 %), in every class, whether one class or all of them are poisoned, and no
+//! ε is needed. The threshold is at least Hampel's outlier bound on the training scores
+//! ([`outlier_floor`]).
 
 use super::linalg::{median, quantile};
 
@@ -38,6 +40,68 @@ pub fn reference_threshold(reference_scores: &[f64], q: f64) -> Option<f64> {
     }
     let t = quantile(&finite, q);
     t.is_finite().then_some(t)
+}
+
+/// Fewest finite reference scores a class needs for a threshold of its own at quantile `q`: the
+/// conformal quantile `⌈q·(n+1)⌉`-th smallest score exists only from `n = ⌈q/(1−q)⌉` (99 at
+/// q = 0.99). A class with fewer uses the pooled threshold.
+pub fn min_class_references(q: f64) -> usize {
+    if q >= 1.0 {
+        return usize::MAX;
+    }
+    ((q / (1.0 - q)) - 1e-9).ceil().max(MIN_REFERENCES as f64) as usize
+}
+
+/// The conformal `q`-quantile of a class's finite reference scores: the `⌈q·(n+1)⌉`-th smallest.
+/// A clean sample exchangeable with the references exceeds it with probability at most `1 − q`
+/// (marginally, over the draw of the references), whatever the score's distribution.
+pub fn conformal_threshold(reference_scores: &[f64], q: f64) -> Option<f64> {
+    let mut finite: Vec<f64> = reference_scores
+        .iter()
+        .copied()
+        .filter(|v| v.is_finite())
+        .collect();
+    let n = finite.len();
+    let rank = (q * (n as f64 + 1.0) - 1e-9).ceil() as usize;
+    if n == 0 || rank == 0 || rank > n {
+        return None;
+    }
+    finite.sort_by(f64::total_cmp);
+    finite.get(rank - 1).copied()
+}
+
+/// The calibrated thresholds, one per class: where a class has at least
+/// [`min_class_references`] finite reference scores, the conformal quantile of its own
+/// references; elsewhere `pooled` (the quantile of all references). A detector's score has a
+/// class-specific tail (SPECTRE's QUE score of a class with a heavy tail, SCAn's class index that
+/// lifts a whole class): a pooled threshold lets the heaviest class set it for all, flagging that
+/// class's clean samples and missing the poisons of a lighter one.
+pub fn class_thresholds(
+    reference_scores: &[f64],
+    reference_classes: &[u16],
+    num_classes: usize,
+    q: f64,
+    pooled: Option<f64>,
+) -> Vec<Option<f64>> {
+    let mut by_class = vec![Vec::new(); num_classes];
+    for (&s, &c) in reference_scores.iter().zip(reference_classes) {
+        if let Some(list) = by_class.get_mut(usize::from(c))
+            && s.is_finite()
+        {
+            list.push(s);
+        }
+    }
+    let needed = min_class_references(q);
+    by_class
+        .iter()
+        .map(|scores| {
+            if scores.len() >= needed {
+                conformal_threshold(scores, q).or(pooled)
+            } else {
+                pooled
+            }
+        })
+        .collect()
 }
 
 /// The training scores' own outlier bound, `median + k · 1.4826 · MAD` (Hampel's rule), or
@@ -97,6 +161,28 @@ mod tests {
         assert_eq!(reference_threshold(&refs[..5], 0.99), None);
         let flags = flags_above(&[98.0, 99.0, 99.5, f64::NAN], 99.0);
         assert_eq!(flags, vec![false, false, true, false]);
+    }
+
+    #[test]
+    fn class_thresholds_are_conformal_quantiles_of_each_class() {
+        assert_eq!(min_class_references(0.99), 99);
+        assert_eq!(min_class_references(0.95), 19);
+        // 1..=100: the ⌈0.99·101⌉ = 100th smallest is 100; of 1..=199 the 198th.
+        let hundred: Vec<f64> = (1..=100).map(f64::from).collect();
+        assert_eq!(conformal_threshold(&hundred, 0.99), Some(100.0));
+        let more: Vec<f64> = (1..=199).map(f64::from).collect();
+        assert_eq!(conformal_threshold(&more, 0.99), Some(198.0));
+        assert_eq!(conformal_threshold(&hundred[..50], 0.99), None);
+        // Class 0 has 100 references (scores 1..=100), class 1 has 100 (1000..), class 2 only 5:
+        // each full class keeps its own threshold, the small one the pooled.
+        let mut scores = hundred.clone();
+        scores.extend((1000..1100).map(f64::from));
+        scores.extend([5.0; 5]);
+        let mut classes = vec![0u16; 100];
+        classes.extend([1u16; 100]);
+        classes.extend([2u16; 5]);
+        let t = class_thresholds(&scores, &classes, 3, 0.99, Some(7.0));
+        assert_eq!(t, vec![Some(100.0), Some(1099.0), Some(7.0)]);
     }
 
     #[test]

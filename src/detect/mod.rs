@@ -35,7 +35,7 @@ pub use types::{ConvActivations, DetectError, DetectInput, Detection, Detector, 
 
 use decision::Decision;
 
-use crate::config::{DetectConfig, DetectorKind};
+use crate::config::{DetectConfig, DetectorKind, ReferenceScope};
 use crate::data::{Dataset, Normalization};
 use crate::model::Net;
 use features::Extracted;
@@ -49,10 +49,7 @@ pub fn detector_for(kind: DetectorKind, config: &DetectConfig) -> Box<dyn Detect
             rule: config.ss_rule,
         }),
         DetectorKind::Spectre => Box::new(spectre::Spectre::default()),
-        DetectorKind::Scan => Box::new(scan::Scan {
-            reference_quantile: config.reference_quantile,
-            ..scan::Scan::default()
-        }),
+        DetectorKind::Scan => Box::new(scan::Scan::default()),
         DetectorKind::Beatrix => Box::new(beatrix::Beatrix::default()),
         DetectorKind::Loss => Box::new(loss::LossDetector),
         DetectorKind::Strip => Box::new(strip::Strip),
@@ -266,7 +263,7 @@ pub fn run(
         let start = Instant::now();
         let (detection, error) = match run_one(detector.as_ref(), &input) {
             Ok(mut detection) => {
-                decide(&mut detection, config);
+                decide(&mut detection, config, &input);
                 (detection, None)
             }
             Err(message) => (Detection::new(train.len()), Some(message)),
@@ -345,7 +342,7 @@ pub fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
 
 /// Applies the configured decision to a detector's verdict. The published rule's flag count is
 /// kept in the details either way.
-fn decide(detection: &mut Detection, config: &DetectConfig) {
+pub(crate) fn decide(detection: &mut Detection, config: &DetectConfig, input: &DetectInput) {
     let paper = detection.flagged();
     detection.note("paper_rule_flagged", paper);
     if config.decision == Decision::Paper {
@@ -357,25 +354,76 @@ fn decide(detection: &mut Detection, config: &DetectConfig) {
         detection.note("decision", Decision::Calibrated.name());
         return;
     }
-    match decision::reference_threshold(&detection.reference_scores, config.reference_quantile) {
-        Some(reference) => {
-            let floor = decision::outlier_floor(&detection.scores, config.outlier_floor);
-            let threshold = floor.map_or(reference, |f| reference.max(f));
-            detection.flags = decision::flags_above(&detection.scores, threshold);
-            detection.note("decision", Decision::Calibrated.name());
-            detection.note("threshold", threshold);
-            detection.note("reference_threshold", reference);
-            if let Some(floor) = floor {
-                detection.note("outlier_floor", floor);
-            }
-        }
-        None => {
-            // Too few references scored: the published rule stands, and the report says so.
-            detection.note("decision", Decision::Paper.name());
-            detection.note(
-                "decision_note",
-                "too few reference scores for the calibrated threshold; published rule used",
-            );
-        }
+    let q = config.reference_quantile;
+    let usable = detection.reference_scores.len() == input.reference_labels.len();
+    let pooled = usable
+        .then(|| decision::reference_threshold(&detection.reference_scores, q))
+        .flatten();
+    let Some(pooled) = pooled else {
+        // Too few references scored: the published rule stands, and the report says so.
+        detection.note("decision", Decision::Paper.name());
+        detection.note(
+            "decision_note",
+            "too few reference scores for the calibrated threshold; published rule used",
+        );
+        return;
+    };
+    let per_class = match config.reference_scope {
+        ReferenceScope::Class => decision::class_thresholds(
+            &detection.reference_scores,
+            input.reference_labels,
+            input.num_classes,
+            q,
+            Some(pooled),
+        ),
+        ReferenceScope::Pooled => vec![Some(pooled); input.num_classes],
+    };
+    let floor = decision::outlier_floor(&detection.scores, config.outlier_floor);
+    let thresholds: Vec<f64> = per_class
+        .iter()
+        .map(|t| {
+            let t = t.unwrap_or(pooled);
+            floor.map_or(t, |f| t.max(f))
+        })
+        .collect();
+    let classes = detection.classes.take();
+    let classes = classes.as_deref().unwrap_or(input.labels);
+    let mut flags: Vec<bool> = detection
+        .scores
+        .iter()
+        .zip(classes)
+        .map(|(&s, &c)| s > thresholds.get(usize::from(c)).copied().unwrap_or(pooled))
+        .collect();
+    if let Some(also) = detection.also_flags.take() {
+        let added = flags
+            .iter_mut()
+            .zip(&also)
+            .filter(|(f, a)| !**f && **a)
+            .map(|(f, _)| *f = true)
+            .count();
+        detection.note("flagged_by_own_rule_only", added);
+    }
+    detection.flags = flags;
+    detection.note("decision", Decision::Calibrated.name());
+    detection.note("reference_scope", config.reference_scope.name());
+    detection.note("reference_threshold", pooled);
+    detection.note("class_thresholds", &thresholds);
+    let own = decision::min_class_references(q);
+    let short: Vec<usize> = (0..input.num_classes)
+        .filter(|&c| {
+            input
+                .reference_labels
+                .iter()
+                .zip(&detection.reference_scores)
+                .filter(|(l, s)| usize::from(**l) == c && s.is_finite())
+                .count()
+                < own
+        })
+        .collect();
+    if config.reference_scope == ReferenceScope::Class && !short.is_empty() {
+        detection.note("classes_with_pooled_threshold", &short);
+    }
+    if let Some(floor) = floor {
+        detection.note("outlier_floor", floor);
     }
 }

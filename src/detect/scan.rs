@@ -22,13 +22,6 @@ pub struct Scan {
     pub threshold: f64,
     pub max_iterations: usize,
     pub tolerance: f64,
-    /// The calibrated decision: the quantile of the references' scores a sample must exceed,
-    /// inside a class whose references avoid the suspicious side of its split (a natural split
-    /// of a clean class holds its references in proportion). A gate on the anomaly index as
-    /// well (robust z > 3.5) removed SCAn's 3 % false positives in the weak cells but also the
-    /// BadNets 0.5 % target class of the SAM model (index 2.97, AUROC 1.0): with ten classes
-    /// the index is too noisy to gate on, so it only ranks.
-    pub reference_quantile: f64,
 }
 
 impl Default for Scan {
@@ -37,7 +30,6 @@ impl Default for Scan {
             threshold: std::f64::consts::E * std::f64::consts::E,
             max_iterations: 100,
             tolerance: 1e-5,
-            reference_quantile: 0.99,
         }
     }
 }
@@ -280,27 +272,6 @@ impl Detector for Scan {
                 out.reference_scores[i] = j + 0.5 * (m / scale).tanh();
             }
         }
-        if let Some(t) =
-            super::decision::reference_threshold(&out.reference_scores, self.reference_quantile)
-        {
-            // A class passes when its references avoid the suspicious side of its split.
-            let positive_share =
-                |m: &[f64]| m.iter().filter(|&&v| v > 0.0).count() as f64 / m.len().max(1) as f64;
-            let gated = |c: usize| {
-                let share = margins.get(c).map_or(0.0, |m| positive_share(m));
-                let refs = ref_margins.get(c).map_or(0.0, |m| positive_share(m));
-                ref_margins.get(c).is_none_or(Vec::is_empty)
-                    || refs <= share * super::decision::REFERENCE_AVOIDANCE
-            };
-            out.calibrated_flags = Some(
-                out.scores
-                    .iter()
-                    .zip(input.labels)
-                    .map(|(&s, &l)| s > t && gated(usize::from(l)))
-                    .collect(),
-            );
-            out.note("reference_threshold", t);
-        }
         out.note("class_statistic", &statistics);
         out.note("anomaly_index", &anomaly);
         out.note("target_classes", &targets);
@@ -311,7 +282,7 @@ impl Detector for Scan {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::detect::testing::planted;
+    use crate::detect::testing::{calibrated, planted, planted_refs};
 
     #[test]
     fn finds_a_planted_cluster() {
@@ -320,12 +291,10 @@ mod tests {
         let (tpr, fpr) = case.rates(&detection.flags);
         assert!(tpr >= 0.9, "tpr {tpr} {:?}", detection.details);
         assert!(fpr <= 0.05, "fpr {fpr} {:?}", detection.details);
-        // The calibrated decision finds the planted class too.
-        let calibrated = detection
-            .calibrated_flags
-            .as_ref()
-            .expect("references scored");
-        let (tpr, fpr) = case.rates(calibrated);
+        // The calibrated decision (each class's own 100 references) finds the planted class too.
+        let case = planted_refs(31, 2.5, 16, 100);
+        let flags = calibrated(&Scan::default(), &case);
+        let (tpr, fpr) = case.rates(&flags);
         assert!(tpr >= 0.9 && fpr <= 0.03, "calibrated {tpr} {fpr}");
     }
 
@@ -334,11 +303,11 @@ mod tests {
         let case = planted(32, 0.0);
         let detection = Scan::default().detect(&case.input(None)).unwrap();
         assert_eq!(detection.flagged(), 0, "{:?}", detection.details);
-        // No anomalous class: the gated calibrated decision flags nothing either.
-        let calibrated = detection
-            .calibrated_flags
-            .as_ref()
-            .expect("references scored");
-        assert_eq!(calibrated.iter().filter(|&&f| f).count(), 0);
+        // No anomalous class: the calibrated decision flags about as many clean samples as the
+        // references' quantile allows (1 %), not a class.
+        let case = planted_refs(32, 0.0, 16, 100);
+        let flags = calibrated(&Scan::default(), &case);
+        let (_, fpr) = case.rates(&flags);
+        assert!(fpr <= 0.03, "calibrated fpr {fpr}");
     }
 }

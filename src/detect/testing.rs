@@ -4,7 +4,7 @@ use ndarray::{Array1, Array2};
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use super::DetectInput;
+use super::{DetectInput, Detector};
 use crate::metrics;
 
 /// A synthetic defender's view: `classes` Gaussian classes and, inside class 0, a small cluster
@@ -34,7 +34,13 @@ pub fn planted(seed: u64, shift: f64) -> Planted {
 
 /// [`planted`] in `dim` dimensions.
 pub fn planted_in(seed: u64, shift: f64, dim: usize) -> Planted {
-    let (classes, per_class, refs, poison) = (4, 300, 25, 30);
+    planted_refs(seed, shift, dim, 25)
+}
+
+/// [`planted_in`] with `refs` clean references per class (100: each class has a calibrated
+/// threshold of its own).
+pub fn planted_refs(seed: u64, shift: f64, dim: usize, refs: usize) -> Planted {
+    let (classes, per_class, poison) = (4, 300, 30);
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let means: Vec<Array1<f64>> = (0..classes)
         .map(|_| Array1::from_shape_fn(dim, |_| 4.0 * normal(&mut rng)))
@@ -121,4 +127,16 @@ impl Planted {
             .unzip();
         metrics::auroc(&s, &p).unwrap_or(0.0)
     }
+}
+
+/// The flags of `detector`'s default calibrated decision on `case`.
+pub fn calibrated(detector: &dyn Detector, case: &Planted) -> Vec<bool> {
+    let input = case.input(None);
+    let mut detection = detector.detect(&input).expect("detects");
+    super::decide(
+        &mut detection,
+        &crate::config::DetectConfig::default(),
+        &input,
+    );
+    detection.flags
 }

@@ -149,6 +149,14 @@ pub struct Detection {
     /// its score (AC: a cluster is flagged only when the references avoid it).
     #[serde(default)]
     pub calibrated_flags: Option<Vec<bool>>,
+    /// Samples a detector's own reference-checked rule flags *besides* the calibrated threshold
+    /// (AC: a small cluster the references avoid).
+    #[serde(default)]
+    pub also_flags: Option<Vec<bool>>,
+    /// The class each training sample's threshold is read in, where it is not the given label
+    /// (Beatrix compares a sample with the references of its predicted class).
+    #[serde(default)]
+    pub classes: Option<Vec<u16>>,
     /// What the detector decided on the way (e.g. suspected target classes, chosen rank).
     pub details: serde_json::Map<String, serde_json::Value>,
 }
@@ -161,6 +169,8 @@ impl Detection {
             flags: vec![false; n],
             reference_scores: Vec::new(),
             calibrated_flags: None,
+            also_flags: None,
+            classes: None,
             details: serde_json::Map::new(),
         }
     }

@@ -91,6 +91,36 @@ pub fn auroc(scores: &[f64], poisoned: &[bool]) -> Option<f64> {
     Some((rank_sum - p * (p + 1.0) / 2.0) / (p * negatives as f64))
 }
 
+/// The largest TPR any one threshold on `scores` reaches while flagging at most `max_fpr` of the
+/// clean samples (flagged: score strictly above the threshold): what a decision that follows this
+/// ranking could at best find. `None` without both groups or with a NaN score.
+pub fn best_tpr_at_fpr(scores: &[f64], poisoned: &[bool], max_fpr: f64) -> Option<f64> {
+    if scores.len() != poisoned.len() || scores.iter().any(|s| s.is_nan()) {
+        return None;
+    }
+    let mut clean: Vec<f64> = scores
+        .iter()
+        .zip(poisoned)
+        .filter(|(_, p)| !**p)
+        .map(|(s, _)| *s)
+        .collect();
+    let positives = poisoned.len() - clean.len();
+    if positives == 0 || clean.is_empty() {
+        return None;
+    }
+    clean.sort_by(|a, b| b.total_cmp(a));
+    // At most `allowed` clean samples above the threshold: the threshold is the clean score at
+    // that position (ties there are not flagged).
+    let allowed = (max_fpr * clean.len() as f64).floor() as usize;
+    let threshold = clean.get(allowed).copied().unwrap_or(f64::NEG_INFINITY);
+    let found = scores
+        .iter()
+        .zip(poisoned)
+        .filter(|(s, p)| **p && **s > threshold)
+        .count();
+    Some(found as f64 / positives as f64)
+}
+
 /// Mean silhouette coefficient of a two-group labelling (`group[i]` true/false) under Euclidean
 /// distance; `None` when a group is empty.
 pub fn silhouette(rows: &[Vec<f64>], group: &[bool]) -> Option<f64> {
@@ -221,5 +251,21 @@ mod tests {
         assert!((s - expected.iter().sum::<f64>() / 4.0).abs() < 1e-12);
         assert_eq!(silhouette(&rows, &[false; 4]), None);
         assert_eq!(top_k_mean(&[1.0, 5.0, 3.0], 2), Some(4.0));
+    }
+
+    #[test]
+    fn best_tpr_at_fpr_is_the_best_threshold_within_the_allowance() {
+        // 100 clean at 0..100, poisons at 98.5 and 200: at FPR ≤ 1 % one clean (99) may be
+        // flagged, the threshold is 98 and both poisons pass; at 0 % only the 200.
+        let mut scores: Vec<f64> = (0..100).map(f64::from).collect();
+        let mut poisoned = vec![false; 100];
+        scores.extend([98.5, 200.0]);
+        poisoned.extend([true, true]);
+        assert_eq!(best_tpr_at_fpr(&scores, &poisoned, 0.01), Some(1.0));
+        assert_eq!(best_tpr_at_fpr(&scores, &poisoned, 0.0), Some(0.5));
+        assert_eq!(
+            best_tpr_at_fpr(&scores[..100], &poisoned[..100], 0.01),
+            None
+        );
     }
 }

@@ -63,12 +63,16 @@ pub fn detector_report(
         f1: confusion.and_then(|c| c.f1()),
         auroc: truth.and_then(|t| metrics::auroc(scores, t)),
         auroc_poisoned_classes: in_classes,
+        ranking_tpr: truth.and_then(|t| metrics::best_tpr_at_fpr(scores, t, RANKING_FPR)),
         flagged: flags.iter().filter(|&&f| f).count(),
         seconds,
         details,
         error: None,
     }
 }
+
+/// The false-positive allowance of [`DetectorReport::ranking_tpr`].
+pub const RANKING_FPR: f64 = 0.015;
 
 /// Where the ε handed to the detectors comes from (see `pipeline::expected_ratio`).
 pub fn expected_ratio_source(config: &Experiment) -> &'static str {

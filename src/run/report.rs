@@ -76,6 +76,11 @@ pub struct DetectorReport {
     /// AUROC within the classes (by given label) that hold poisoned samples — the reference's
     /// "AUROC(tgt)".
     pub auroc_poisoned_classes: Option<f64>,
+    /// The best TPR any threshold on this detector's score reaches at FPR ≤ 1.5 % (ground truth):
+    /// what a decision that follows the ranking could find; where it is low, no decision on this
+    /// score finds the poisons at an acceptable false-positive rate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ranking_tpr: Option<f64>,
     pub flagged: usize,
     pub seconds: f64,
     /// What the detector decided on the way (target classes, chosen rank, thresholds...).
