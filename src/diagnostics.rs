@@ -98,6 +98,22 @@ fn pct(v: f64) -> String {
     format!("{:.1} %", 100.0 * v)
 }
 
+/// What to do when the backdoor was not learned, for the arm's optimizer. SAM can refuse to fit
+/// a few relabelled samples that SGD would learn; SGD that did not learn them either needs a
+/// longer training, or the attack is too weak to be learned.
+fn not_learned_advice(optimizer: OptimizerKind) -> &'static str {
+    match optimizer {
+        OptimizerKind::Sgd => {
+            "look at the `loss` detector (it reads the relabelled samples the model did not \
+             fit), or train longer (train.epochs): a weak attack may not be learned at all"
+        }
+        OptimizerKind::Sam | OptimizerKind::Asam => {
+            "look at the `loss` detector (it reads the relabelled samples SAM refused to \
+             fit), or compare with train.optimizer = \"sgd\" or a smaller train.rho"
+        }
+    }
+}
+
 /// The warnings of a run. `attack_success_rate` is only known with a planted attack.
 /// `optimizer` is the arm's: the advice when a backdoor was not learned depends on it.
 pub fn warnings(
@@ -159,18 +175,7 @@ pub fn warnings(
     if let Some(asr) = attack_success_rate
         && asr < MIN_ATTACK_SUCCESS
     {
-        // SAM can refuse to fit a few relabelled samples that SGD would learn; SGD that did not
-        // learn them either needs a longer training, or the attack is too weak to be learned.
-        let advice = match optimizer {
-            OptimizerKind::Sgd => {
-                "look at the `loss` detector (it reads the relabelled samples the model did not \
-                 fit), or train longer (train.epochs): a weak attack may not be learned at all"
-            }
-            OptimizerKind::Sam | OptimizerKind::Asam => {
-                "look at the `loss` detector (it reads the relabelled samples SAM refused to \
-                 fit), or compare with train.optimizer = \"sgd\" or a smaller train.rho"
-            }
-        };
+        let advice = not_learned_advice(optimizer);
         warn(
             WarningKind::BackdoorNotLearned,
             format!(
@@ -215,6 +220,20 @@ pub fn warnings(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn not_learned_advice_fits_the_arm() {
+        let sgd = not_learned_advice(OptimizerKind::Sgd);
+        assert!(
+            sgd.contains("train longer") && !sgd.contains("optimizer"),
+            "{sgd}"
+        );
+        for sam in [OptimizerKind::Sam, OptimizerKind::Asam] {
+            let advice = not_learned_advice(sam);
+            assert!(advice.contains("train.optimizer = \"sgd\""), "{advice}");
+            assert!(advice.contains("train.rho"), "{advice}");
+        }
+    }
 
     #[test]
     fn fit_counts_agreement_with_the_given_labels() {

@@ -232,6 +232,11 @@ impl App {
     pub fn show_results(&mut self, finished: Finished) {
         self.remember_marks();
         self.inspect = self.inspect.for_new_result();
+        // A comparison opens on the fused models: in the three-seed grid their consensus found
+        // every poison wherever either arm's did (docs/detection.md).
+        if let Some(fused) = finished.arms.iter().position(|a| a.name == worker::FUSED) {
+            self.inspect.arm = fused;
+        }
         if let Some(marks) = finished
             .opened_from
             .as_ref()

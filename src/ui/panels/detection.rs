@@ -49,7 +49,7 @@ impl App {
             let label = ui.label("Clean references per class");
             ui.add(egui::DragValue::new(&mut d.clean_per_class).range(2..=1000))
                 .labelled_by(label.id)
-                .on_hover_text("trusted images per class drawn from the held-out split; they calibrate the thresholds and the whitening");
+                .on_hover_text("trusted images per class drawn from the held-out split; they calibrate the thresholds and the whitening. A class's own threshold needs 99 of them (fewer: the class uses all classes' references)");
         });
         ui.horizontal(|ui| {
             ui.label("Decision");
@@ -59,7 +59,7 @@ impl App {
                 "calibrated",
             )
             .on_hover_text(
-                "flag a sample when its score exceeds the clean references' 99th percentile",
+                "flag a sample when its score exceeds the 99th percentile of its class's clean references",
             );
             ui.radio_value(
                 &mut d.decision,
@@ -68,6 +68,23 @@ impl App {
             )
             .on_hover_text("each detector's own rule, as in its paper (flags a fixed share)");
         });
+        if d.decision == crate::detect::decision::Decision::Calibrated {
+            ui.horizontal(|ui| {
+                ui.label("Thresholds from");
+                ui.radio_value(
+                    &mut d.reference_scope,
+                    crate::config::ReferenceScope::Class,
+                    "each class's references",
+                )
+                .on_hover_text("a class's threshold from its own references: a class whose scores run high (natural sub-styles, a heavy tail) neither flags its clean images nor hides another class's poisons");
+                ui.radio_value(
+                    &mut d.reference_scope,
+                    crate::config::ReferenceScope::Pooled,
+                    "all references",
+                )
+                .on_hover_text("one threshold for every class, from all references (steadier with few references per class)");
+            });
+        }
         ui.horizontal(|ui| {
             let label = ui.label("Consensus: flagged by at least");
             ui.add(egui::DragValue::new(&mut d.consensus_agreement).range(1..=7))
