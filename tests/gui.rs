@@ -465,9 +465,9 @@ fn a_comparison_offers_the_fused_models() {
     let sgd_flagged = sgd.consensus.flags.iter().filter(|&&f| f).count();
     h.run_steps(2);
     // The comparison opens on the fused models; the arms are a click away.
-    assert_eq!(h.state().inspect.arm, 2);
+    assert_eq!(h.state_mut().inspect_mut().arm, 2);
     h.get_by_label_contains(&format!("600 images, {union} flagged"));
-    h.state_mut().inspect.arm = 0;
+    h.state_mut().inspect_mut().arm = 0;
     h.run_steps(3);
     h.get_by_label_contains(&format!("600 images, {sgd_flagged} flagged"));
     h.get_by_label("FUSED").click();
