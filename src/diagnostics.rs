@@ -85,6 +85,8 @@ pub enum WarningKind {
     BackdoorNotLearned,
     TooManyFlagged,
     DetectorFailed,
+    /// Classes with too few clean references for a threshold of their own.
+    FewReferences,
 }
 
 /// One warning: its kind and a sentence with what to try.
@@ -206,6 +208,42 @@ pub fn warnings(
                 ),
             );
         }
+    }
+    let pooled: std::collections::BTreeSet<u64> = detection
+        .results
+        .iter()
+        .filter_map(|r| r.detection.details.get("classes_with_pooled_threshold"))
+        .filter_map(|v| v.as_array())
+        .flatten()
+        .filter_map(serde_json::Value::as_u64)
+        .collect();
+    let needed = detection
+        .results
+        .iter()
+        .find_map(|r| r.detection.details.get("references_needed_per_class"))
+        .and_then(serde_json::Value::as_u64);
+    if !pooled.is_empty() {
+        let names: Vec<String> = pooled
+            .iter()
+            .map(|&c| {
+                class_names
+                    .get(c as usize)
+                    .map_or_else(|| c.to_string(), Clone::clone)
+            })
+            .collect();
+        warn(
+            WarningKind::FewReferences,
+            format!(
+                "{} of {} classes ({}) have fewer than {} clean references: their calibrated \
+                 thresholds come from all classes' references, and a class whose scores run \
+                 high may show more false positives; raise detect.clean_per_class or give a \
+                 larger test split",
+                pooled.len(),
+                class_names.len().max(pooled.len()),
+                names.join(", "),
+                needed.map_or_else(|| "enough".to_owned(), |n| n.to_string()),
+            ),
+        );
     }
     let share = detection.consensus.flags.iter().filter(|&&f| f).count() as f64 / n;
     if share > MAX_FLAGGED_SHARE {

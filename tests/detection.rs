@@ -89,7 +89,10 @@ fn compare_writes_both_runs_and_sam_minus_sgd() {
     // The ground-truth measures exist with an attack.
     assert!(sam["backdoor_effect"]["silhouette"].as_f64().is_some());
     assert!(sam["backdoor_effect"]["tac_top_k"].as_f64().is_some());
-    assert_eq!(sam["feature_scaling"]["reference_samples"], 1000, "100 per class");
+    assert_eq!(
+        sam["feature_scaling"]["reference_samples"], 1000,
+        "100 per class"
+    );
 
     // `detect` re-runs the detectors on the saved SAM model with other settings, no retraining.
     let again = dir.path().join("raw");
@@ -100,9 +103,22 @@ fn compare_writes_both_runs_and_sam_minus_sgd() {
         again.to_str().unwrap(),
         "--set",
         "detect.feature_scaling=false",
+        "--set",
+        "detect.clean_per_class=30",
     ]);
     let raw = read_json(&again.join("report.json"));
     assert_eq!(raw["feature_scaling"], serde_json::Value::Null);
+    // 30 references per class are too few for a class's own threshold: pooled, and said so.
+    let pooled = &raw["detectors"]["ss"]["details"]["classes_with_pooled_threshold"];
+    assert_eq!(pooled.as_array().map(Vec::len), Some(10), "{pooled}");
+    let warned = raw["warnings"].as_array().unwrap().iter().any(|w| {
+        w["kind"] == "few-references"
+            && w["message"]
+                .as_str()
+                .unwrap()
+                .contains("fewer than 99 clean references")
+    });
+    assert!(warned, "{}", raw["warnings"]);
     assert_eq!(raw["attack"], sam["attack"], "the same poisoned data again");
     assert_eq!(
         raw["training"]["clean_accuracy"],
@@ -116,7 +132,51 @@ fn compare_writes_both_runs_and_sam_minus_sgd() {
         "--out",
         same.to_str().unwrap(),
     ]);
-    let same = read_json(&same.join("report.json"));
+    let same_dir = same;
+    let same = read_json(&same_dir.join("report.json"));
+    // The decision re-derived from the two CSVs: SS flags a sample when its score exceeds the
+    // largest score of its class's 100 references (the conformal 0.99 quantile) and the outlier
+    // floor; the report's per-class thresholds are those.
+    let table = |name: &str| -> Vec<Vec<String>> {
+        std::fs::read_to_string(same_dir.join(name))
+            .unwrap()
+            .lines()
+            .map(|l| l.split(',').map(str::to_owned).collect())
+            .collect()
+    };
+    let (scores, refs) = (table("scores.csv"), table("references.csv"));
+    let col = |rows: &[Vec<String>], name: &str| rows[0].iter().position(|c| c == name).unwrap();
+    assert_eq!(refs.len() - 1, 1000, "100 references per class");
+    let mut largest = [f64::NEG_INFINITY; 10];
+    let (rl, rs) = (col(&refs, "label"), col(&refs, "ss_score"));
+    for r in &refs[1..] {
+        let c: usize = r[rl].parse().unwrap();
+        largest[c] = largest[c].max(r[rs].parse().unwrap());
+    }
+    let details = &same["detectors"]["ss"]["details"];
+    let floor = details["outlier_floor"].as_f64().unwrap();
+    let reported: Vec<f64> = details["class_thresholds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect();
+    for c in 0..10 {
+        assert!(
+            (reported[c] - largest[c].max(floor)).abs() < 1e-9,
+            "class {c}"
+        );
+    }
+    let (gl, ss, sf) = (
+        col(&scores, "given_label"),
+        col(&scores, "ss_score"),
+        col(&scores, "ss_flag"),
+    );
+    for r in &scores[1..] {
+        let c: usize = r[gl].parse().unwrap();
+        let s: f64 = r[ss].parse().unwrap();
+        assert_eq!(r[sf] == "1", s > reported[c], "{r:?}");
+    }
     for name in ["ss", "ac"] {
         assert_eq!(
             same["detectors"][name]["tpr"], sam["detectors"][name]["tpr"],

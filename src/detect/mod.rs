@@ -422,6 +422,7 @@ pub(crate) fn decide(detection: &mut Detection, config: &DetectConfig, input: &D
         .collect();
     if config.reference_scope == ReferenceScope::Class && !short.is_empty() {
         detection.note("classes_with_pooled_threshold", &short);
+        detection.note("references_needed_per_class", own);
     }
     if let Some(floor) = floor {
         detection.note("outlier_floor", floor);
