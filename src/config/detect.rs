@@ -115,6 +115,10 @@ pub struct DetectConfig {
     /// The calibrated threshold is at least `median + k·1.4826·MAD` of the training scores
     /// (Hampel's outlier bound, this k); 0 turns the floor off.
     pub outlier_floor: f64,
+    /// The loss detector's calibrated decision also flags this share of the training set with the
+    /// highest losses (its references, held out, are fitted worse than training images, so their
+    /// threshold alone is far stricter than it claims); 0: the threshold alone.
+    pub loss_budget: f64,
     /// The consensus flags a sample when at least this many detectors flag it.
     pub consensus_agreement: usize,
     /// Spectral Signatures' flag rule: `tb` (min(1.5·ε·N, n_c/2) per class) or `bb` (top 15 %).
@@ -151,6 +155,7 @@ impl Default for DetectConfig {
             reference_quantile: 0.99,
             reference_scope: ReferenceScope::Class,
             outlier_floor: 3.5,
+            loss_budget: 0.01,
             consensus_agreement: 2,
             ss_rule: SsRule::default(),
             pca_rank: 0,
@@ -186,6 +191,14 @@ impl DetectConfig {
             0.0,
             false,
             100.0,
+            false,
+        )?;
+        in_range(
+            "detect.loss_budget",
+            self.loss_budget,
+            0.0,
+            false,
+            0.2,
             false,
         )?;
         count_in(

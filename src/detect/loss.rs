@@ -6,7 +6,13 @@
 //!
 //! Score: `logsumexp(logits) − logit[given]`. Published-style rule (`decision = "paper"`): flag
 //! every sample whose prediction disagrees with its given label. Calibrated rule: the references'
-//! losses under their (clean) labels set the threshold. When the backdoor *was* learned the
+//! losses under their (clean) labels set the threshold, and besides it the `budget` (1 %) of the
+//! training set with the highest losses is flagged. The references are held-out images, which the
+//! model fits worse than its training images: clean training samples passed the references'
+//! threshold ten times less often than the 1 % it stands for (measured: 0.03–0.3 %), and it found
+//! 25–35 % of unlearned Blended poisons whose ranking (AUROC 0.98) allowed 70–80 % (issue 28).
+//! The budget follows the ranking and caps this detector's clean flags at 1 % of the set,
+//! whatever the fit. When the backdoor *was* learned the
 //! poisons fit their label and this detector finds nothing: it complements the feature-space
 //! detectors, it does not replace them.
 
@@ -17,7 +23,26 @@ use crate::config::DetectorKind;
 
 /// The loss / label-disagreement detector.
 #[derive(Clone, Debug, Default)]
-pub struct LossDetector;
+pub struct LossDetector {
+    /// Share of the training set, the highest losses, that the calibrated decision flags besides
+    /// the references' threshold (`detect.loss_budget`; 0: the threshold alone).
+    pub budget: f64,
+}
+
+/// Flags of the `share` of `scores` that rank highest (at most `⌊share·n⌋`; ties at the cut are
+/// not flagged).
+pub fn top_share(scores: &[f64], share: f64) -> Vec<bool> {
+    let k = (share * scores.len() as f64).floor() as usize;
+    if k == 0 {
+        return vec![false; scores.len()];
+    }
+    let mut sorted: Vec<f64> = scores.iter().copied().filter(|v| v.is_finite()).collect();
+    sorted.sort_by(|a, b| b.total_cmp(a));
+    match sorted.get(k) {
+        Some(&cut) => scores.iter().map(|&s| s > cut).collect(),
+        None => scores.iter().map(|s| s.is_finite()).collect(),
+    }
+}
 
 /// Cross-entropy of every row of `logits` under `labels`.
 pub fn cross_entropy(logits: ArrayView2<f32>, labels: &[u16]) -> Vec<f64> {
@@ -67,6 +92,10 @@ impl Detector for LossDetector {
             .map(|(p, l)| p != l)
             .collect();
         out.note("disagreements", out.flagged());
+        if self.budget > 0.0 {
+            out.also_flags = Some(top_share(&out.scores, self.budget));
+            out.note("budget", self.budget);
+        }
         Ok(out)
     }
 }
@@ -140,7 +169,7 @@ mod tests {
             expected_ratio: None,
             seed: 0,
         };
-        let detection = LossDetector.detect(&input).unwrap();
+        let detection = LossDetector::default().detect(&input).unwrap();
         // The published-style rule: disagreement with the given label.
         assert_eq!(detection.flags, planted);
         let threshold = reference_threshold(&detection.reference_scores, 0.99).unwrap();
@@ -148,5 +177,17 @@ mod tests {
         let c = crate::metrics::Confusion::count(&flags, &planted);
         assert_eq!(c.tpr(), Some(1.0), "{c:?}");
         assert!(c.fpr().unwrap() <= 0.03, "{c:?}");
+    }
+
+    #[test]
+    fn the_budget_flags_the_top_share() {
+        let scores: Vec<f64> = (0..200).map(f64::from).collect();
+        let flags = top_share(&scores, 0.01);
+        assert_eq!(flags.iter().filter(|&&f| f).count(), 2);
+        assert!(flags[199] && flags[198] && !flags[197]);
+        assert!(top_share(&scores[..50], 0.01).iter().all(|f| !f));
+        // Ties at the cut are left out: never more than the budget.
+        let tied = vec![1.0; 300];
+        assert!(top_share(&tied, 0.01).iter().all(|f| !f));
     }
 }

@@ -51,7 +51,9 @@ pub fn detector_for(kind: DetectorKind, config: &DetectConfig) -> Box<dyn Detect
         DetectorKind::Spectre => Box::new(spectre::Spectre::default()),
         DetectorKind::Scan => Box::new(scan::Scan::default()),
         DetectorKind::Beatrix => Box::new(beatrix::Beatrix::default()),
-        DetectorKind::Loss => Box::new(loss::LossDetector),
+        DetectorKind::Loss => Box::new(loss::LossDetector {
+            budget: config.loss_budget,
+        }),
         DetectorKind::Strip => Box::new(strip::Strip),
         DetectorKind::ScaleUp => Box::new(scale_up::ScaleUp),
         DetectorKind::IbdPsc => Box::new(ibd_psc::IbdPsc),

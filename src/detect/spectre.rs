@@ -5,7 +5,9 @@
 //! not the element-wise one of the Python ports. With ε unknown (the default), the scores come from
 //! a robust estimate that filters up to a third of the class (METHODS.md's clamp), so a class that
 //! is a third poison keeps a clean mean and covariance; the published rule's flags still use ε's
-//! default (1 %).
+//! default (1 %). The scores come from one fit over the class's training samples and its clean
+//! references together, so the references are scored as in-sample rows, like the training
+//! samples their quantile calibrates.
 
 use ndarray::{Array2, Axis, s};
 
@@ -44,9 +46,6 @@ impl Default for Spectre {
 
 /// The whitened sample `z` of every row and the whitened covariance `Σ'` at one rank.
 struct Whitened {
-    /// Robust mean and inverse square root of the robust covariance (to whiten other rows).
-    mu: ndarray::Array1<f64>,
-    inv_root: Array2<f64>,
     z: Array2<f64>,
     sigma: Array2<f64>,
     norm: f64,
@@ -99,13 +98,7 @@ fn robust_whiten(
         if removed >= remove {
             let sigma = second_moment(&z);
             let norm = sym_eig(&sigma)?.0[0];
-            return Ok(Whitened {
-                mu,
-                inv_root,
-                z,
-                sigma,
-                norm,
-            });
+            return Ok(Whitened { z, sigma, norm });
         }
         let zk = z.select(Axis(0), &kept);
         let sigma_k = second_moment(&zk);
@@ -123,6 +116,31 @@ fn robust_whiten(
             .filter_map(|(i, keep)| keep.then_some(i))
             .collect();
         removed += step;
+    }
+}
+
+impl Spectre {
+    /// The rank whose robustly whitened covariance has the largest norm, with `remove` outliers
+    /// filtered out of the robust estimate; `x` centred rows, `basis` their principal directions.
+    fn best_rank(
+        &self,
+        x: &Array2<f64>,
+        basis: &Array2<f64>,
+        remove: usize,
+    ) -> Result<Option<(usize, Whitened)>, DetectError> {
+        let mut best: Option<(usize, Whitened)> = None;
+        for &k in &self.ranks {
+            // The robust estimate needs more kept samples than dimensions.
+            if k > basis.ncols() || k + remove + 2 > x.nrows() {
+                continue;
+            }
+            let y = x.dot(&basis.slice(s![.., ..k]));
+            let whitened = robust_whiten(&y, remove, self.rounds, self.alpha)?;
+            if best.as_ref().is_none_or(|(_, b)| whitened.norm > b.norm) {
+                best = Some((k, whitened));
+            }
+        }
+        Ok(best)
     }
 }
 
@@ -153,24 +171,7 @@ impl Detector for Spectre {
             let class_mean = mean(rows.view()).insert_axis(Axis(0));
             let x = &rows - &class_mean;
             let (_, basis) = sym_eig(&x.t().dot(&x))?;
-            // The rank whose robustly whitened covariance has the largest norm, with `remove`
-            // outliers filtered out of the robust estimate.
-            let best_rank = |remove: usize| -> Result<Option<(usize, Whitened)>, DetectError> {
-                let mut best: Option<(usize, Whitened)> = None;
-                for &k in &self.ranks {
-                    // The robust estimate needs more kept samples than dimensions.
-                    if k > basis.ncols() || k + remove + 2 > n_c {
-                        continue;
-                    }
-                    let y = x.dot(&basis.slice(s![.., ..k]));
-                    let whitened = robust_whiten(&y, remove, self.rounds, self.alpha)?;
-                    if best.as_ref().is_none_or(|(_, b)| whitened.norm > b.norm) {
-                        best = Some((k, whitened));
-                    }
-                }
-                Ok(best)
-            };
-            let Some((k, paper)) = best_rank(expected.round() as usize)? else {
+            let Some((k, paper)) = self.best_rank(&x, &basis, expected.round() as usize)? else {
                 chosen.push(None);
                 continue;
             };
@@ -181,22 +182,31 @@ impl Detector for Spectre {
             for local in top_k(&paper_scores, flag_count) {
                 out.flags[members[local]] = true;
             }
-            // The scores (and the calibrated decision): with ε unknown, the robust estimate
-            // filters up to a third of the class, so a class that is a third poison still gets a
-            // clean mean and covariance (the default 1 % let them whiten the poisons away).
-            let (k, whitened) = match input.expected_ratio {
-                Some(_) => (k, paper),
-                None => match best_rank((MAX_CLASS_SHARE * n_c as f64).round() as usize)? {
-                    Some(found) => found,
-                    None => (k, paper),
-                },
+            // The scores (and the calibrated decision) come from one fit over the class's
+            // training samples *and* its references: the principal directions and the whitening
+            // are fitted to the samples they score, so a reference scored from outside that fit
+            // looks more ordinary than a training sample does (measured: clean training samples
+            // passed the references' 0.99 quantile 1.0–1.8 % of the time). Fitted together, the
+            // references are scored like training samples and their quantile means what it says.
+            // With ε unknown, the robust estimate filters up to a third of the rows, so a class
+            // that is a third poison still gets a clean mean and covariance (the default 1 % let
+            // them whiten the poisons away).
+            let ref_rows = input.reference.select(Axis(0), refs);
+            let all = ndarray::concatenate(Axis(0), &[rows.view(), ref_rows.view()])
+                .map_err(|e| DetectError::Numeric(e.to_string()))?;
+            let all_mean = mean(all.view()).insert_axis(Axis(0));
+            let x_all = &all - &all_mean;
+            let (_, basis_all) = sym_eig(&x_all.t().dot(&x_all))?;
+            let remove = match input.expected_ratio {
+                Some(_) => expected.round() as usize,
+                None => (MAX_CLASS_SHARE * all.nrows() as f64).round() as usize,
             };
-            let mut scores = que_scores(&whitened.z, &whitened.sigma, whitened.norm, self.alpha)?;
-            // The references, projected and whitened with the class's own statistics.
-            let r = (&input.reference.select(Axis(0), refs) - &class_mean)
-                .dot(&basis.slice(s![.., ..k]));
-            let z_ref = (&r - &whitened.mu.view().insert_axis(Axis(0))).dot(&whitened.inv_root);
-            let mut ref_scores = que_scores(&z_ref, &whitened.sigma, whitened.norm, self.alpha)?;
+            let Some((_, whitened)) = self.best_rank(&x_all, &basis_all, remove)? else {
+                continue;
+            };
+            let all_scores = que_scores(&whitened.z, &whitened.sigma, whitened.norm, self.alpha)?;
+            let (own, of_refs) = all_scores.split_at(n_c);
+            let (mut scores, mut ref_scores) = (own.to_vec(), of_refs.to_vec());
             robust_z_by_class(&mut scores, &mut ref_scores);
             for (&i, &s) in members.iter().zip(&scores) {
                 out.scores[i] = s;
