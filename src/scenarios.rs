@@ -83,47 +83,52 @@ pub const ALL: [Scenario; 6] = [
 
 const LOOK_STRONG: &str = "100 of the 2 000 digits carry a white corner patch and say \"0\". \
 Both models learn the backdoor (attack success rate 99.8 % SGD, 99.4 % SAM, measured on these \
-settings). Look at SCAn and Beatrix: they find (nearly) every poison in both models at about 1–2 % \
-of clean images flagged, and so does the consensus; in the gallery ranked by either, the top tiles \
-all show the patch. AC finds 86 % with SGD but 12 % with SAM: the same data, another model, \
-another feature space. SS, SPECTRE and loss find almost nothing here — a learned backdoor fits \
-its label, so the loss has nothing to show.";
+settings). Look at Beatrix and SCAn: Beatrix finds every poison in both models, SCAn 97 % (SGD) \
+and 85 % (SAM), each flagging under 1 % of clean images; the consensus finds 99 % / 88 %, and in \
+the gallery ranked by either the top tiles show the patch. AC finds 84 % with SGD but 16 % with \
+SAM: the same data, another model, another feature space. SS and loss find almost nothing here \
+— a learned backdoor fits its label, so the loss has nothing to show. The window opens on the \
+fused models (flagged where either model flags): consensus 99 %.";
 
 const LOOK_WEAK: &str = "Only 10 of the 2 000 digits are poisoned (0.5 %, the BadNets patch). \
 Neither model learns the backdoor in 3 epochs (attack success rate 0.9 % SGD, 2.0 % SAM): the \
 feature-space detectors have no backdoor to see, and the run says so in its warning. What is left \
-is that the models do not fit 10 relabelled digits: the loss detector flags 9 of 10 (SGD) and 8 \
-(SAM). SAM, which refuses to memorise them, makes the rest stand out: SPECTRE 1 to 6 of 10, AC \
-0 to 3, the consensus 2 to 6. Switch the gallery to the loss ranking and the fused model to see it. \
-(Measured on these settings, seed 0; one seed, so a point or two either way is noise.)";
+is that the models do not fit 10 relabelled digits: the loss detector flags 8 of 10 (SGD) and all \
+10 (SAM). SAM, which refuses to memorise them, makes them stand out in feature space too: SPECTRE \
+2 → 6 of 10, AC 2 → 5, the consensus 4 → 8. Switch the gallery to the loss ranking, and compare \
+the SGD, SAM and fused models. (Measured on these settings, seed 0; one seed, so a poison or two \
+either way is noise.)";
 
 const LOOK_FAINT: &str = "20 digits blended with noise at α 0.05 — look at a flagged tile: the \
 trigger is hard to see. Neither model learns it (attack success rate 0.5 % SGD, 0.7 % SAM), so \
-this is again a hunt for images whose label the model does not believe: the loss detector finds \
-85 % (SGD) and 65 % (SAM), SPECTRE 35 % in both, the feature-space rest nothing. Here SAM does \
-not help — say so when you teach it; the fused model (both rankings averaged) finds 60 % at \
-the consensus, more than either arm alone (35 % / 30 %).";
+this is a hunt for images whose label the model does not believe: the loss detector finds 95 % \
+(SGD) and 90 % (SAM). SAM makes them stand out in feature space as well: SPECTRE 40 → 80 %, the \
+consensus 60 → 85 % (fused 85 %). AC goes the other way (35 → 20 %): one seed and 20 poisons, so \
+a few images either way is noise.";
 
 const LOOK_TACT: &str = "TaCT poisons only digits of class 1 (60 of them go to 0 with the \
 patch) and adds 60 cover digits of other classes that carry the same patch and keep their label, \
-so \"patch means 0\" is no longer true and feature-space separation fails. Both models learn it \
-(attack success on 1s: 95.5 % SGD, 97.6 % SAM). Only SCAn, built for source-specific attacks, \
-finds every poison in both models; SS finds 55 % with SGD and none with SAM; the consensus \
-needs two detectors to agree and so misses them in the SAM model. Rank the gallery by SCAn.";
+so \"patch means 0\" is no longer true and feature-space separation is harder. Both models learn \
+it (attack success on 1s: 95.5 % SGD, 97.6 % SAM). In the SGD model SCAn, built for \
+source-specific attacks, and SPECTRE find nearly every poison (100 %, 98 %), SS half; in the SAM \
+model only SCAn does (98 %), so the consensus, which needs two detectors to agree, falls from \
+98 % to 3 %. Rank the gallery by SCAn, or look at the fused models (98 %).";
 
 const LOOK_LC: &str = "Label-consistent poisons keep their true label (0): the attacker \
 first pushes 100 digits of class 0 with PGD noise against a clean model (the run trains it \
 first), then stamps checkerboards in the corners. A label audit finds nothing — the loss \
-detector flags none — and the model barely learns the backdoor in 3 epochs (attack success \
-17.7 %). Yet SCAn finds every poison (100 %, SAM model): the PGD noise itself sets them apart \
-in feature space. Look at the enlarged tiles: the noise and the corner squares are visible.";
+detector flags none — and the models barely learn the backdoor in 3 epochs (attack success \
+12.2 % SGD, 17.7 % SAM). Yet SCAn finds the poisons (91 % SGD, 100 % SAM): the PGD noise itself \
+sets them apart in feature space; in the SAM model Beatrix finds 79 % too, and so does the \
+consensus. Look at the enlarged tiles: the noise and the corner squares are visible.";
 
 const LOOK_NONE: &str = "No attack: every flag is a false positive. On these 2 000 clean \
-digits the calibrated decisions flag what they promise, about 1 % per detector (Beatrix 2.2 %, \
-loss 1.4 %, SPECTRE 1.3 %, SS 0.5 %, AC 0.3 %, SCAn none, SGD model), and the consensus 13 \
-images (0.65 %) in each model. Look at what the top of a ranking holds: badly written or \
-ambiguous digits, not triggers. This is the baseline to compare every other scenario with — a \
-detector that flags far more than 1 % on clean data is reading the data, not a backdoor.";
+digits the calibrated decisions flag at most about 1 % per detector (SGD model: loss 1.3 % — its \
+decision always takes the 1 % of highest losses —, AC 0.4 %, SPECTRE 0.2 %, SS and Beatrix \
+0.15 %, SCAn none), and the consensus 7 images (0.35 %; SAM model: 5). Look at what the top of a \
+ranking holds: badly written or ambiguous digits, not triggers. This is the baseline to compare \
+every other scenario with — a detector that flags far more than 1 % on clean data is reading \
+the data, not a backdoor.";
 
 #[cfg(test)]
 mod tests {
