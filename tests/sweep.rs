@@ -97,7 +97,10 @@ fn the_shipped_grid_is_valid() {
     ))
     .unwrap();
     assert_eq!(grid.cells().len(), 27);
-    assert_eq!(grid.variant.len(), 3);
+    let variants: Vec<&str> = grid.variant.iter().map(|v| v.name.as_str()).collect();
+    assert_eq!(variants, ["calibrated", "pooled", "paper"]);
+    let arms: Vec<&str> = grid.arms.iter().map(|a| a.name.as_str()).collect();
+    assert_eq!(arms, ["sgd", "sam", "sam-rho0.05"]);
 }
 
 /// The detectors grid (the README's six-attacks table): six attacks × one seed, every cell a
