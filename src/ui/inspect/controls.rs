@@ -27,7 +27,7 @@ impl Inspect {
                 ui.label("Model");
                 for (i, a) in finished.arms.iter().enumerate() {
                     let hover = if a.name == crate::ui::worker::FUSED {
-                        "both models together: rank percentiles averaged, flagged where either model flags (SGD finds learned backdoors, SAM the poisons it refused to fit). Shown first: in the three-seed grid (docs/detection.md) the fused consensus found at least what the better model found in every cell, at about 0.5 % of clean images"
+                        "both models together: rank percentiles averaged, flagged where either model flags (SGD finds learned backdoors, SAM the poisons it refused to fit). Shown first: in the three-seed grid (docs/detection.md) the fused consensus found at least what the better model found in every cell and seed, flagging at most 0.8 % of clean images"
                     } else {
                         "this model's detectors"
                     };
