@@ -72,17 +72,18 @@ pub fn conformal_threshold(reference_scores: &[f64], q: f64) -> Option<f64> {
 
 /// The calibrated thresholds, one per class: where a class has at least
 /// [`min_class_references`] finite reference scores, the conformal quantile of its own
-/// references; elsewhere `pooled` (the quantile of all references). A detector's score has a
-/// class-specific tail (SPECTRE's QUE score of a class with a heavy tail, SCAn's class index that
-/// lifts a whole class): a pooled threshold lets the heaviest class set it for all, flagging that
-/// class's clean samples and missing the poisons of a lighter one.
+/// references; elsewhere `pooled` (the quantile of all references). Also returns the classes
+/// that fell back to `pooled`. A detector's score has a class-specific tail (SPECTRE's QUE score
+/// of a class with a heavy tail, SCAn's class index that lifts a whole class): a pooled threshold
+/// lets the heaviest class set it for all, flagging that class's clean samples and missing the
+/// poisons of a lighter one.
 pub fn class_thresholds(
     reference_scores: &[f64],
     reference_classes: &[u16],
     num_classes: usize,
     q: f64,
-    pooled: Option<f64>,
-) -> Vec<Option<f64>> {
+    pooled: f64,
+) -> (Vec<f64>, Vec<usize>) {
     let mut by_class = vec![Vec::new(); num_classes];
     for (&s, &c) in reference_scores.iter().zip(reference_classes) {
         if let Some(list) = by_class.get_mut(usize::from(c))
@@ -92,16 +93,21 @@ pub fn class_thresholds(
         }
     }
     let needed = min_class_references(q);
-    by_class
+    let mut fell_back = Vec::new();
+    let thresholds = by_class
         .iter()
-        .map(|scores| {
-            if scores.len() >= needed {
-                conformal_threshold(scores, q).or(pooled)
-            } else {
+        .enumerate()
+        .map(|(c, scores)| {
+            let own = (scores.len() >= needed)
+                .then(|| conformal_threshold(scores, q))
+                .flatten();
+            own.unwrap_or_else(|| {
+                fell_back.push(c);
                 pooled
-            }
+            })
         })
-        .collect()
+        .collect();
+    (thresholds, fell_back)
 }
 
 /// The training scores' own outlier bound, `median + k · 1.4826 · MAD` (Hampel's rule), or
@@ -181,8 +187,9 @@ mod tests {
         let mut classes = vec![0u16; 100];
         classes.extend([1u16; 100]);
         classes.extend([2u16; 5]);
-        let t = class_thresholds(&scores, &classes, 3, 0.99, Some(7.0));
-        assert_eq!(t, vec![Some(100.0), Some(1099.0), Some(7.0)]);
+        let (t, fell_back) = class_thresholds(&scores, &classes, 3, 0.99, 7.0);
+        assert_eq!(t, vec![100.0, 1099.0, 7.0]);
+        assert_eq!(fell_back, vec![2]);
     }
 
     #[test]

@@ -370,23 +370,20 @@ pub(crate) fn decide(detection: &mut Detection, config: &DetectConfig, input: &D
         );
         return;
     };
-    let per_class = match config.reference_scope {
+    let (per_class, fell_back) = match config.reference_scope {
         ReferenceScope::Class => decision::class_thresholds(
             &detection.reference_scores,
             input.reference_labels,
             input.num_classes,
             q,
-            Some(pooled),
+            pooled,
         ),
-        ReferenceScope::Pooled => vec![Some(pooled); input.num_classes],
+        ReferenceScope::Pooled => (vec![pooled; input.num_classes], Vec::new()),
     };
     let floor = decision::outlier_floor(&detection.scores, config.outlier_floor);
     let thresholds: Vec<f64> = per_class
         .iter()
-        .map(|t| {
-            let t = t.unwrap_or(pooled);
-            floor.map_or(t, |f| t.max(f))
-        })
+        .map(|&t| floor.map_or(t, |f| t.max(f)))
         .collect();
     let classes = detection.classes.take();
     let classes = classes.as_deref().unwrap_or(input.labels);
@@ -410,21 +407,12 @@ pub(crate) fn decide(detection: &mut Detection, config: &DetectConfig, input: &D
     detection.note("reference_scope", config.reference_scope.name());
     detection.note("reference_threshold", pooled);
     detection.note("class_thresholds", &thresholds);
-    let own = decision::min_class_references(q);
-    let short: Vec<usize> = (0..input.num_classes)
-        .filter(|&c| {
-            input
-                .reference_labels
-                .iter()
-                .zip(&detection.reference_scores)
-                .filter(|(l, s)| usize::from(**l) == c && s.is_finite())
-                .count()
-                < own
-        })
-        .collect();
-    if config.reference_scope == ReferenceScope::Class && !short.is_empty() {
-        detection.note("classes_with_pooled_threshold", &short);
-        detection.note("references_needed_per_class", own);
+    if !fell_back.is_empty() {
+        detection.note("classes_with_pooled_threshold", &fell_back);
+        detection.note(
+            "references_needed_per_class",
+            decision::min_class_references(q),
+        );
     }
     if let Some(floor) = floor {
         detection.note("outlier_floor", floor);
