@@ -40,6 +40,16 @@ pub enum What {
 
 #[derive(Args, Clone, Debug)]
 pub struct TrainArgs {
+    /// The model: cnn (the reference's small CNN) or preact-resnet18.
+    #[arg(long, value_enum, default_value_t = Model::Cnn)]
+    model: Model,
+    /// Image side in pixels: 28 trains on the embedded digits, any other size (say 32) on
+    /// random images of that size (only the speed is measured).
+    #[arg(long, default_value_t = 28, value_parser = clap::value_parser!(u16).range(8..=512))]
+    size: u16,
+    /// Image channels, 1 or 3 (3 trains on random images).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=3))]
+    channels: u8,
     /// Timed batches per optimiser (after the warm-up batches).
     #[arg(long, default_value_t = 20)]
     batches: usize,
@@ -72,6 +82,37 @@ pub struct TrainArgs {
     /// Print JSON.
     #[arg(long)]
     json: bool,
+    /// Also print where our step's time goes, layer by layer (the fused CPU layers' time,
+    /// summed over every timed and untimed batch of the last round).
+    #[arg(long)]
+    profile: bool,
+}
+
+/// `--model` (clap's names for [`poisonscope::config::ModelKind`]).
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum Model {
+    Cnn,
+    #[value(name = "preact-resnet18")]
+    PreactResnet18,
+}
+
+impl From<Model> for poisonscope::config::ModelKind {
+    fn from(model: Model) -> Self {
+        match model {
+            Model::Cnn => Self::Cnn,
+            Model::PreactResnet18 => Self::PreActResNet18,
+        }
+    }
+}
+
+impl Model {
+    /// The name `benches/torch_step.py --model` takes.
+    fn name(self) -> &'static str {
+        match self {
+            Self::Cnn => "cnn",
+            Self::PreactResnet18 => "preact-resnet18",
+        }
+    }
 }
 
 /// `--device` (clap's names for [`DeviceKind`]).

@@ -1,5 +1,5 @@
-//! `poisonscope bench train`: images/s of SGD and SAM steps of the small CNN, optionally one
-//! whole epoch, optionally side by side with the PyTorch reference's step
+//! `poisonscope bench train`: images/s of SGD and SAM steps of the small CNN or PreAct-ResNet18,
+//! on the embedded digits or random images of another size, optionally one whole epoch, optionally side by side with the PyTorch reference's step
 //! (`benches/torch_step.py`), in interleaved rounds so both see the same machine load.
 
 use std::process::Command;
@@ -40,7 +40,7 @@ fn measure(
     let needed = (args.batches + warmup) * batch_size;
     let indices: Vec<usize> = (0..needed.min(data.train.len())).collect();
     let subset = data.train.select(&indices);
-    let config = bench_config(device, optimizer, batch_size);
+    let config = bench_config(device, optimizer, args);
     // On a GPU the loop reads losses back every few batches and only a read waits for the
     // device, so the clock starts at the first read after the warm-up and stops at the last
     // batch (always read): the `synced` events.
@@ -78,11 +78,12 @@ fn measure(
     Ok(timed_images as f64 / to.duration_since(from).as_secs_f64().max(1e-9))
 }
 
-fn bench_config(device: DeviceKind, optimizer: OptimizerKind, batch_size: usize) -> TrainConfig {
+fn bench_config(device: DeviceKind, optimizer: OptimizerKind, args: &TrainArgs) -> TrainConfig {
     TrainConfig {
+        model: args.model.into(),
         optimizer,
         epochs: 1,
-        batch_size,
+        batch_size: args.batch_size,
         augment: false,
         normalize: InputNormalization::Unit,
         schedule: Schedule::Constant,
@@ -95,11 +96,7 @@ fn bench_config(device: DeviceKind, optimizer: OptimizerKind, batch_size: usize)
 /// Seconds of one SGD epoch over the first 8 000 training images followed by the evaluation of
 /// 2 000 test images and 1 783 "triggered" ones (test images again: only the count matters),
 /// the sizes of the PyTorch reference's runs.
-fn epoch_seconds(
-    device: DeviceKind,
-    batch_size: usize,
-    data: &SplitDataset,
-) -> anyhow::Result<f64> {
+fn epoch_seconds(device: DeviceKind, args: &TrainArgs, data: &SplitDataset) -> anyhow::Result<f64> {
     let pick = |set: &data::Dataset, n: usize| {
         let indices: Vec<usize> = (0..n).map(|i| i % set.len().max(1)).collect();
         set.select(&indices)
@@ -109,7 +106,7 @@ fn epoch_seconds(
         pick(&data.test, 2_000),
         pick(&data.test, 1_783),
     );
-    let config = bench_config(device, OptimizerKind::Sgd, batch_size);
+    let config = bench_config(device, OptimizerKind::Sgd, args);
     let cancel = AtomicBool::new(false);
     let trained = train::train(
         &config,
@@ -136,12 +133,13 @@ fn ours(
         .num_threads(threads)
         .build()
         .context("could not start the benchmark's thread pool")?;
+    poisonscope::model::kernels::profile::enable(args.profile);
     pool.install(|| {
         Ok(Round {
             sgd_images_per_second: measure(device, OptimizerKind::Sgd, args, data)?,
             sam_images_per_second: measure(device, OptimizerKind::Sam, args, data)?,
             epoch_seconds: if args.epoch {
-                Some(epoch_seconds(device, args.batch_size, data)?)
+                Some(epoch_seconds(device, args, data)?)
             } else {
                 None
             },
@@ -189,6 +187,9 @@ fn reference(threads: usize, args: &TrainArgs) -> anyhow::Result<Round> {
         .args(["--steps", &args.batches.to_string()])
         .args(["--warmup", &args.warmup.to_string()])
         .args(["--batch-size", &args.batch_size.to_string()])
+        .args(["--model", args.model.name()])
+        .args(["--size", &args.size.to_string()])
+        .args(["--channels", &args.channels.to_string()])
         .env("OMP_NUM_THREADS", threads.to_string())
         .env("MKL_NUM_THREADS", threads.to_string());
     if args.epoch {
@@ -206,6 +207,32 @@ fn reference(threads: usize, args: &TrainArgs) -> anyhow::Result<Round> {
     let line = stdout.lines().last().unwrap_or_default();
     serde_json::from_str(line)
         .with_context(|| format!("--compare-reference: unexpected output {line:?}"))
+}
+
+/// The fused layers' time in the last round (`--profile`), largest first.
+fn print_profile(threads: usize) {
+    let mut entries = poisonscope::model::kernels::profile::entries();
+    let total: f64 = entries
+        .iter()
+        .filter(|(key, _)| !key.starts_with(' '))
+        .map(|(_, e)| e.time.as_secs_f64())
+        .sum();
+    entries.sort_by(|a, b| b.1.time.cmp(&a.1.time));
+    println!("where the time went, last round at {threads} thread(s) (fused layers: {total:.1} s):");
+    println!("  {:<40} {:>6} {:>9} {:>6} {:>8}", "layer", "calls", "s", "share", "GFLOP/s");
+    for (key, e) in entries {
+        let seconds = e.time.as_secs_f64();
+        let rate = if e.macs > 0 {
+            format!("{:.1}", 2.0 * e.macs as f64 / seconds.max(1e-9) / 1e9)
+        } else {
+            String::new()
+        };
+        println!(
+            "  {key:<40} {:>6} {seconds:>9.2} {:>5.1}% {rate:>8}",
+            e.calls,
+            100.0 * seconds / total.max(1e-9)
+        );
+    }
 }
 
 fn median(values: impl Iterator<Item = f64>) -> f64 {
@@ -245,13 +272,65 @@ fn thread_counts(args: &TrainArgs) -> Vec<usize> {
     vec![from_env.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))]
 }
 
+/// The images to train on: the embedded digits at 28×28×1, random images of any other size
+/// (10 classes; only the speed is measured, as PyTorch's side does with `torch.rand`).
+fn bench_data(args: &TrainArgs) -> anyhow::Result<SplitDataset> {
+    let digits = data::load(data::EMBEDDED_MNIST, &LoadOptions::default())?;
+    let shape = data::Shape {
+        height: usize::from(args.size),
+        width: usize::from(args.size),
+        channels: usize::from(args.channels),
+    };
+    if shape == digits.train.shape {
+        return Ok(digits);
+    }
+    if !matches!(shape.channels, 1 | 3) {
+        anyhow::bail!("--channels {}: the models take 1 or 3", shape.channels);
+    }
+    let random = |n: usize, salt: u64| {
+        let mut state = 0x9E37_79B9_7F4A_7C15u64 ^ salt;
+        let mut next = move || {
+            // xorshift64*: fast, fixed, good enough for pixels.
+            state ^= state >> 12;
+            state ^= state << 25;
+            state ^= state >> 27;
+            state.wrapping_mul(0x2545_F491_4F6C_DD1D)
+        };
+        let pixels = (0..n * shape.len()).map(|_| (next() >> 56) as u8).collect();
+        let labels = (0..n).map(|_| (next() % 10) as u16).collect();
+        data::Dataset {
+            shape,
+            pixels,
+            labels,
+            class_names: digits.train.class_names.clone(),
+            origins: (0..n)
+                .map(|index| data::Origin::Embedded {
+                    split: "random",
+                    index,
+                })
+                .collect(),
+        }
+    };
+    let needed = ((args.batches + args.warmup) * args.batch_size).max(8_000);
+    Ok(SplitDataset {
+        train: random(needed, 1),
+        test: random(2_000, 2),
+        ..digits
+    })
+}
+
 pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
-    let data = data::load(data::EMBEDDED_MNIST, &LoadOptions::default())?;
+    let data = bench_data(args)?;
     let config = TrainConfig {
+        model: args.model.into(),
         device: args.device.into(),
         ..TrainConfig::default()
     };
     config.validate()?;
+    config
+        .model
+        .check_input(data.train.shape)
+        .map_err(anyhow::Error::msg)?;
     let device = train::device::resolve(args.device.into());
     let threads = thread_counts(args);
     let rounds = args.rounds.max(1);
@@ -297,11 +376,16 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
             })
         })
         .collect();
+    let dataset = if data.train.shape.height == 28 && data.train.shape.channels == 1 {
+        "embedded:mnist".to_owned()
+    } else {
+        format!("random {0}×{0}×{1}", args.size, args.channels)
+    };
     if args.json {
         println!(
             "{}",
             serde_json::json!({
-                "model": "cnn", "dataset": "embedded:mnist", "batch_size": args.batch_size,
+                "model": args.model.name(), "dataset": dataset, "batch_size": args.batch_size,
                 "batches": args.batches, "rounds": rounds, "device": device.name(),
                 "profile": profile(), "torch": torch_version, "results": summary,
             })
@@ -309,7 +393,11 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     println!(
-        "small CNN, embedded MNIST, batch {}, {} timed batches, {place}, {} build, median of {rounds} round(s){}",
+        "{}, {dataset}, batch {}, {} timed batches, {place}, {} build, median of {rounds} round(s){}",
+        match args.model {
+            super::Model::Cnn => "small CNN",
+            super::Model::PreactResnet18 => "PreAct-ResNet18",
+        },
         args.batch_size,
         args.batches,
         profile(),
@@ -319,6 +407,9 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
             String::new()
         }
     );
+    if args.profile {
+        print_profile(threads.last().copied().unwrap_or(1));
+    }
     for (&n, (ours, theirs)) in threads.iter().zip(&rows) {
         let o = medians(ours);
         println!("{n} thread(s):");

@@ -139,7 +139,7 @@ pub fn conv_block_inference(x: Tensor<4>, conv: &Conv2d, bn: &BatchNorm) -> Opti
 fn convolve(x: &[f32], input: Dims, weight: &[f32], o: usize) -> (Buffer, Buffer) {
     let (n, k) = (input.plane(), input.c * 9);
     let mut col = Buffer::scratch(k * n);
-    kernels::im2col3x3(x, input, &mut col);
+    kernels::conv::im2col(x, input, kernels::conv::SAME3X3, &mut col);
     let mut y = Buffer::scratch(o * n);
     kernels::matmul(o, n, k, Mat::rows(weight, k), Mat::rows(&col, n), &mut y);
     (col, y)
@@ -163,21 +163,26 @@ pub fn conv_block(x: Tensor<4>, conv: &Conv2d, bn: &BatchNorm) -> Option<Tensor<
     )?;
     let output = Tensor::<4>::from_primitive::<Ad>(output);
 
-    // The running statistics, as `BatchNorm::forward` updates them in training mode.
+    update_running_statistics(bn, stats, &device);
+    Some(output)
+}
+
+/// Updates `bn`'s running statistics with a batch's, as `BatchNorm::forward` does in training
+/// mode.
+fn update_running_statistics(bn: &BatchNorm, stats: kernels::Stats, device: &burn::tensor::Device) {
     let channels = stats.mean.len();
     let momentum = bn.momentum;
     let update = |state: &burn::module::RunningState<Tensor<1>>, batch: Vec<f32>| {
-        let batch = Tensor::<1>::from_data(TensorData::new(batch, [channels]), &device);
+        let batch = Tensor::<1>::from_data(TensorData::new(batch, [channels]), device);
         let running = state
             .value_sync()
-            .to_device(&device)
+            .to_device(device)
             .mul_scalar(1.0 - momentum)
             .add(batch.mul_scalar(momentum));
         state.update(running.detach());
     };
     update(&bn.running_mean, stats.mean);
     update(&bn.running_var, stats.var);
-    Some(output)
 }
 
 /// The autodiff CPU primitive of `tensor`, if it is one.
@@ -331,15 +336,7 @@ impl Backward<Flex, 5> for ConvBlockBackward {
             grads.register::<Flex>(node.id, flex(kernels::row_sums(&grad_y, n), &[o]));
         }
         if let Some(node) = weight_node {
-            let mut grad_w = vec![0.0; o * k];
-            kernels::matmul(
-                o,
-                k,
-                n,
-                Mat::rows(&grad_y, n),
-                Mat::transposed(&s.col, n),
-                &mut grad_w,
-            );
+            let grad_w = kernels::conv::weight_grad_from_col(&s.col, &grad_y, o, k, n);
             grads.register::<Flex>(node.id, flex(grad_w, &[o, input.c, 3, 3]));
         }
         if let Some(node) = x_node {
@@ -353,11 +350,13 @@ impl Backward<Flex, 5> for ConvBlockBackward {
                 &mut grad_col,
             );
             let mut grad_x = vec![0.0; input.len()];
-            kernels::col2im3x3(&grad_col, input, &mut grad_x);
+            kernels::conv::col2im(&mut grad_col, input, kernels::conv::SAME3X3, &mut grad_x);
             grads.register::<Flex>(node.id, flex(grad_x, &[input.c, input.b, input.h, input.w]));
         }
     }
 }
 
+pub mod layers;
+
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -8,12 +8,12 @@ use burn::nn::pool::MaxPool2dConfig;
 use burn::tensor::Device;
 use burn::tensor::activation::relu;
 
-fn to_vec<const D: usize>(t: Tensor<D>) -> Vec<f32> {
+pub(crate) fn to_vec<const D: usize>(t: Tensor<D>) -> Vec<f32> {
     t.into_data().try_to_vec_as::<f32>().unwrap()
 }
 
 /// Largest |a − b| relative to the largest |b| (the scale of the reference values).
-fn relative_error(a: &[f32], b: &[f32]) -> f32 {
+pub(crate) fn relative_error(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len());
     let scale = b.iter().fold(0.0f32, |m, v| m.max(v.abs())).max(1e-12);
     a.iter()
@@ -25,7 +25,7 @@ fn relative_error(a: &[f32], b: &[f32]) -> f32 {
 /// A conv–BN pair with seeded weights and non-trivial γ, β, running statistics.
 /// Deterministic pseudo-random values in [-1, 1) (no shared generator: tests run in
 /// parallel and Burn's seed is process-wide).
-fn noise<const D: usize>(shape: [usize; D], salt: u64, device: &Device) -> Tensor<D> {
+pub(crate) fn noise<const D: usize>(shape: [usize; D], salt: u64, device: &Device) -> Tensor<D> {
     let n: usize = shape.iter().product();
     let v: Vec<f32> = (0..n as u64)
         .map(|i| {
@@ -40,7 +40,7 @@ fn noise<const D: usize>(shape: [usize; D], salt: u64, device: &Device) -> Tenso
 }
 
 /// A leaf parameter (tracked on an autodiff device).
-fn param<const D: usize>(id: burn::module::ParamId, t: Tensor<D>) -> Param<Tensor<D>> {
+pub(crate) fn param<const D: usize>(id: burn::module::ParamId, t: Tensor<D>) -> Param<Tensor<D>> {
     let t = if t.device().is_autodiff() {
         t.require_grad()
     } else {

@@ -7,14 +7,14 @@
 //! the matrix products use the `gemm` crate (Burn's CPU backend uses it too), threaded over the
 //! same pool.
 
+pub mod conv;
 mod norm;
+pub mod profile;
 
 pub use norm::{
-    CUT, Stats, add_row_bias, affine_relu_maxpool, affine_relu_maxpool_backward, normalize_rows,
-    row_sums,
+    CUT, Stats, add_row_bias, affine_relu, affine_relu_backward, affine_relu_maxpool,
+    affine_relu_maxpool_backward, batch_norm_relu_inference, normalize_rows, row_sums,
 };
-
-use rayon::prelude::*;
 
 /// A recycled `f32` buffer for the fused block's large activations (im2col matrices, normalised
 /// activations, their gradients: up to 29 MB each at batch 128).
@@ -52,6 +52,13 @@ impl Buffer {
             values.resize(len, 0.0);
         }
         Self(values)
+    }
+}
+
+impl Buffer {
+    /// The values, taken out of the pool's reach (for a tensor that outlives the step).
+    pub fn into_vec(mut self) -> Vec<f32> {
+        std::mem::take(&mut self.0)
     }
 }
 
@@ -122,87 +129,6 @@ pub(super) fn threads_for(work: usize) -> usize {
         1
     } else {
         rayon::current_num_threads()
-    }
-}
-
-/// The im2col matrix of a 3×3, padding-1, stride-1 convolution: `col` is `[c·9, b·h·w]`,
-/// row `c·9 + ky·3 + kx`, column `(b, y, x)` holding `x[c, b, y + ky − 1, x + kx − 1]` (0 outside).
-pub fn im2col3x3(x: &[f32], d: Dims, col: &mut [f32]) {
-    let plane = d.plane();
-    assert_eq!(x.len(), d.len());
-    assert_eq!(col.len(), d.len() * 9);
-    let (h, w) = (d.h, d.w);
-    let body = |(row, out): (usize, &mut [f32])| {
-        let (c, ky, kx) = (row / 9, (row % 9) / 3, row % 3);
-        let channel = &x[c * plane..(c + 1) * plane];
-        for b in 0..d.b {
-            for y in 0..h {
-                let dst = &mut out[(b * h + y) * w..(b * h + y + 1) * w];
-                let sy = y + ky;
-                if sy == 0 || sy > h {
-                    dst.fill(0.0);
-                    continue;
-                }
-                let src = &channel[(b * h + sy - 1) * w..(b * h + sy) * w];
-                match kx {
-                    0 => {
-                        dst[0] = 0.0;
-                        dst[1..].copy_from_slice(&src[..w - 1]);
-                    }
-                    1 => dst.copy_from_slice(src),
-                    _ => {
-                        dst[..w - 1].copy_from_slice(&src[1..]);
-                        dst[w - 1] = 0.0;
-                    }
-                }
-            }
-        }
-    };
-    if threads_for(col.len()) > 1 {
-        col.par_chunks_mut(plane).enumerate().for_each(body);
-    } else {
-        col.chunks_mut(plane).enumerate().for_each(body);
-    }
-}
-
-/// The adjoint of [`im2col3x3`]: `x[c, b, y, x]` = sum of the `col` entries that read it.
-pub fn col2im3x3(col: &[f32], d: Dims, x: &mut [f32]) {
-    let plane = d.plane();
-    assert_eq!(x.len(), d.len());
-    assert_eq!(col.len(), d.len() * 9);
-    let (h, w) = (d.h, d.w);
-    let body = |(c, channel): (usize, &mut [f32])| {
-        channel.fill(0.0);
-        for k in 0..9 {
-            let (ky, kx) = (k / 3, k % 3);
-            let rows = &col[(c * 9 + k) * plane..(c * 9 + k + 1) * plane];
-            for b in 0..d.b {
-                for y in 0..h {
-                    let sy = y + ky;
-                    if sy == 0 || sy > h {
-                        continue;
-                    }
-                    let src = &rows[(b * h + y) * w..(b * h + y + 1) * w];
-                    let dst = &mut channel[(b * h + sy - 1) * w..(b * h + sy) * w];
-                    match kx {
-                        0 => dst[..w - 1]
-                            .iter_mut()
-                            .zip(&src[1..])
-                            .for_each(|(d, s)| *d += s),
-                        1 => dst.iter_mut().zip(src).for_each(|(d, s)| *d += s),
-                        _ => dst[1..]
-                            .iter_mut()
-                            .zip(&src[..w - 1])
-                            .for_each(|(d, s)| *d += s),
-                    }
-                }
-            }
-        }
-    };
-    if threads_for(col.len()) > 1 {
-        x.par_chunks_mut(plane).enumerate().for_each(body);
-    } else {
-        x.chunks_mut(plane).enumerate().for_each(body);
     }
 }
 
@@ -302,30 +228,5 @@ mod tests {
         let mut out = [0.0; 9];
         matmul(3, 3, 2, Mat::transposed(&a, 3), Mat::rows(&a, 3), &mut out);
         assert_eq!(out, [17.0, 22.0, 27.0, 22.0, 29.0, 36.0, 27.0, 36.0, 45.0]);
-    }
-
-    #[test]
-    fn col2im_is_the_adjoint_of_im2col() {
-        // ⟨im2col(x), g⟩ = ⟨x, col2im(g)⟩ for any x, g.
-        let d = Dims {
-            c: 2,
-            b: 2,
-            h: 3,
-            w: 4,
-        };
-        let x: Vec<f32> = (0..d.len()).map(|i| ((i * 7) % 11) as f32 - 5.0).collect();
-        let g: Vec<f32> = (0..d.len() * 9)
-            .map(|i| ((i * 5) % 13) as f32 - 6.0)
-            .collect();
-        let mut col = vec![0.0; d.len() * 9];
-        im2col3x3(&x, d, &mut col);
-        let mut back = vec![0.0; d.len()];
-        col2im3x3(&g, d, &mut back);
-        let lhs: f32 = col.iter().zip(&g).map(|(a, b)| a * b).sum();
-        let rhs: f32 = x.iter().zip(&back).map(|(a, b)| a * b).sum();
-        assert_eq!(lhs, rhs);
-        // The centre tap is the image itself; the top-left tap of the first row reads padding.
-        assert_eq!(&col[4 * d.plane()..5 * d.plane()], &x[..d.plane()]);
-        assert!(col[..d.w].iter().all(|&v| v == 0.0));
     }
 }

@@ -204,3 +204,87 @@ pub fn add_row_bias(values: &mut [f32], plane: usize, bias: &[f32]) {
         .zip(bias)
         .for_each(|(row, &b)| row.iter_mut().for_each(|v| *v += b));
 }
+
+/// `out = relu(γ·x̂ + β)` per channel row of the normalised activation `xhat` (`[c, plane]`).
+pub fn affine_relu(xhat: &[f32], plane: usize, gamma: &[f32], beta: &[f32], out: &mut [f32]) {
+    assert_eq!(xhat.len(), out.len());
+    let mut none = vec![(); gamma.len()];
+    per_channel(out, plane, &mut none, 1, xhat.len(), |c, out, _| {
+        let (g, b) = (gamma[c], beta[c]);
+        let row = &xhat[c * plane..(c + 1) * plane];
+        out.iter_mut()
+            .zip(row)
+            .for_each(|(o, &x)| *o = (g * x + b).max(0.0));
+    });
+}
+
+/// `out = relu(γ·(x − mean)/√(var + ε) + β)` per channel row of `x` (`[c, plane]`): the
+/// evaluation-mode BatchNorm + ReLU with running statistics.
+pub fn batch_norm_relu_inference(
+    x: &[f32],
+    plane: usize,
+    [gamma, beta, mean, var]: [&[f32]; 4],
+    epsilon: f64,
+    out: &mut [f32],
+) {
+    assert_eq!(x.len(), out.len());
+    let mut none = vec![(); gamma.len()];
+    per_channel(out, plane, &mut none, 1, x.len(), |c, out, _| {
+        let inv_std = (1.0 / (f64::from(var[c]) + epsilon).sqrt()) as f32;
+        let scale = gamma[c] * inv_std;
+        let shift = beta[c] - mean[c] * scale;
+        let row = &x[c * plane..(c + 1) * plane];
+        out.iter_mut()
+            .zip(row)
+            .for_each(|(o, &x)| *o = (scale * x + shift).max(0.0));
+    });
+}
+
+/// The backward pass of [`affine_relu`] and the BatchNorm normalisation before it: given the
+/// output gradient `grad` (`[c, plane]`), writes the input gradient to `grad_x` and returns per
+/// channel `(∂γ, ∂β)`, with `∂z = grad·[γ·x̂ + β > 0]`, `∂β = Σ ∂z`, `∂γ = Σ ∂z·x̂`,
+/// `∂x = γ/σ · (∂z − ∂β/n − x̂·∂γ/n)`.
+pub fn affine_relu_backward(
+    xhat: &[f32],
+    plane: usize,
+    [gamma, beta, inv_std]: [&[f32]; 3],
+    grad: &[f32],
+    grad_x: &mut [f32],
+) -> (Vec<f32>, Vec<f32>) {
+    assert_eq!(xhat.len(), grad.len());
+    assert_eq!(xhat.len(), grad_x.len());
+    let mut sums = vec![(0.0f32, 0.0f32); gamma.len()];
+    per_channel(grad_x, plane, &mut sums, 1, xhat.len(), |c, out, sum| {
+        let (g, b) = (gamma[c], beta[c]);
+        let row = &xhat[c * plane..(c + 1) * plane];
+        let grads = &grad[c * plane..(c + 1) * plane];
+        // ∂z, kept in the output row until the sums are known.
+        out.iter_mut()
+            .zip(row.iter().zip(grads))
+            .for_each(|(o, (&x, &dz))| *o = if g * x + b > 0.0 { dz } else { 0.0 });
+        let dbeta = lane_sum(out, |v| v);
+        let mut lanes = [0.0f32; 16];
+        let mut chunks = out.chunks_exact(16).zip(row.chunks_exact(16));
+        for (dz, x) in &mut chunks {
+            for ((lane, &dz), &x) in lanes.iter_mut().zip(dz).zip(x) {
+                *lane += dz * x;
+            }
+        }
+        let tail = plane - plane % 16;
+        let dgamma = lanes.iter().map(|&v| f64::from(v)).sum::<f64>()
+            + out[tail..]
+                .iter()
+                .zip(&row[tail..])
+                .map(|(&dz, &x)| f64::from(dz) * f64::from(x))
+                .sum::<f64>();
+        let n = plane.max(1) as f64;
+        let scale = g * inv_std[c];
+        let shift = (dbeta / n) as f32;
+        let slope = (dgamma / n) as f32;
+        out.iter_mut()
+            .zip(row)
+            .for_each(|(o, &x)| *o = scale * (*o - shift - slope * x));
+        sum[0] = (dgamma as f32, dbeta as f32);
+    });
+    sums.into_iter().unzip()
+}
