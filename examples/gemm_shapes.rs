@@ -13,9 +13,14 @@ fn t(name: &str, macs: usize, mut f: impl FnMut()) {
 }
 
 fn main() {
-    for (o, k, n) in [(64usize, 576usize, 64 * 784usize), (128, 1152, 64 * 196), (256, 2304, 64 * 49), (512, 4608, 64 * 16), (128, 576, 64*196), (512, 2304, 64*16), (128, 64, 64*196)] {
-        println!("o {o} k {k} n {n}");
-        shape(o, k, n);
+    for (lhs, rhs) in [(8usize, 128usize), (256, 128), (8, 2), (256, 256), (32, 128)] {
+        gemm::set_lhs_packing_threshold_single_thread(lhs);
+        gemm::set_rhs_packing_threshold(rhs);
+        println!("== lhs threshold {lhs} rhs {rhs}");
+        for (o, k, n) in [(64usize, 576usize, 64 * 784usize), (128, 1152, 64 * 196), (256, 2304, 64 * 49), (512, 4608, 64 * 16)] {
+            println!("o {o} k {k} n {n}");
+            shape(o, k, n);
+        }
     }
 }
 
@@ -25,7 +30,6 @@ fn shape(o: usize, k: usize, n: usize) {
     let w: Vec<f32> = (0..o * k).map(|i| (i % 3) as f32).collect();
     let macs = o * k * n;
     let mut gw = vec![0.0; o * k];
-    t("wgrad gw[o,k] = gy[o,n] colT", macs, || matmul(o, k, n, Mat::rows(&gy, n), Mat::transposed(&col, n), &mut gw));
     t("wgrad gwT[k,o] = col[k,n] gyT", macs, || matmul(k, o, n, Mat::rows(&col, n), Mat::transposed(&gy, n), &mut gw));
     let mut y = vec![0.0; o * n];
     t("fwd y[o,n] = w[o,k] col[k,n]", macs, || matmul(o, n, k, Mat::rows(&w, k), Mat::rows(&col, n), &mut y));

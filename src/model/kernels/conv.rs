@@ -5,7 +5,7 @@
 
 use rayon::prelude::*;
 
-use super::{Buffer, Dims, Mat, matmul, profile, threads_for};
+use super::{Buffer, Dims, Mat, matmul, matmul_into, profile, threads_for};
 
 /// A square convolution's kernel size, stride and padding.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -56,10 +56,11 @@ pub const SAME3X3: Geometry = Geometry {
 };
 
 /// For tap `(ky, kx)` of a 3×3 / stride 1 / padding 1 convolution over `h×w` images: the
-/// offset of the value it reads, relative to the output position, within one image plane.
-/// Reading `plane[p + offset]` is right for every position but those whose source row or
-/// column lies outside the image: the ones outside `0..h·w` and, in the first or last column,
-/// the ones that wrapped to the neighbouring row ([`wrapped_column`]).
+/// offset of the value it reads, relative to the output position, in a channel's `[b, h, w]`
+/// values. Reading `channel[p + offset]` is right for every position but those whose source
+/// row or column lies outside the image: in the first or last column, the ones that wrapped to
+/// the neighbouring row ([`wrapped_column`]); in the first or last row of an image, the ones
+/// that read the neighbouring image or nothing ([`padded_rows`]).
 fn tap_offset(ky: usize, kx: usize, w: usize) -> isize {
     (ky as isize - 1) * w as isize + (kx as isize - 1)
 }
@@ -74,27 +75,50 @@ fn wrapped_column(kx: usize, w: usize) -> Option<usize> {
     }
 }
 
-/// [`im2col`] for [`SAME3X3`]: each image plane of each tap is one shifted copy of the input's
-/// plane, with the padding written over it afterwards (rather than one short copy per row).
-fn im2col_same3x3(x: &[f32], d: Dims, col: &mut [f32]) {
-    let (hw, plane) = (d.h * d.w, d.plane());
+/// The rows `(b, y)` of a `[b, h, w]` channel plane whose tap row `ky` reads padding: the
+/// first row of every image for `ky = 0`, the last for `ky = 2`.
+fn padded_rows(ky: usize, d: Dims) -> impl Iterator<Item = usize> {
+    let row = match ky {
+        0 => Some(0),
+        2 => Some(d.h - 1),
+        _ => None,
+    };
+    (0..d.b).filter_map(move |b| row.map(|y| b * d.h + y))
+}
+
+/// Zeroes the values of one tap's `[b, h, w]` plane that read padding: the wrapped column and
+/// the padded rows.
+fn zero_padding(values: &mut [f32], ky: usize, kx: usize, d: Dims) {
+    if let Some(column) = wrapped_column(kx, d.w) {
+        values
+            .iter_mut()
+            .skip(column)
+            .step_by(d.w)
+            .for_each(|v| *v = 0.0);
+    }
+    for row in padded_rows(ky, d) {
+        values[row * d.w..(row + 1) * d.w].fill(0.0);
+    }
+}
+
+/// [`im2col`] for [`SAME3X3`]: each tap's row is one shifted copy of the input channel (all
+/// images at once: the shift crosses image boundaries only in rows that read padding), with
+/// the padding written over it afterwards.
+fn im2col_same3x3(x: &[f32], stride: usize, d: Dims, col: &mut [f32]) {
+    let plane = d.plane();
     let body = |(row, dst): (usize, &mut [f32])| {
         let (c, ky, kx) = (row / 9, (row % 9) / 3, row % 3);
-        let channel = &x[c * plane..(c + 1) * plane];
+        let src = &x[c * stride..c * stride + plane];
         let offset = tap_offset(ky, kx, d.w);
-        let shift = offset.unsigned_abs().min(hw);
-        for (dst, src) in dst.chunks_exact_mut(hw).zip(channel.chunks_exact(hw)) {
-            if offset >= 0 {
-                dst[..hw - shift].copy_from_slice(&src[shift..]);
-                dst[hw - shift..].fill(0.0);
-            } else {
-                dst[shift..].copy_from_slice(&src[..hw - shift]);
-                dst[..shift].fill(0.0);
-            }
-            if let Some(column) = wrapped_column(kx, d.w) {
-                dst.iter_mut().skip(column).step_by(d.w).for_each(|v| *v = 0.0);
-            }
+        let shift = offset.unsigned_abs().min(plane);
+        if offset >= 0 {
+            dst[..plane - shift].copy_from_slice(&src[shift..]);
+            dst[plane - shift..].fill(0.0);
+        } else {
+            dst[shift..].copy_from_slice(&src[..plane - shift]);
+            dst[..shift].fill(0.0);
         }
+        zero_padding(dst, ky, kx, d);
     };
     if threads_for(col.len()) > 1 {
         col.par_chunks_mut(plane.max(1)).enumerate().for_each(body);
@@ -104,34 +128,31 @@ fn im2col_same3x3(x: &[f32], d: Dims, col: &mut [f32]) {
 }
 
 /// [`col2im`] for [`SAME3X3`]: zeroes the entries of `col` that read padding, then adds each
-/// tap's image plane, shifted, to the input gradient's.
-fn col2im_same3x3(col: &mut [f32], d: Dims, x: &mut [f32]) {
-    let (hw, plane) = (d.h * d.w, d.plane());
+/// tap's row, shifted, to the input gradient's channel.
+fn col2im_same3x3(col: &mut [f32], d: Dims, x: &mut [f32], stride: usize) {
+    let plane = d.plane();
     let body = |(channel, taps): (&mut [f32], &mut [f32])| {
+        let channel = &mut channel[..plane];
         channel.fill(0.0);
-        for (tap, rows) in taps.chunks_exact_mut(plane.max(1)).enumerate() {
+        for (tap, src) in taps.chunks_exact_mut(plane.max(1)).enumerate() {
             let (ky, kx) = (tap / 3, tap % 3);
+            zero_padding(src, ky, kx, d);
             let offset = tap_offset(ky, kx, d.w);
-            let shift = offset.unsigned_abs().min(hw);
-            for (src, dst) in rows.chunks_exact_mut(hw).zip(channel.chunks_exact_mut(hw)) {
-                if let Some(column) = wrapped_column(kx, d.w) {
-                    src.iter_mut().skip(column).step_by(d.w).for_each(|v| *v = 0.0);
-                }
-                let (src, dst) = if offset >= 0 {
-                    (&src[..hw - shift], &mut dst[shift..])
-                } else {
-                    (&src[shift..], &mut dst[..hw - shift])
-                };
-                dst.iter_mut().zip(src).for_each(|(d, s)| *d += s);
-            }
+            let shift = offset.unsigned_abs().min(plane);
+            let (src, dst) = if offset >= 0 {
+                (&src[..plane - shift], &mut channel[shift..])
+            } else {
+                (&src[shift..], &mut channel[..plane - shift])
+            };
+            dst.iter_mut().zip(src).for_each(|(d, s)| *d += s);
         }
     };
     if threads_for(col.len()) > 1 {
-        x.par_chunks_mut(plane.max(1))
+        x.par_chunks_mut(stride.max(1))
             .zip(col.par_chunks_mut((9 * plane).max(1)))
             .for_each(body);
     } else {
-        x.chunks_mut(plane.max(1))
+        x.chunks_mut(stride.max(1))
             .zip(col.chunks_mut((9 * plane).max(1)))
             .for_each(body);
     }
@@ -151,20 +172,30 @@ fn rows_of(d: Dims, g: Geometry, out: Dims, ky: usize, mut visit: impl FnMut(usi
 /// The im2col matrix of `x` (`d`): row `c·k² + ky·k + kx`, column `(b, oy, ox)` holds
 /// `x[c, b, oy·s + ky − p, ox·s + kx − p]` (0 outside the image).
 pub fn im2col(x: &[f32], d: Dims, g: Geometry, col: &mut [f32]) {
-    profile::time(|| "  (of which im2col)".to_owned(), 0, || im2col_untimed(x, d, g, col));
+    assert_eq!(x.len(), d.len());
+    im2col_strided(x, d.plane(), d, g, col);
 }
 
-fn im2col_untimed(x: &[f32], d: Dims, g: Geometry, col: &mut [f32]) {
+/// [`im2col`] of `d`'s images where channel `c`'s values start at `x[c·stride]` (a run of
+/// consecutive images of a larger batch).
+fn im2col_strided(x: &[f32], stride: usize, d: Dims, g: Geometry, col: &mut [f32]) {
+    let needed = (d.c.max(1) - 1) * stride + d.plane();
+    assert!(x.len() >= needed, "im2col input too short");
+    profile::time(|| "  (of which im2col)".to_owned(), 0, || {
+        im2col_untimed(x, stride, d, g, col)
+    });
+}
+
+fn im2col_untimed(x: &[f32], stride: usize, d: Dims, g: Geometry, col: &mut [f32]) {
     if g == SAME3X3 {
-        return im2col_same3x3(x, d, col);
+        return im2col_same3x3(x, stride, d, col);
     }
     let out = g.output(d, d.c);
     let (plane, out_plane, taps) = (d.plane(), out.plane(), g.taps());
-    assert_eq!(x.len(), d.len());
     assert_eq!(col.len(), d.c * taps * out_plane);
     let body = |(row, dst): (usize, &mut [f32])| {
         let (c, ky, kx) = (row / taps, (row % taps) / g.kernel, row % g.kernel);
-        let channel = &x[c * plane..(c + 1) * plane];
+        let channel = &x[c * stride..c * stride + plane];
         let valid = g.valid(kx, d.w, out.w);
         rows_of(d, g, out, ky, |o, src| {
             let dst = &mut dst[o * out.w..(o + 1) * out.w];
@@ -199,19 +230,29 @@ fn im2col_untimed(x: &[f32], d: Dims, g: Geometry, col: &mut [f32]) {
 /// The adjoint of [`im2col`]: `x[c, b, y, x]` = the sum of the `col` entries that read it.
 /// The entries of `col` that read padding may be overwritten (with zeros).
 pub fn col2im(col: &mut [f32], d: Dims, g: Geometry, x: &mut [f32]) {
-    profile::time(|| "  (of which col2im)".to_owned(), 0, || col2im_untimed(col, d, g, x));
+    assert_eq!(x.len(), d.len());
+    col2im_strided(col, d, g, x, d.plane());
 }
 
-fn col2im_untimed(col: &mut [f32], d: Dims, g: Geometry, x: &mut [f32]) {
+/// [`col2im`] into `d`'s images where channel `c`'s values start at `x[c·stride]`.
+fn col2im_strided(col: &mut [f32], d: Dims, g: Geometry, x: &mut [f32], stride: usize) {
+    let needed = (d.c.max(1) - 1) * stride + d.plane();
+    assert!(x.len() >= needed, "col2im output too short");
+    profile::time(|| "  (of which col2im)".to_owned(), 0, || {
+        col2im_untimed(col, d, g, x, stride)
+    });
+}
+
+fn col2im_untimed(col: &mut [f32], d: Dims, g: Geometry, x: &mut [f32], stride: usize) {
     if g == SAME3X3 {
-        return col2im_same3x3(col, d, x);
+        return col2im_same3x3(col, d, x, stride);
     }
     let col = &*col;
     let out = g.output(d, d.c);
     let (plane, out_plane, taps) = (d.plane(), out.plane(), g.taps());
-    assert_eq!(x.len(), d.len());
     assert_eq!(col.len(), d.c * taps * out_plane);
     let body = |(c, channel): (usize, &mut [f32])| {
+        let channel = &mut channel[..plane];
         channel.fill(0.0);
         for tap in 0..taps {
             let (ky, kx) = (tap / g.kernel, tap % g.kernel);
@@ -242,9 +283,9 @@ fn col2im_untimed(col: &mut [f32], d: Dims, g: Geometry, x: &mut [f32]) {
         }
     };
     if threads_for(col.len()) > 1 {
-        x.par_chunks_mut(plane.max(1)).enumerate().for_each(body);
+        x.par_chunks_mut(stride.max(1)).enumerate().for_each(body);
     } else {
-        x.chunks_mut(plane.max(1)).enumerate().for_each(body);
+        x.chunks_mut(stride.max(1)).enumerate().for_each(body);
     }
 }
 
@@ -270,6 +311,60 @@ pub fn conv_forward(x: &[f32], d: Dims, g: Geometry, weight: &[f32], o: usize) -
     })
 }
 
+/// Values of im2col matrix built at a time (8 MB): the convolutions work through the batch a few
+/// images at a time, so the matrix is written and read again while it is still in the cache
+/// (and a step at batch 128 on 32×32 images needs 8 MB for it instead of 300).
+const COL_CHUNK_VALUES: usize = 1 << 21;
+
+/// The runs of consecutive images the convolution works on: each one's im2col matrix stays
+/// within [`COL_CHUNK_VALUES`] (at least one image per run).
+fn image_chunks(d: Dims, g: Geometry, out: Dims) -> impl Iterator<Item = std::ops::Range<usize>> {
+    let per_image = (d.c * g.taps() * out.h * out.w).max(1);
+    let images = if g.is_identity() {
+        d.b.max(1)
+    } else {
+        (COL_CHUNK_VALUES / per_image).clamp(1, d.b.max(1))
+    };
+    (0..d.b).step_by(images).map(move |b0| b0..(b0 + images).min(d.b))
+}
+
+/// Calls `f(images, output columns, im2col matrix [k, columns])` for each run of images: the
+/// im2col matrix of those images (or, for a 1×1 / stride 1 convolution, the input itself as a
+/// strided matrix).
+fn for_each_chunk(x: &[f32], d: Dims, g: Geometry, o: usize, mut f: impl FnMut(std::ops::Range<usize>, Mat<'_>)) {
+    let out = g.output(d, o);
+    let (in_hw, out_hw, k) = (d.h * d.w, out.h * out.w, d.c * g.taps());
+    for images in image_chunks(d, g, out) {
+        let chunk = Dims {
+            b: images.len(),
+            ..d
+        };
+        let n = images.len() * out_hw;
+        let columns = images.start * out_hw..images.end * out_hw;
+        if g.is_identity() {
+            let col = Mat {
+                data: &x[images.start * in_hw..],
+                row_stride: d.plane(),
+                col_stride: 1,
+            };
+            f(columns, col);
+        } else {
+            let mut col = Buffer::scratch(k * n);
+            im2col_strided(&x[images.start * in_hw..], d.plane(), chunk, g, &mut col);
+            f(columns, Mat::rows(&col, n));
+        }
+    }
+}
+
+/// Columns `columns` of a row-major matrix with `width` columns.
+fn column_block<'a>(values: &'a [f32], width: usize, columns: &std::ops::Range<usize>) -> Mat<'a> {
+    Mat {
+        data: &values[columns.start..],
+        row_stride: width,
+        col_stride: 1,
+    }
+}
+
 fn conv_forward_untimed(
     x: &[f32],
     d: Dims,
@@ -280,13 +375,19 @@ fn conv_forward_untimed(
     let out = g.output(d, o);
     let (n, k) = (out.plane(), d.c * g.taps());
     let mut y = Buffer::scratch(o * n);
-    if g.is_identity() {
-        matmul(o, n, k, Mat::rows(weight, k), Mat::rows(x, n), &mut y);
-    } else {
-        let mut col = Buffer::scratch(k * n);
-        im2col(x, d, g, &mut col);
-        matmul(o, n, k, Mat::rows(weight, k), Mat::rows(&col, n), &mut y);
-    }
+    for_each_chunk(x, d, g, o, |columns, col| {
+        let width = columns.len();
+        matmul_into(
+            o,
+            width,
+            k,
+            Mat::rows(weight, k),
+            col,
+            &mut y[columns.start..],
+            n,
+            false,
+        );
+    });
     (y, out)
 }
 
@@ -306,15 +407,55 @@ fn conv_weight_grad_untimed(
 ) -> Vec<f32> {
     let out = g.output(d, o);
     let (n, k) = (out.plane(), d.c * g.taps());
-    let col = if g.is_identity() {
-        None
-    } else {
-        let mut col = Buffer::scratch(k * n);
-        im2col(x, d, g, &mut col);
-        Some(col)
-    };
-    let col = col.as_deref().unwrap_or(x);
-    weight_grad_from_col(col, grad_y, o, k, n)
+    let mut grad_w = vec![0.0; o * k];
+    // The transposed product, `∂Wᵀ = col · ∂yᵀ`, then the small transpose, where the im2col
+    // matrix is the larger operand: the gemm crate runs it at 85–108 GFLOP/s on one core where
+    // `∂y · colᵀ` ran at 32–98 (measured on the ResNet's shapes; 64→64 at 28×28 was the slowest
+    // layer of the step).
+    let transposed = k >= o;
+    let mut grad_wt = if transposed { vec![0.0; k * o] } else { Vec::new() };
+    let mut first = true;
+    for_each_chunk(x, d, g, o, |columns, col| {
+        let width = columns.len();
+        let grad_y_block = column_block(grad_y, n, &columns);
+        if transposed {
+            let grad_y_t = Mat {
+                data: grad_y_block.data,
+                row_stride: 1,
+                col_stride: n,
+            };
+            matmul_into(k, o, width, col, grad_y_t, &mut grad_wt, o, !first);
+        } else {
+            let col_t = Mat {
+                data: col.data,
+                row_stride: col.col_stride,
+                col_stride: col.row_stride,
+            };
+            matmul_into(o, k, width, grad_y_block, col_t, &mut grad_w, k, !first);
+        }
+        first = false;
+    });
+    if transposed {
+        transpose(&grad_wt, k, o, &mut grad_w);
+    }
+    grad_w
+}
+
+/// `out[c, r]` = `values[r, c]` for a row-major `rows × cols` matrix, in tiles that stay in the
+/// cache (a plain loop writes a column of `out` per row of `values`).
+fn transpose(values: &[f32], rows: usize, cols: usize, out: &mut [f32]) {
+    const TILE: usize = 32;
+    assert_eq!(values.len(), rows * cols);
+    assert_eq!(out.len(), rows * cols);
+    for r0 in (0..rows).step_by(TILE) {
+        for c0 in (0..cols).step_by(TILE) {
+            for r in r0..(r0 + TILE).min(rows) {
+                for c in c0..(c0 + TILE).min(cols) {
+                    out[c * rows + r] = values[r * cols + c];
+                }
+            }
+        }
+    }
 }
 
 /// The weight gradient `∂W = ∂y · colᵀ` (`[o, k]`) from the im2col matrix `col` (`[k, n]`) and
@@ -327,11 +468,7 @@ pub fn weight_grad_from_col(col: &[f32], grad_y: &[f32], o: usize, k: usize, n: 
         // (measured on the ResNet's shapes: 64→64 at 28×28 was the slowest layer of the step).
         let mut transposed = vec![0.0; k * o];
         matmul(k, o, n, Mat::rows(col, n), Mat::transposed(grad_y, n), &mut transposed);
-        for (row, values) in transposed.chunks_exact(o.max(1)).enumerate() {
-            for (oc, &v) in values.iter().enumerate() {
-                grad_w[oc * k + row] = v;
-            }
-        }
+        transpose(&transposed, k, o, &mut grad_w);
     } else {
         matmul(o, k, n, Mat::rows(grad_y, n), Mat::transposed(col, n), &mut grad_w);
     }
@@ -357,10 +494,34 @@ fn conv_input_grad_untimed(
     let mut grad_x = vec![0.0; d.len()];
     if g.is_identity() {
         matmul(k, n, o, Mat::transposed(weight, k), Mat::rows(grad_y, n), &mut grad_x);
-    } else {
-        let mut grad_col = Buffer::scratch(k * n);
-        matmul(k, n, o, Mat::transposed(weight, k), Mat::rows(grad_y, n), &mut grad_col);
-        col2im(&mut grad_col, d, g, &mut grad_x);
+        return grad_x;
+    }
+    let in_hw = d.h * d.w;
+    for images in image_chunks(d, g, out) {
+        let chunk = Dims {
+            b: images.len(),
+            ..d
+        };
+        let columns = images.start * out.h * out.w..images.end * out.h * out.w;
+        let width = columns.len();
+        let mut grad_col = Buffer::scratch(k * width);
+        matmul_into(
+            k,
+            width,
+            o,
+            Mat::transposed(weight, k),
+            column_block(grad_y, n, &columns),
+            &mut grad_col,
+            width,
+            false,
+        );
+        col2im_strided(
+            &mut grad_col,
+            chunk,
+            g,
+            &mut grad_x[images.start * in_hw..],
+            d.plane(),
+        );
     }
     grad_x
 }
@@ -433,6 +594,38 @@ mod tests {
                 let rhs: f32 = x.iter().zip(&back).map(|(a, b)| a * b).sum();
                 assert_eq!(lhs, rhs, "{g:?} {h}×{w}");
             }
+        }
+    }
+
+    #[test]
+    fn batches_larger_than_one_im2col_chunk_give_the_whole_batch_products() {
+        // 64 channels at 28×28: 4 images per im2col chunk at stride 1 (6 images make two
+        // chunks), 18 at stride 2 (20 make two).
+        for (g, b) in [(SAME3X3, 6), (Geometry { kernel: 3, stride: 2, pad: 1 }, 20)] {
+            let d = Dims { c: 64, b, h: 28, w: 28 };
+            let o = 8;
+            let out = g.output(d, o);
+            assert!(image_chunks(d, g, out).count() > 1, "{g:?}");
+            let (n, k) = (out.plane(), d.c * g.taps());
+            let x = values(d.len(), 1);
+            let weight = values(o * k, 5);
+            let grad_y = values(o * n, 3);
+            let mut col = vec![0.0; k * n];
+            im2col(&x, d, g, &mut col);
+            let mut y = vec![0.0; o * n];
+            matmul(o, n, k, Mat::rows(&weight, k), Mat::rows(&col, n), &mut y);
+            assert_eq!(&conv_forward(&x, d, g, &weight, o).0[..], &y[..]);
+            let mut grad_w = vec![0.0; o * k];
+            matmul(o, k, n, Mat::rows(&grad_y, n), Mat::transposed(&col, n), &mut grad_w);
+            let got = conv_weight_grad(&x, d, g, &grad_y, o);
+            let scale = grad_w.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+            let error = got.iter().zip(&grad_w).fold(0.0f32, |m, (a, b)| m.max((a - b).abs()));
+            assert!(error <= 1e-5 * scale, "weight gradient {error} of {scale}");
+            let mut grad_col = vec![0.0; k * n];
+            matmul(k, n, o, Mat::transposed(&weight, k), Mat::rows(&grad_y, n), &mut grad_col);
+            let mut grad_x = vec![0.0; d.len()];
+            col2im(&mut grad_col, d, g, &mut grad_x);
+            assert_eq!(conv_input_grad(&weight, d, g, &grad_y, o), grad_x);
         }
     }
 }

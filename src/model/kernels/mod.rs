@@ -171,13 +171,38 @@ impl<'a> Mat<'a> {
 /// `out[m × n]` (row-major) = `a[m × k] · b[k × n]`.
 pub fn matmul(m: usize, n: usize, k: usize, a: Mat<'_>, b: Mat<'_>, out: &mut [f32]) {
     assert_eq!(out.len(), m * n);
+    matmul_into(m, n, k, a, b, out, n, false);
+}
+
+/// `out[m × n]` = `a[m × k] · b[k × n]` (or, with `accumulate`, `out + a · b`), where row `i`
+/// of `out` starts at `out[i · row_stride]`.
+#[allow(clippy::too_many_arguments)]
+pub fn matmul_into(
+    m: usize,
+    n: usize,
+    k: usize,
+    a: Mat<'_>,
+    b: Mat<'_>,
+    out: &mut [f32],
+    row_stride: usize,
+    accumulate: bool,
+) {
     a.check(m, k);
     b.check(k, n);
     if m == 0 || n == 0 {
         return;
     }
+    assert!(n <= row_stride, "matmul output rows overlap");
+    assert!(
+        (m - 1) * row_stride + n <= out.len(),
+        "matmul output out of bounds"
+    );
     if k == 0 {
-        out.fill(0.0);
+        if !accumulate {
+            out.chunks_mut(row_stride)
+                .take(m)
+                .for_each(|row| row[..n].fill(0.0));
+        }
         return;
     }
     let threads = threads_for(m * n * k);
@@ -186,9 +211,10 @@ pub fn matmul(m: usize, n: usize, k: usize, a: Mat<'_>, b: Mat<'_>, out: &mut [f
     } else {
         gemm::Parallelism::None
     };
-    // SAFETY: `check` proved every element the product reads lies inside `a.data` / `b.data`,
-    // `out` holds exactly `m × n` row-major values, and `read_dst = false` means `out` is only
-    // written. The strides fit in isize because they index slices that exist.
+    // SAFETY: `check` proved every element the product reads lies inside `a.data` / `b.data`;
+    // the assertions above, that every written element `i · row_stride + j` (i < m, j < n) lies
+    // inside `out` and no two rows overlap. With `read_dst = false`, `out` is only written. The
+    // strides fit in isize because they index slices that exist.
     unsafe {
         gemm::gemm(
             m,
@@ -196,15 +222,15 @@ pub fn matmul(m: usize, n: usize, k: usize, a: Mat<'_>, b: Mat<'_>, out: &mut [f
             k,
             out.as_mut_ptr(),
             1,
-            n as isize,
-            false,
+            row_stride as isize,
+            accumulate,
             a.data.as_ptr(),
             a.col_stride as isize,
             a.row_stride as isize,
             b.data.as_ptr(),
             b.col_stride as isize,
             b.row_stride as isize,
-            0.0,
+            1.0,
             1.0,
             false,
             false,
