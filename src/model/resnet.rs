@@ -14,6 +14,13 @@ use burn::tensor::{Device, Tensor};
 
 use super::fused::{self, layers};
 
+/// Whether images of `c × h × w` go through the fused CPU layers: they build im2col matrices a
+/// few images at a time (at least one, at any batch size), so the fallback to Burn's layers is
+/// for images whose one-image matrix would be too large (the 64-channel stage at 512×512).
+fn image_fits(c: usize, h: usize, w: usize) -> bool {
+    h >= 2 && w >= 2 && fused::fits(c, 1, h, w) && fused::fits(64, 1, h, w)
+}
+
 /// A convolution through the fused CPU layer, training or evaluation.
 fn conv_layer(x: Tensor<4>, layer: &Conv2d, training: bool) -> Option<Tensor<4>> {
     if training {
@@ -175,10 +182,7 @@ impl PreActResNet18 {
         let convs_fit = std::iter::once(&self.stem)
             .chain(self.blocks.iter().flat_map(PreActBlock::convs))
             .all(|conv| layers::geometry(conv).is_some());
-        let widest = [(c, h, w), (64, h, w)]
-            .into_iter()
-            .all(|(c, h, w)| fused::fits(c, b, h, w));
-        if !convs_fit || !widest || h < 2 || w < 2 {
+        if !convs_fit || !image_fits(c, h, w) {
             return None;
         }
         let norms: Vec<&BatchNorm> = std::iter::once(&self.bn)
@@ -267,6 +271,15 @@ impl PreActResNet18 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_fused_layers_take_any_batch_and_leave_only_huge_images_to_burn() {
+        assert!(image_fits(3, 32, 32));
+        assert!(image_fits(1, 28, 28));
+        assert!(image_fits(3, 256, 256));
+        assert!(!image_fits(3, 512, 512));
+        assert!(!image_fits(1, 1, 28));
+    }
 
     #[test]
     fn shapes_for_mnist_and_cifar_sizes() {
