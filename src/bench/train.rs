@@ -217,9 +217,14 @@ fn print_profile(threads: usize) {
         .filter(|(key, _)| !key.starts_with(' '))
         .map(|(_, e)| e.time.as_secs_f64())
         .sum();
-    entries.sort_by(|a, b| b.1.time.cmp(&a.1.time));
-    println!("where the time went, last round at {threads} thread(s) (fused layers: {total:.1} s):");
-    println!("  {:<40} {:>6} {:>9} {:>6} {:>8}", "layer", "calls", "s", "share", "GFLOP/s");
+    entries.sort_by_key(|e| std::cmp::Reverse(e.1.time));
+    println!(
+        "where the time went, last round at {threads} thread(s) (fused layers: {total:.1} s):"
+    );
+    println!(
+        "  {:<40} {:>6} {:>9} {:>6} {:>8}",
+        "layer", "calls", "s", "share", "GFLOP/s"
+    );
     for (key, e) in entries {
         let seconds = e.time.as_secs_f64();
         let rate = if e.macs > 0 {

@@ -186,7 +186,11 @@ impl PreActResNet18 {
             return None;
         }
         let norms: Vec<&BatchNorm> = std::iter::once(&self.bn)
-            .chain(self.blocks.iter().flat_map(|block| [&block.bn1, &block.bn2]))
+            .chain(
+                self.blocks
+                    .iter()
+                    .flat_map(|block| [&block.bn1, &block.bn2]),
+            )
             .collect();
         let training = fused::applies(images, &norms);
         let evaluation =
@@ -359,12 +363,17 @@ mod tests {
         // Batches large enough that the deepest BatchNorms (2×2 positions) average 32 values:
         // with a handful, the normalisation amplifies rounding without bound.
         for (c, b, h, w) in [(3, 8, 16, 13), (1, 8, 12, 12)] {
-            let fused_model = PreActResNet18Config::new(c, 5).init(&device).map(&mut Fixed(100));
+            let fused_model = PreActResNet18Config::new(c, 5)
+                .init(&device)
+                .map(&mut Fixed(100));
             let burn_model = PreActResNet18Config::new(c, 5)
                 .init(&device)
                 .load_record(fused_model.clone().into_record());
             let x = noise([b, c, h, w], 11, &device).require_grad();
-            assert!(fused_model.fast_path(&x, 4).is_some(), "the fused path runs");
+            assert!(
+                fused_model.fast_path(&x, 4).is_some(),
+                "the fused path runs"
+            );
             let fused_model = PreActResNet18Config::new(c, 5)
                 .init(&device)
                 .load_record(burn_model.clone().into_record());
@@ -377,11 +386,17 @@ mod tests {
             let grads = (got * weights.clone()).sum().backward();
             let grads_ref = (want * weights).sum().backward();
             let collect = |model: &PreActResNet18, grads| {
-                let mut visitor = Grads { grads, found: Vec::new() };
+                let mut visitor = Grads {
+                    grads,
+                    found: Vec::new(),
+                };
                 model.visit(&mut visitor);
                 visitor.found
             };
-            let (got, want) = (collect(&fused_model, &grads), collect(&burn_model, &grads_ref));
+            let (got, want) = (
+                collect(&fused_model, &grads),
+                collect(&burn_model, &grads_ref),
+            );
             // Every parameter: the stem, both convolutions of every block, the three
             // projections, every BatchNorm's γ and β, the head.
             assert_eq!(got.len(), want.len());
@@ -389,7 +404,10 @@ mod tests {
             for ((id, got), (id_ref, want)) in got.iter().zip(&want) {
                 assert_eq!(id, id_ref);
                 let error = relative_error(got, want);
-                assert!(error < 1e-4, "gradient of {id} differs by {error} ({c}×{h}×{w})");
+                assert!(
+                    error < 1e-4,
+                    "gradient of {id} differs by {error} ({c}×{h}×{w})"
+                );
             }
             let got = to_vec(x.grad(&grads).unwrap());
             let error = relative_error(&got, &to_vec(x.grad(&grads_ref).unwrap()));

@@ -69,7 +69,11 @@ pub fn conv_inference(x: Tensor<4>, layer: &Conv2d) -> Option<Tensor<4>> {
     let g = geometry(layer)?;
     let (xs, shape) = values(&x.try_into_primitive::<Flex>().ok()?)?;
     let d = dims(&shape)?;
-    let (w, o) = weight_of(&layer.weight.val().try_into_primitive::<Flex>().ok()?, d.c, g)?;
+    let (w, o) = weight_of(
+        &layer.weight.val().try_into_primitive::<Flex>().ok()?,
+        d.c,
+        g,
+    )?;
     let (y, out) = conv::conv_forward(slice(&xs), d, g, slice(&w), o);
     Some(Tensor::<4>::from_primitive::<Flex>(flex(
         y.into_vec(),
@@ -356,7 +360,10 @@ mod tests {
                 ),
             ] {
                 let error = relative_error(&got, &want);
-                assert!(error < 1e-4, "{name} gradient differs by {error} ({k}×{k}/{s})");
+                assert!(
+                    error < 1e-4,
+                    "{name} gradient differs by {error} ({k}×{k}/{s})"
+                );
             }
         }
         // Evaluation: the plain twin.
@@ -376,7 +383,9 @@ mod tests {
             .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
             .init(&device);
         assert!(geometry(&with_bias).is_none());
-        let wide = Conv2dConfig::new([2, 3], [5, 5]).with_bias(false).init(&device);
+        let wide = Conv2dConfig::new([2, 3], [5, 5])
+            .with_bias(false)
+            .init(&device);
         assert!(geometry(&wide).is_none());
         let stride3 = Conv2dConfig::new([2, 3], [1, 1])
             .with_stride([3, 3])
@@ -402,7 +411,9 @@ mod tests {
         for (c, b, h, w) in [(3, 2, 5, 7), (4, 3, 8, 8), (2, 5, 1, 1)] {
             let bn = norm(c, &device);
             let reference = norm(c, &device);
-            let x = noise([b, c, h, w], 9, &device).mul_scalar(2.0).require_grad();
+            let x = noise([b, c, h, w], 9, &device)
+                .mul_scalar(2.0)
+                .require_grad();
             let want = relu(reference.forward(x.clone()));
             let got = bn_relu(x.clone().swap_dims(0, 1), &bn)
                 .expect("applies in training mode")
@@ -430,7 +441,10 @@ mod tests {
                 ),
             ] {
                 let error = relative_error(&got, &want);
-                assert!(error < 1e-4, "{name} gradient differs by {error} ({c}×{b}×{h}×{w})");
+                assert!(
+                    error < 1e-4,
+                    "{name} gradient differs by {error} ({c}×{b}×{h}×{w})"
+                );
             }
             for (got, want) in [
                 (bn.running_mean.value(), reference.running_mean.value()),

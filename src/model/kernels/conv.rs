@@ -160,10 +160,18 @@ fn col2im_same3x3(col: &mut [f32], d: Dims, x: &mut [f32], stride: usize) {
 
 /// Calls `visit(row of the output plane, source row or None, tap_y)` for every (b, oy) of one
 /// im2col row: the source row is the input row the tap reads, None for padding.
-fn rows_of(d: Dims, g: Geometry, out: Dims, ky: usize, mut visit: impl FnMut(usize, Option<usize>)) {
+fn rows_of(
+    d: Dims,
+    g: Geometry,
+    out: Dims,
+    ky: usize,
+    mut visit: impl FnMut(usize, Option<usize>),
+) {
     for b in 0..d.b {
         for oy in 0..out.h {
-            let sy = (oy * g.stride + ky).checked_sub(g.pad).filter(|&sy| sy < d.h);
+            let sy = (oy * g.stride + ky)
+                .checked_sub(g.pad)
+                .filter(|&sy| sy < d.h);
             visit(b * out.h + oy, sy.map(|sy| b * d.h + sy));
         }
     }
@@ -181,9 +189,11 @@ pub fn im2col(x: &[f32], d: Dims, g: Geometry, col: &mut [f32]) {
 fn im2col_strided(x: &[f32], stride: usize, d: Dims, g: Geometry, col: &mut [f32]) {
     let needed = (d.c.max(1) - 1) * stride + d.plane();
     assert!(x.len() >= needed, "im2col input too short");
-    profile::time(|| "  (of which im2col)".to_owned(), 0, || {
-        im2col_untimed(x, stride, d, g, col)
-    });
+    profile::time(
+        || "  (of which im2col)".to_owned(),
+        0,
+        || im2col_untimed(x, stride, d, g, col),
+    );
 }
 
 fn im2col_untimed(x: &[f32], stride: usize, d: Dims, g: Geometry, col: &mut [f32]) {
@@ -214,14 +224,19 @@ fn im2col_untimed(x: &[f32], stride: usize, d: Dims, g: Geometry, col: &mut [f32
             if g.stride == 1 {
                 dst[valid.clone()].copy_from_slice(&src[first..first + valid.len()]);
             } else {
-                for (v, s) in dst[valid.clone()].iter_mut().zip(src[first..].iter().step_by(g.stride)) {
+                for (v, s) in dst[valid.clone()]
+                    .iter_mut()
+                    .zip(src[first..].iter().step_by(g.stride))
+                {
                     *v = *s;
                 }
             }
         });
     };
     if threads_for(col.len()) > 1 {
-        col.par_chunks_mut(out_plane.max(1)).enumerate().for_each(body);
+        col.par_chunks_mut(out_plane.max(1))
+            .enumerate()
+            .for_each(body);
     } else {
         col.chunks_mut(out_plane.max(1)).enumerate().for_each(body);
     }
@@ -238,9 +253,11 @@ pub fn col2im(col: &mut [f32], d: Dims, g: Geometry, x: &mut [f32]) {
 fn col2im_strided(col: &mut [f32], d: Dims, g: Geometry, x: &mut [f32], stride: usize) {
     let needed = (d.c.max(1) - 1) * stride + d.plane();
     assert!(x.len() >= needed, "col2im output too short");
-    profile::time(|| "  (of which col2im)".to_owned(), 0, || {
-        col2im_untimed(col, d, g, x, stride)
-    });
+    profile::time(
+        || "  (of which col2im)".to_owned(),
+        0,
+        || col2im_untimed(col, d, g, x, stride),
+    );
 }
 
 fn col2im_untimed(col: &mut [f32], d: Dims, g: Geometry, x: &mut [f32], stride: usize) {
@@ -325,13 +342,21 @@ fn image_chunks(d: Dims, g: Geometry, out: Dims) -> impl Iterator<Item = std::op
     } else {
         (COL_CHUNK_VALUES / per_image).clamp(1, d.b.max(1))
     };
-    (0..d.b).step_by(images).map(move |b0| b0..(b0 + images).min(d.b))
+    (0..d.b)
+        .step_by(images)
+        .map(move |b0| b0..(b0 + images).min(d.b))
 }
 
 /// Calls `f(images, output columns, im2col matrix [k, columns])` for each run of images: the
 /// im2col matrix of those images (or, for a 1×1 / stride 1 convolution, the input itself as a
 /// strided matrix).
-fn for_each_chunk(x: &[f32], d: Dims, g: Geometry, o: usize, mut f: impl FnMut(std::ops::Range<usize>, Mat<'_>)) {
+fn for_each_chunk(
+    x: &[f32],
+    d: Dims,
+    g: Geometry,
+    o: usize,
+    mut f: impl FnMut(std::ops::Range<usize>, Mat<'_>),
+) {
     let out = g.output(d, o);
     let (in_hw, out_hw, k) = (d.h * d.w, out.h * out.w, d.c * g.taps());
     for images in image_chunks(d, g, out) {
@@ -398,13 +423,7 @@ pub fn conv_weight_grad(x: &[f32], d: Dims, g: Geometry, grad_y: &[f32], o: usiz
     })
 }
 
-fn conv_weight_grad_untimed(
-    x: &[f32],
-    d: Dims,
-    g: Geometry,
-    grad_y: &[f32],
-    o: usize,
-) -> Vec<f32> {
+fn conv_weight_grad_untimed(x: &[f32], d: Dims, g: Geometry, grad_y: &[f32], o: usize) -> Vec<f32> {
     let out = g.output(d, o);
     let (n, k) = (out.plane(), d.c * g.taps());
     let mut grad_w = vec![0.0; o * k];
@@ -413,7 +432,11 @@ fn conv_weight_grad_untimed(
     // `∂y · colᵀ` ran at 32–98 (measured on the ResNet's shapes; 64→64 at 28×28 was the slowest
     // layer of the step).
     let transposed = k >= o;
-    let mut grad_wt = if transposed { vec![0.0; k * o] } else { Vec::new() };
+    let mut grad_wt = if transposed {
+        vec![0.0; k * o]
+    } else {
+        Vec::new()
+    };
     let mut first = true;
     for_each_chunk(x, d, g, o, |columns, col| {
         let width = columns.len();
@@ -467,10 +490,24 @@ pub fn weight_grad_from_col(col: &[f32], grad_y: &[f32], o: usize, k: usize, n: 
         // runs this shape at 85–108 GFLOP/s on one core where `∂y · colᵀ` ran at 32–98
         // (measured on the ResNet's shapes: 64→64 at 28×28 was the slowest layer of the step).
         let mut transposed = vec![0.0; k * o];
-        matmul(k, o, n, Mat::rows(col, n), Mat::transposed(grad_y, n), &mut transposed);
+        matmul(
+            k,
+            o,
+            n,
+            Mat::rows(col, n),
+            Mat::transposed(grad_y, n),
+            &mut transposed,
+        );
         transpose(&transposed, k, o, &mut grad_w);
     } else {
-        matmul(o, k, n, Mat::rows(grad_y, n), Mat::transposed(col, n), &mut grad_w);
+        matmul(
+            o,
+            k,
+            n,
+            Mat::rows(grad_y, n),
+            Mat::transposed(col, n),
+            &mut grad_w,
+        );
     }
     grad_w
 }
@@ -493,7 +530,14 @@ fn conv_input_grad_untimed(
     let (n, k) = (out.plane(), d.c * g.taps());
     let mut grad_x = vec![0.0; d.len()];
     if g.is_identity() {
-        matmul(k, n, o, Mat::transposed(weight, k), Mat::rows(grad_y, n), &mut grad_x);
+        matmul(
+            k,
+            n,
+            o,
+            Mat::transposed(weight, k),
+            Mat::rows(grad_y, n),
+            &mut grad_x,
+        );
         return grad_x;
     }
     let in_hw = d.h * d.w;
@@ -548,10 +592,12 @@ mod tests {
                                 for kx in 0..g.kernel {
                                     let sy = (oy * g.stride + ky) as isize - g.pad as isize;
                                     let sx = (ox * g.stride + kx) as isize - g.pad as isize;
-                                    if sy < 0 || sx < 0 || sy >= d.h as isize || sx >= d.w as isize {
+                                    if sy < 0 || sx < 0 || sy >= d.h as isize || sx >= d.w as isize
+                                    {
                                         continue;
                                     }
-                                    let xi = ((c * d.b + b) * d.h + sy as usize) * d.w + sx as usize;
+                                    let xi =
+                                        ((c * d.b + b) * d.h + sy as usize) * d.w + sx as usize;
                                     let wi = ((oc * d.c + c) * g.kernel + ky) * g.kernel + kx;
                                     sum += x[xi] * w[wi];
                                 }
@@ -568,10 +614,26 @@ mod tests {
     #[test]
     fn every_geometry_matches_the_direct_convolution_and_col2im_is_the_adjoint() {
         let geometries = [
-            Geometry { kernel: 3, stride: 1, pad: 1 },
-            Geometry { kernel: 3, stride: 2, pad: 1 },
-            Geometry { kernel: 1, stride: 2, pad: 0 },
-            Geometry { kernel: 1, stride: 1, pad: 0 },
+            Geometry {
+                kernel: 3,
+                stride: 1,
+                pad: 1,
+            },
+            Geometry {
+                kernel: 3,
+                stride: 2,
+                pad: 1,
+            },
+            Geometry {
+                kernel: 1,
+                stride: 2,
+                pad: 0,
+            },
+            Geometry {
+                kernel: 1,
+                stride: 1,
+                pad: 0,
+            },
         ];
         for g in geometries {
             for (h, w) in [(7, 7), (8, 6), (5, 9), (1, 1), (2, 3)] {
@@ -601,8 +663,23 @@ mod tests {
     fn batches_larger_than_one_im2col_chunk_give_the_whole_batch_products() {
         // 64 channels at 28×28: 4 images per im2col chunk at stride 1 (6 images make two
         // chunks), 18 at stride 2 (20 make two).
-        for (g, b) in [(SAME3X3, 6), (Geometry { kernel: 3, stride: 2, pad: 1 }, 20)] {
-            let d = Dims { c: 64, b, h: 28, w: 28 };
+        for (g, b) in [
+            (SAME3X3, 6),
+            (
+                Geometry {
+                    kernel: 3,
+                    stride: 2,
+                    pad: 1,
+                },
+                20,
+            ),
+        ] {
+            let d = Dims {
+                c: 64,
+                b,
+                h: 28,
+                w: 28,
+            };
             let o = 8;
             let out = g.output(d, o);
             assert!(image_chunks(d, g, out).count() > 1, "{g:?}");
@@ -616,13 +693,30 @@ mod tests {
             matmul(o, n, k, Mat::rows(&weight, k), Mat::rows(&col, n), &mut y);
             assert_eq!(&conv_forward(&x, d, g, &weight, o).0[..], &y[..]);
             let mut grad_w = vec![0.0; o * k];
-            matmul(o, k, n, Mat::rows(&grad_y, n), Mat::transposed(&col, n), &mut grad_w);
+            matmul(
+                o,
+                k,
+                n,
+                Mat::rows(&grad_y, n),
+                Mat::transposed(&col, n),
+                &mut grad_w,
+            );
             let got = conv_weight_grad(&x, d, g, &grad_y, o);
             let scale = grad_w.iter().fold(0.0f32, |m, v| m.max(v.abs()));
-            let error = got.iter().zip(&grad_w).fold(0.0f32, |m, (a, b)| m.max((a - b).abs()));
+            let error = got
+                .iter()
+                .zip(&grad_w)
+                .fold(0.0f32, |m, (a, b)| m.max((a - b).abs()));
             assert!(error <= 1e-5 * scale, "weight gradient {error} of {scale}");
             let mut grad_col = vec![0.0; k * n];
-            matmul(k, n, o, Mat::transposed(&weight, k), Mat::rows(&grad_y, n), &mut grad_col);
+            matmul(
+                k,
+                n,
+                o,
+                Mat::transposed(&weight, k),
+                Mat::rows(&grad_y, n),
+                &mut grad_col,
+            );
             let mut grad_x = vec![0.0; d.len()];
             col2im(&mut grad_col, d, g, &mut grad_x);
             assert_eq!(conv_input_grad(&weight, d, g, &grad_y, o), grad_x);
