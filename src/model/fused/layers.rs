@@ -306,6 +306,12 @@ mod tests {
     use burn::tensor::activation::relu;
     use burn::tensor::{Device, TensorData};
 
+    /// Asserts that a gradient agrees with Burn's within 1e-4 relative.
+    fn assert_agree(name: &str, got: &[f32], want: &[f32], case: &str) {
+        let error = relative_error(got, want);
+        assert!(error < 1e-4, "{name} gradient differs by {error} ({case})");
+    }
+
     fn conv_layer(c: usize, o: usize, kernel: usize, stride: usize, device: &Device) -> Conv2d {
         let pad = kernel / 2;
         let mut layer = Conv2dConfig::new([c, o], [kernel, kernel])
@@ -359,11 +365,7 @@ mod tests {
                     to_vec(x.grad(&grads_ref).unwrap()),
                 ),
             ] {
-                let error = relative_error(&got, &want);
-                assert!(
-                    error < 1e-4,
-                    "{name} gradient differs by {error} ({k}×{k}/{s})"
-                );
+                assert_agree(name, &got, &want, &format!("{k}×{k}/{s}"));
             }
         }
         // Evaluation: the plain twin.
@@ -440,11 +442,7 @@ mod tests {
                     to_vec(x.grad(&grads_ref).unwrap()),
                 ),
             ] {
-                let error = relative_error(&got, &want);
-                assert!(
-                    error < 1e-4,
-                    "{name} gradient differs by {error} ({c}×{b}×{h}×{w})"
-                );
+                assert_agree(name, &got, &want, &format!("{c}×{b}×{h}×{w}"));
             }
             for (got, want) in [
                 (bn.running_mean.value(), reference.running_mean.value()),
