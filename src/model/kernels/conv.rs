@@ -1,7 +1,8 @@
 //! Convolutions without bias on channel-major activations, any of the ResNet's shapes: 3×3 with
 //! padding 1 and 1×1 with padding 0, stride 1 or 2. The forward pass and both gradients are
-//! matrix products over an im2col matrix (`[C·k·k, B·OH·OW]`), as the small CNN's block does
-//! for its one shape ([`super::im2col3x3`]).
+//! matrix products over an im2col matrix (`[C·k·k, B·OH·OW]`); the small CNN's block
+//! ([`crate::model::fused`]) uses the same im2col, col2im and weight-gradient product for its
+//! one shape.
 
 use rayon::prelude::*;
 
