@@ -435,42 +435,71 @@ pub fn conv_weight_grad(x: &[f32], d: Dims, g: Geometry, grad_y: &[f32], o: usiz
 fn conv_weight_grad_untimed(x: &[f32], d: Dims, g: Geometry, grad_y: &[f32], o: usize) -> Vec<f32> {
     let out = g.output(d, o);
     let (n, k) = (out.plane(), d.c * g.taps());
-    let mut grad_w = vec![0.0; o * k];
-    // The transposed product, `∂Wᵀ = col · ∂yᵀ`, then the small transpose, where the im2col
-    // matrix is the larger operand: the gemm crate runs it at 85–108 GFLOP/s on one core where
-    // `∂y · colᵀ` ran at 32–98 (measured on the ResNet's shapes; 64→64 at 28×28 was the slowest
-    // layer of the step).
-    let transposed = k >= o;
-    let mut grad_wt = if transposed {
-        vec![0.0; k * o]
-    } else {
-        Vec::new()
-    };
-    let mut first = true;
+    let mut grad_w = WeightGrad::new(o, k);
     for_each_chunk(x, d, g, o, |columns, col| {
-        let width = columns.len();
-        let grad_y_block = column_block(grad_y, n, &columns);
-        if transposed {
+        grad_w.add(col, column_block(grad_y, n, &columns), columns.len());
+    });
+    grad_w.finish()
+}
+
+/// The weight gradient `∂W = Σ ∂y · colᵀ` (`[o, k]`), summed over column blocks of the im2col
+/// matrix and the output gradient.
+struct WeightGrad {
+    o: usize,
+    k: usize,
+    /// `∂W`, or `∂Wᵀ` when [`WeightGrad::transposed`].
+    sum: Vec<f32>,
+    started: bool,
+}
+
+impl WeightGrad {
+    fn new(o: usize, k: usize) -> Self {
+        Self {
+            o,
+            k,
+            sum: vec![0.0; o * k],
+            started: false,
+        }
+    }
+
+    /// Whether the sum is kept as `∂Wᵀ = col · ∂yᵀ` (transposed at the end), where the im2col
+    /// matrix is the larger operand: the gemm crate runs that at 85–108 GFLOP/s on one core
+    /// where `∂y · colᵀ` ran at 32–98 (measured on the ResNet's shapes; 64→64 at 28×28 was the
+    /// slowest layer of the step).
+    fn transposed(&self) -> bool {
+        self.k >= self.o
+    }
+
+    /// Adds the block of `width` columns: `col` (`[k, width]`) and `grad_y` (`[o, width]`).
+    fn add(&mut self, col: Mat<'_>, grad_y: Mat<'_>, width: usize) {
+        let (o, k, accumulate) = (self.o, self.k, self.started);
+        if self.transposed() {
             let grad_y_t = Mat {
-                data: grad_y_block.data,
-                row_stride: 1,
-                col_stride: n,
+                data: grad_y.data,
+                row_stride: grad_y.col_stride,
+                col_stride: grad_y.row_stride,
             };
-            matmul_into(k, o, width, col, grad_y_t, &mut grad_wt, o, !first);
+            matmul_into(k, o, width, col, grad_y_t, &mut self.sum, o, accumulate);
         } else {
             let col_t = Mat {
                 data: col.data,
                 row_stride: col.col_stride,
                 col_stride: col.row_stride,
             };
-            matmul_into(o, k, width, grad_y_block, col_t, &mut grad_w, k, !first);
+            matmul_into(o, k, width, grad_y, col_t, &mut self.sum, k, accumulate);
         }
-        first = false;
-    });
-    if transposed {
-        transpose(&grad_wt, k, o, &mut grad_w);
+        self.started = true;
     }
-    grad_w
+
+    /// `∂W`, `[o, k]`.
+    fn finish(self) -> Vec<f32> {
+        if !self.transposed() {
+            return self.sum;
+        }
+        let mut grad_w = vec![0.0; self.o * self.k];
+        transpose(&self.sum, self.k, self.o, &mut grad_w);
+        grad_w
+    }
 }
 
 /// `out[c, r]` = `values[r, c]` for a row-major `rows × cols` matrix, in tiles that stay in the
@@ -493,32 +522,9 @@ fn transpose(values: &[f32], rows: usize, cols: usize, out: &mut [f32]) {
 /// The weight gradient `∂W = ∂y · colᵀ` (`[o, k]`) from the im2col matrix `col` (`[k, n]`) and
 /// the output gradient `grad_y` (`[o, n]`).
 pub fn weight_grad_from_col(col: &[f32], grad_y: &[f32], o: usize, k: usize, n: usize) -> Vec<f32> {
-    let mut grad_w = vec![0.0; o * k];
-    if k >= o {
-        // The transposed product, `∂Wᵀ = col · ∂yᵀ`, then the small transpose: the gemm crate
-        // runs this shape at 85–108 GFLOP/s on one core where `∂y · colᵀ` ran at 32–98
-        // (measured on the ResNet's shapes: 64→64 at 28×28 was the slowest layer of the step).
-        let mut transposed = vec![0.0; k * o];
-        matmul(
-            k,
-            o,
-            n,
-            Mat::rows(col, n),
-            Mat::transposed(grad_y, n),
-            &mut transposed,
-        );
-        transpose(&transposed, k, o, &mut grad_w);
-    } else {
-        matmul(
-            o,
-            k,
-            n,
-            Mat::rows(grad_y, n),
-            Mat::transposed(col, n),
-            &mut grad_w,
-        );
-    }
-    grad_w
+    let mut grad_w = WeightGrad::new(o, k);
+    grad_w.add(Mat::rows(col, n), Mat::rows(grad_y, n), n);
+    grad_w.finish()
 }
 
 /// The input gradient (`d`) of [`conv_forward`] given the output gradient `grad_y`.
