@@ -6,7 +6,10 @@
 
 use rayon::prelude::*;
 
-use super::{Buffer, Dims, Mat, matmul, matmul_into, profile, threads_for};
+use super::{
+    Buffer, Dims, Mat, matmul, matmul_into, matmul_ptr, pool_threads, profile, serially,
+    threads_for,
+};
 
 /// A square convolution's kernel size, stride and padding.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -130,9 +133,9 @@ fn im2col_same3x3(x: &[f32], stride: usize, d: Dims, col: &mut [f32]) {
 
 /// [`col2im`] for [`SAME3X3`]: zeroes the entries of `col` that read padding, then adds each
 /// tap's row, shifted, to the input gradient's channel.
-fn col2im_same3x3(col: &mut [f32], d: Dims, x: &mut [f32], stride: usize) {
+fn col2im_same3x3(col: &mut [f32], d: Dims, channels: &mut [&mut [f32]]) {
     let plane = d.plane();
-    let body = |(channel, taps): (&mut [f32], &mut [f32])| {
+    let body = |(channel, taps): (&mut &mut [f32], &mut [f32])| {
         let channel = &mut channel[..plane];
         channel.fill(0.0);
         for (tap, src) in taps.chunks_exact_mut(plane.max(1)).enumerate() {
@@ -149,11 +152,13 @@ fn col2im_same3x3(col: &mut [f32], d: Dims, x: &mut [f32], stride: usize) {
         }
     };
     if threads_for(col.len()) > 1 {
-        x.par_chunks_mut(stride.max(1))
+        channels
+            .par_iter_mut()
             .zip(col.par_chunks_mut((9 * plane).max(1)))
             .for_each(body);
     } else {
-        x.chunks_mut(stride.max(1))
+        channels
+            .iter_mut()
             .zip(col.chunks_mut((9 * plane).max(1)))
             .for_each(body);
     }
@@ -247,29 +252,37 @@ fn im2col_untimed(x: &[f32], stride: usize, d: Dims, g: Geometry, col: &mut [f32
 /// The entries of `col` that read padding may be overwritten (with zeros).
 pub fn col2im(col: &mut [f32], d: Dims, g: Geometry, x: &mut [f32]) {
     assert_eq!(x.len(), d.len());
-    col2im_strided(col, d, g, x, d.plane());
+    if d.is_empty() {
+        return;
+    }
+    let mut channels: Vec<&mut [f32]> = x.chunks_mut(d.plane()).collect();
+    col2im_channels(col, d, g, &mut channels);
 }
 
-/// [`col2im`] into `d`'s images where channel `c`'s values start at `x[c·stride]`.
-fn col2im_strided(col: &mut [f32], d: Dims, g: Geometry, x: &mut [f32], stride: usize) {
-    let needed = (d.c.max(1) - 1) * stride + d.plane();
-    assert!(x.len() >= needed, "col2im output too short");
+/// [`col2im`] into `d`'s images given as one slice per channel (a run of consecutive images of
+/// a larger batch: [`run_channels`]).
+fn col2im_channels(col: &mut [f32], d: Dims, g: Geometry, channels: &mut [&mut [f32]]) {
+    assert_eq!(channels.len(), d.c, "col2im: one slice per channel");
+    assert!(
+        channels.iter().all(|channel| channel.len() >= d.plane()),
+        "col2im output too short"
+    );
     profile::time(
         || "  (of which col2im)".to_owned(),
         0,
-        || col2im_untimed(col, d, g, x, stride),
+        || col2im_untimed(col, d, g, channels),
     );
 }
 
-fn col2im_untimed(col: &mut [f32], d: Dims, g: Geometry, x: &mut [f32], stride: usize) {
+fn col2im_untimed(col: &mut [f32], d: Dims, g: Geometry, channels: &mut [&mut [f32]]) {
     if g == SAME3X3 {
-        return col2im_same3x3(col, d, x, stride);
+        return col2im_same3x3(col, d, channels);
     }
     let col = &*col;
     let out = g.output(d, d.c);
     let (plane, out_plane, taps) = (d.plane(), out.plane(), g.taps());
     assert_eq!(col.len(), d.c * taps * out_plane);
-    let body = |(c, channel): (usize, &mut [f32])| {
+    let body = |(c, channel): (usize, &mut &mut [f32])| {
         let channel = &mut channel[..plane];
         channel.fill(0.0);
         for tap in 0..taps {
@@ -301,9 +314,9 @@ fn col2im_untimed(col: &mut [f32], d: Dims, g: Geometry, x: &mut [f32], stride: 
         }
     };
     if threads_for(col.len()) > 1 {
-        x.par_chunks_mut(stride.max(1)).enumerate().for_each(body);
+        channels.par_iter_mut().enumerate().for_each(body);
     } else {
-        x.chunks_mut(stride.max(1)).enumerate().for_each(body);
+        channels.iter_mut().enumerate().for_each(body);
     }
 }
 
@@ -339,55 +352,143 @@ const COL_CHUNK_VALUES: usize = 1 << 21;
 /// 97 over 1 024 on one core.
 const MIN_CHUNK_POSITIONS: usize = 2048;
 
-/// The runs of consecutive images the convolution works on: each one's im2col matrix stays
-/// within [`COL_CHUNK_VALUES`] or covers [`MIN_CHUNK_POSITIONS`] output positions, whichever
-/// takes more images (at least one image per run).
-fn image_chunks(d: Dims, g: Geometry, out: Dims) -> impl Iterator<Item = std::ops::Range<usize>> {
+/// The runs of consecutive images the convolution works on, and how many threads work on them
+/// side by side.
+struct Runs {
+    runs: Vec<std::ops::Range<usize>>,
+    /// Groups of consecutive runs, one per thread, each run's kernels on its thread alone; 1:
+    /// one run after another, each product threaded. Side by side, each thread's products stay
+    /// whole: at 64 channels a weight gradient split inside the gemm crate between two threads
+    /// ran at 58 GFLOP/s a thread, against 80–100 on its own.
+    groups: usize,
+}
+
+/// Output positions each thread's share of a batch covers at least, where one run of images
+/// is split between the threads: 512 (32 images of 4×4) keeps the weight gradient's products
+/// at 104 GFLOP/s on one core, where the whole batch's product split inside the gemm crate
+/// ran at 62 a thread.
+const MIN_SIDE_BY_SIDE_POSITIONS: usize = 512;
+
+/// Each run's im2col matrix stays within [`COL_CHUNK_VALUES`] or covers [`MIN_CHUNK_POSITIONS`]
+/// output positions, whichever takes more images (at least one image per run). With several
+/// threads, where there are at least as many runs as threads (or the batch splits into shares
+/// of [`MIN_SIDE_BY_SIDE_POSITIONS`]), their number is rounded up to a multiple of the threads
+/// and the threads work on them side by side.
+fn image_runs(d: Dims, g: Geometry, out: Dims) -> Runs {
     let per_image = (d.c * g.taps() * out.h * out.w).max(1);
     let by_size = COL_CHUNK_VALUES / per_image;
     let by_positions = MIN_CHUNK_POSITIONS.div_ceil((out.h * out.w).max(1));
-    let images = if g.is_identity() {
-        d.b.max(1)
+    let batch = d.b.max(1);
+    let mut images = if g.is_identity() {
+        batch
     } else {
-        by_size.max(by_positions).clamp(1, d.b.max(1))
+        by_size.max(by_positions).clamp(1, batch)
     };
-    (0..d.b)
+    let threads = pool_threads();
+    let count = batch.div_ceil(images);
+    let side_by_side = threads > 1
+        && !g.is_identity()
+        && batch >= threads
+        && (count >= threads || batch * out.h * out.w >= threads * MIN_SIDE_BY_SIDE_POSITIONS);
+    let groups = if side_by_side {
+        let count = count.max(threads);
+        images = batch.div_ceil(count.next_multiple_of(threads));
+        threads
+    } else {
+        1
+    };
+    let runs: Vec<_> = (0..d.b)
         .step_by(images)
-        .map(move |b0| b0..(b0 + images).min(d.b))
+        .map(|b0| b0..(b0 + images).min(d.b))
+        .collect();
+    Runs {
+        groups: groups.min(runs.len()).max(1),
+        runs,
+    }
 }
 
-/// Calls `f(images, output columns, im2col matrix [k, columns])` for each run of images: the
-/// im2col matrix of those images (or, for a 1×1 / stride 1 convolution, the input itself as a
-/// strided matrix).
-fn for_each_chunk(
+/// Runs `work(state, item)` for every item, in `groups` groups of consecutive items side by
+/// side (each group on one thread with its kernels serial, its own `init()` state) or, for one
+/// group, in order with the kernels threaded. Returns each group's state, in order.
+fn in_groups<I: Send, T: Send>(
+    items: Vec<I>,
+    groups: usize,
+    init: impl Fn() -> T + Sync,
+    work: impl Fn(&mut T, I) + Sync,
+) -> Vec<T> {
+    let run = |group: Vec<I>| {
+        let mut state = init();
+        for item in group {
+            work(&mut state, item);
+        }
+        state
+    };
+    if groups <= 1 {
+        return vec![run(items)];
+    }
+    let per_group = items.len().div_ceil(groups).max(1);
+    let mut items = items.into_iter().peekable();
+    let mut grouped = Vec::with_capacity(groups);
+    while items.peek().is_some() {
+        grouped.push(items.by_ref().take(per_group).collect::<Vec<_>>());
+    }
+    grouped
+        .into_par_iter()
+        .map(|group| serially(|| run(group)))
+        .collect()
+}
+
+/// Calls `f(output columns, im2col matrix [k, columns])` for the run of images `images`: their
+/// im2col matrix (or, for a 1×1 / stride 1 convolution, the input itself as a strided matrix).
+fn with_col<R>(
     x: &[f32],
     d: Dims,
     g: Geometry,
-    o: usize,
-    mut f: impl FnMut(std::ops::Range<usize>, Mat<'_>),
-) {
-    let out = g.output(d, o);
+    out: Dims,
+    images: std::ops::Range<usize>,
+    f: impl FnOnce(std::ops::Range<usize>, Mat<'_>) -> R,
+) -> R {
     let (in_hw, out_hw, k) = (d.h * d.w, out.h * out.w, d.c * g.taps());
-    for images in image_chunks(d, g, out) {
-        let chunk = Dims {
-            b: images.len(),
-            ..d
+    let chunk = Dims {
+        b: images.len(),
+        ..d
+    };
+    let n = images.len() * out_hw;
+    let columns = images.start * out_hw..images.end * out_hw;
+    if g.is_identity() {
+        let col = Mat {
+            data: &x[images.start * in_hw..],
+            row_stride: d.plane(),
+            col_stride: 1,
         };
-        let n = images.len() * out_hw;
-        let columns = images.start * out_hw..images.end * out_hw;
-        if g.is_identity() {
-            let col = Mat {
-                data: &x[images.start * in_hw..],
-                row_stride: d.plane(),
-                col_stride: 1,
-            };
-            f(columns, col);
-        } else {
-            let mut col = Buffer::scratch(k * n);
-            im2col_strided(&x[images.start * in_hw..], d.plane(), chunk, g, &mut col);
-            f(columns, Mat::rows(&col, n));
+        f(columns, col)
+    } else {
+        let mut col = Buffer::scratch(k * n);
+        im2col_strided(&x[images.start * in_hw..], d.plane(), chunk, g, &mut col);
+        f(columns, Mat::rows(&col, n))
+    }
+}
+
+/// Each run's slice of every channel of a channel-major `[c, b, h, w]` tensor (`d`), for runs
+/// of consecutive images that cover the batch in order: `[run][channel]`.
+fn run_channels<'a>(
+    x: &'a mut [f32],
+    d: Dims,
+    runs: &[std::ops::Range<usize>],
+) -> Vec<Vec<&'a mut [f32]>> {
+    let hw = d.h * d.w;
+    let mut split: Vec<Vec<&mut [f32]>> = runs.iter().map(|_| Vec::with_capacity(d.c)).collect();
+    if d.is_empty() {
+        return split;
+    }
+    for mut rest in x.chunks_mut(d.plane()) {
+        for (run, images) in split.iter_mut().zip(runs) {
+            let (head, tail) = std::mem::take(&mut rest).split_at_mut(images.len() * hw);
+            run.push(head);
+            rest = tail;
         }
     }
+    split
 }
 
 /// Columns `columns` of a row-major matrix with `width` columns.
@@ -396,6 +497,36 @@ fn column_block<'a>(values: &'a [f32], width: usize, columns: &std::ops::Range<u
         data: &values[columns.start..],
         row_stride: width,
         col_stride: 1,
+    }
+}
+
+/// An output that threads write side by side, each its own elements.
+struct SharedOut {
+    ptr: *mut f32,
+    len: usize,
+}
+
+// SAFETY: the pointer is only written through `matmul_ptr` at elements the caller proves
+// belong to its thread alone (disjoint column blocks of the output).
+unsafe impl Send for SharedOut {}
+unsafe impl Sync for SharedOut {}
+
+impl SharedOut {
+    fn new(values: &mut [f32]) -> Self {
+        Self {
+            ptr: values.as_mut_ptr(),
+            len: values.len(),
+        }
+    }
+
+    /// Values in the output (a method, so that closures capture the whole `Sync` value).
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    /// The address of element `offset` (not dereferenced here).
+    fn at(&self, offset: usize) -> *mut f32 {
+        self.ptr.wrapping_add(offset)
     }
 }
 
@@ -409,19 +540,33 @@ fn conv_forward_untimed(
     let out = g.output(d, o);
     let (n, k) = (out.plane(), d.c * g.taps());
     let mut y = Buffer::scratch(o * n);
-    for_each_chunk(x, d, g, o, |columns, col| {
-        let width = columns.len();
-        matmul_into(
-            o,
-            width,
-            k,
-            Mat::rows(weight, k),
-            col,
-            &mut y[columns.start..],
-            n,
-            false,
-        );
-    });
+    let shared = SharedOut::new(&mut y);
+    let Runs { runs, groups } = image_runs(d, g, out);
+    in_groups(
+        runs,
+        groups,
+        || (),
+        |(), images| {
+            with_col(x, d, g, out, images, |columns, col| {
+                assert!(o == 0 || (o - 1) * n + columns.end <= shared.len());
+                // SAFETY: the elements written, `i·n + j` for i < o and j in `columns`, lie
+                // inside `y` (the assertion); the runs are disjoint, so are their columns, and
+                // `y` is not otherwise touched until every run is done.
+                unsafe {
+                    matmul_ptr(
+                        o,
+                        columns.len(),
+                        k,
+                        Mat::rows(weight, k),
+                        col,
+                        shared.at(columns.start),
+                        n,
+                        false,
+                    );
+                }
+            });
+        },
+    );
     (y, out)
 }
 
@@ -435,10 +580,22 @@ pub fn conv_weight_grad(x: &[f32], d: Dims, g: Geometry, grad_y: &[f32], o: usiz
 fn conv_weight_grad_untimed(x: &[f32], d: Dims, g: Geometry, grad_y: &[f32], o: usize) -> Vec<f32> {
     let out = g.output(d, o);
     let (n, k) = (out.plane(), d.c * g.taps());
-    let mut grad_w = WeightGrad::new(o, k);
-    for_each_chunk(x, d, g, o, |columns, col| {
-        grad_w.add(col, column_block(grad_y, n, &columns), columns.len());
-    });
+    let Runs { runs, groups } = image_runs(d, g, out);
+    let parts = in_groups(
+        runs,
+        groups,
+        || WeightGrad::new(o, k),
+        |grad_w, images| {
+            with_col(x, d, g, out, images, |columns, col| {
+                grad_w.add(col, column_block(grad_y, n, &columns), columns.len());
+            });
+        },
+    );
+    let mut parts = parts.into_iter();
+    let mut grad_w = parts.next().unwrap_or_else(|| WeightGrad::new(o, k));
+    for part in parts {
+        grad_w.merge(part);
+    }
     grad_w.finish()
 }
 
@@ -489,6 +646,21 @@ impl WeightGrad {
             matmul_into(o, k, width, grad_y, col_t, &mut self.sum, k, accumulate);
         }
         self.started = true;
+    }
+
+    /// Adds another part's sum (of other columns).
+    fn merge(&mut self, other: Self) {
+        if !other.started {
+            return;
+        }
+        if self.started {
+            self.sum
+                .iter_mut()
+                .zip(&other.sum)
+                .for_each(|(a, b)| *a += b);
+        } else {
+            *self = other;
+        }
     }
 
     /// `∂W`, `[o, k]`.
@@ -555,33 +727,33 @@ fn conv_input_grad_untimed(
         );
         return grad_x;
     }
-    let in_hw = d.h * d.w;
-    for images in image_chunks(d, g, out) {
-        let chunk = Dims {
-            b: images.len(),
-            ..d
-        };
-        let columns = images.start * out.h * out.w..images.end * out.h * out.w;
-        let width = columns.len();
-        let mut grad_col = Buffer::scratch(k * width);
-        matmul_into(
-            k,
-            width,
-            o,
-            Mat::transposed(weight, k),
-            column_block(grad_y, n, &columns),
-            &mut grad_col,
-            width,
-            false,
-        );
-        col2im_strided(
-            &mut grad_col,
-            chunk,
-            g,
-            &mut grad_x[images.start * in_hw..],
-            d.plane(),
-        );
-    }
+    let Runs { runs, groups } = image_runs(d, g, out);
+    let channels = run_channels(&mut grad_x, d, &runs);
+    in_groups(
+        runs.into_iter().zip(channels).collect(),
+        groups,
+        || (),
+        |(), (images, mut channels)| {
+            let chunk = Dims {
+                b: images.len(),
+                ..d
+            };
+            let columns = images.start * out.h * out.w..images.end * out.h * out.w;
+            let width = columns.len();
+            let mut grad_col = Buffer::scratch(k * width);
+            matmul_into(
+                k,
+                width,
+                o,
+                Mat::transposed(weight, k),
+                column_block(grad_y, n, &columns),
+                &mut grad_col,
+                width,
+                false,
+            );
+            col2im_channels(&mut grad_col, chunk, g, &mut channels);
+        },
+    );
     grad_x
 }
 
@@ -697,7 +869,7 @@ mod tests {
             };
             let o = 8;
             let out = g.output(d, o);
-            assert!(image_chunks(d, g, out).count() > 1, "{g:?}");
+            assert!(image_runs(d, g, out).runs.len() > 1, "{g:?}");
             let (n, k) = (out.plane(), d.c * g.taps());
             let x = values(d.len(), 1);
             let weight = values(o * k, 5);
@@ -735,6 +907,70 @@ mod tests {
             let mut grad_x = vec![0.0; d.len()];
             col2im(&mut grad_col, d, g, &mut grad_x);
             assert_eq!(conv_input_grad(&weight, d, g, &grad_y, o), grad_x);
+        }
+    }
+
+    #[test]
+    fn runs_side_by_side_on_two_threads_give_the_one_thread_products() {
+        // 64 channels at 28×28, 12 images: three runs of 4 on one thread; on two, four runs of
+        // 3 in two groups (the runs' number rounded up to a multiple of the threads). 16
+        // channels at 4×4, 64 images: one run on one thread, split in two on two.
+        let cases = [
+            (
+                Dims {
+                    c: 64,
+                    b: 12,
+                    h: 28,
+                    w: 28,
+                },
+                [(3, 1), (4, 2)],
+            ),
+            (
+                Dims {
+                    c: 16,
+                    b: 64,
+                    h: 4,
+                    w: 4,
+                },
+                [(1, 1), (2, 2)],
+            ),
+        ];
+        for (d, expected) in cases {
+            let (g, o) = (SAME3X3, 16);
+            let out = g.output(d, o);
+            let x = values(d.len(), 1);
+            let weight = values(o * d.c * g.taps(), 5);
+            let grad_y = values(out.len(), 3);
+            let on = |threads: usize| {
+                let pool = rayon::ThreadPoolBuilder::new()
+                    .num_threads(threads)
+                    .build()
+                    .unwrap();
+                pool.install(|| {
+                    let runs = image_runs(d, g, out);
+                    (
+                        (runs.runs.len(), runs.groups),
+                        conv_forward(&x, d, g, &weight, o).0.into_vec(),
+                        conv_weight_grad(&x, d, g, &grad_y, o),
+                        conv_input_grad(&weight, d, g, &grad_y, o),
+                    )
+                })
+            };
+            let (one, two) = (on(1), on(2));
+            assert_eq!([one.0, two.0], expected, "{d:?}");
+            assert_eq!(one.1, two.1, "forward {d:?}");
+            assert_eq!(one.1, direct(&x, d, g, &weight, o), "forward {d:?}");
+            let scale = one.2.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+            let error = one
+                .2
+                .iter()
+                .zip(&two.2)
+                .fold(0.0f32, |m, (a, b)| m.max((a - b).abs()));
+            assert!(
+                error <= 1e-6 * scale,
+                "weight gradient {error} of {scale}, {d:?}"
+            );
+            assert_eq!(one.3, two.3, "input gradient {d:?}");
         }
     }
 }

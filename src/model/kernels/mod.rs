@@ -122,14 +122,37 @@ impl Dims {
     }
 }
 
-/// Threads for a kernel of `work` multiply-adds: one below a size where splitting costs more
-/// than it saves.
-pub(super) fn threads_for(work: usize) -> usize {
-    if work < 1 << 18 {
+thread_local! {
+    /// Set while this thread runs one part of a job that others share ([`serially`]).
+    static SERIAL: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Threads the kernels may use: rayon's pool, or one inside [`serially`].
+pub(super) fn pool_threads() -> usize {
+    if SERIAL.get() {
         1
     } else {
         rayon::current_num_threads()
     }
+}
+
+/// Threads for a kernel of `work` multiply-adds: one below a size where splitting costs more
+/// than it saves.
+pub(super) fn threads_for(work: usize) -> usize {
+    if work < 1 << 18 { 1 } else { pool_threads() }
+}
+
+/// Runs `f` with every kernel it calls on this thread alone: for a job split into parts that
+/// the pool's threads work on side by side.
+pub(super) fn serially<R>(f: impl FnOnce() -> R) -> R {
+    struct Restore(bool);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            SERIAL.set(self.0);
+        }
+    }
+    let _restore = Restore(SERIAL.replace(true));
+    f()
 }
 
 /// A matrix operand: its values and the strides of a row and of a column.
@@ -187,21 +210,47 @@ pub fn matmul_into(
     row_stride: usize,
     accumulate: bool,
 ) {
+    assert!(n <= row_stride || m <= 1, "matmul output rows overlap");
+    if m > 0 && n > 0 {
+        assert!(
+            (m - 1) * row_stride + n <= out.len(),
+            "matmul output out of bounds"
+        );
+    }
+    // SAFETY: the assertions above: every written element `i · row_stride + j` (i < m, j < n)
+    // lies inside `out`, which this call borrows mutably.
+    unsafe { matmul_ptr(m, n, k, a, b, out.as_mut_ptr(), row_stride, accumulate) }
+}
+
+/// [`matmul_into`] writing through a pointer: for products that threads run side by side, each
+/// writing its own columns of one output.
+///
+/// # Safety
+/// `out.add(i · row_stride + j)` must be valid for reads and writes for every `i < m`,
+/// `j < n`, no two of those elements may coincide (`n ≤ row_stride` or `m ≤ 1`), and nothing
+/// else may access them during the call.
+#[allow(clippy::too_many_arguments)]
+pub(super) unsafe fn matmul_ptr(
+    m: usize,
+    n: usize,
+    k: usize,
+    a: Mat<'_>,
+    b: Mat<'_>,
+    out: *mut f32,
+    row_stride: usize,
+    accumulate: bool,
+) {
     a.check(m, k);
     b.check(k, n);
     if m == 0 || n == 0 {
         return;
     }
-    assert!(n <= row_stride, "matmul output rows overlap");
-    assert!(
-        (m - 1) * row_stride + n <= out.len(),
-        "matmul output out of bounds"
-    );
     if k == 0 {
         if !accumulate {
-            out.chunks_mut(row_stride)
-                .take(m)
-                .for_each(|row| row[..n].fill(0.0));
+            for i in 0..m {
+                // SAFETY: the caller's contract: row i's n elements are valid and ours.
+                unsafe { std::slice::from_raw_parts_mut(out.add(i * row_stride), n).fill(0.0) };
+            }
         }
         return;
     }
@@ -212,15 +261,15 @@ pub fn matmul_into(
         gemm::Parallelism::None
     };
     // SAFETY: `check` proved every element the product reads lies inside `a.data` / `b.data`;
-    // the assertions above, that every written element `i · row_stride + j` (i < m, j < n) lies
-    // inside `out` and no two rows overlap. With `read_dst = false`, `out` is only written. The
-    // strides fit in isize because they index slices that exist.
+    // the caller, that every written element is valid and exclusively ours. With
+    // `read_dst = false`, `out` is only written. The strides fit in isize because they index
+    // memory that exists.
     unsafe {
         gemm::gemm(
             m,
             n,
             k,
-            out.as_mut_ptr(),
+            out,
             1,
             row_stride as isize,
             accumulate,
