@@ -210,8 +210,8 @@ pub fn matmul_into(
     row_stride: usize,
     accumulate: bool,
 ) {
-    assert!(n <= row_stride || m <= 1, "matmul output rows overlap");
     if m > 0 && n > 0 {
+        assert!(n <= row_stride, "matmul output rows overlap");
         assert!(
             (m - 1) * row_stride + n <= out.len(),
             "matmul output out of bounds"
