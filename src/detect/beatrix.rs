@@ -194,6 +194,7 @@ impl Detector for Beatrix {
             calibrated_flags: None,
             also_flags: None,
             classes: Some(input.predicted.to_vec()),
+            floor: super::Floor::default(),
             details: serde_json::Map::new(),
         };
         out.note("layer", &train.layer);

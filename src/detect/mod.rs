@@ -31,7 +31,9 @@ use std::time::Instant;
 use burn::tensor::Device;
 use ndarray::Array2;
 
-pub use types::{ConvActivations, DetectError, DetectInput, Detection, Detector, Probes, Ranking};
+pub use types::{
+    ConvActivations, DetectError, DetectInput, Detection, Detector, Floor, Probes, Ranking,
+};
 
 use decision::Decision;
 
@@ -380,7 +382,10 @@ pub(crate) fn decide(detection: &mut Detection, config: &DetectConfig, input: &D
         ),
         ReferenceScope::Pooled => (vec![pooled; input.num_classes], Vec::new()),
     };
-    let floor = decision::outlier_floor(&detection.scores, config.outlier_floor);
+    let floor = match detection.floor {
+        Floor::TrainingOutliers => decision::outlier_floor(&detection.scores, config.outlier_floor),
+        Floor::PooledReferences => Some(pooled),
+    };
     let thresholds: Vec<f64> = per_class
         .iter()
         .map(|&t| floor.map_or(t, |f| t.max(f)))
@@ -414,7 +419,75 @@ pub(crate) fn decide(detection: &mut Detection, config: &DetectConfig, input: &D
             decision::min_class_references(q),
         );
     }
-    if let Some(floor) = floor {
-        detection.note("outlier_floor", floor);
+    match (detection.floor, floor) {
+        (Floor::TrainingOutliers, Some(floor)) => detection.note("outlier_floor", floor),
+        (Floor::PooledReferences, _) => detection.note("floor", "pooled references' quantile"),
+        (Floor::TrainingOutliers, None) => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::{RngExt, SeedableRng};
+    use rand_chacha::ChaCha8Rng;
+
+    /// A score shaped like SCAn's: a class index `j` plus a within-class part in (−½, ½). The
+    /// poisons top their class (index 1.5, no outlier among the ten), so Hampel's bound on all
+    /// training scores sits above the whole class; the pooled references' quantile does not.
+    #[test]
+    fn pooled_reference_floor_keeps_a_class_whose_index_is_no_outlier() {
+        let index = [1.5, 0.5, -0.5, 1.0, -1.0, 0.0, 0.8, -0.8, 0.3, -0.3];
+        let mut rng = ChaCha8Rng::seed_from_u64(7);
+        let mut side = || 0.5 * rng.random_range(-1.0..0.98);
+        let (mut scores, mut labels, mut poisoned) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut reference_scores, mut reference_labels) = (Vec::new(), Vec::new());
+        for (c, &j) in index.iter().enumerate() {
+            for _ in 0..200 {
+                scores.push(j + side());
+                labels.push(c as u16);
+                poisoned.push(false);
+            }
+            for _ in 0..100 {
+                reference_scores.push(j + side());
+                reference_labels.push(c as u16);
+            }
+        }
+        for _ in 0..20 {
+            scores.push(index[0] + 0.4995);
+            labels.push(0);
+            poisoned.push(true);
+        }
+        let (features, reference) = (Array2::zeros((labels.len(), 1)), Array2::zeros((1000, 1)));
+        let input = DetectInput {
+            features: features.view(),
+            labels: &labels,
+            num_classes: 10,
+            reference: reference.view(),
+            reference_labels: &reference_labels,
+            predicted: &labels,
+            conv: None,
+            logits: None,
+            probes: None,
+            expected_ratio: None,
+            seed: 0,
+        };
+        let rates = |floor: Floor| {
+            let mut detection = Detection::new(labels.len());
+            detection.scores.clone_from(&scores);
+            detection.reference_scores.clone_from(&reference_scores);
+            detection.floor = floor;
+            decide(&mut detection, &DetectConfig::default(), &input);
+            let c = crate::metrics::Confusion::count(&detection.flags, &poisoned);
+            (c.tpr().unwrap_or(0.0), c.fpr().unwrap_or(1.0))
+        };
+        let (tpr, _) = rates(Floor::TrainingOutliers);
+        assert_eq!(
+            tpr, 0.0,
+            "Hampel's bound on all training scores is above class 0"
+        );
+        let (tpr, fpr) = rates(Floor::PooledReferences);
+        assert_eq!(tpr, 1.0);
+        assert!(fpr <= 0.015, "fpr {fpr}");
     }
 }

@@ -6,13 +6,22 @@
 //! `J = (a − median) / (1.4826 · MAD) > e²`) are targets; in a target class the subgroup that holds
 //! fewer clean references is flagged. Rows are split by index, so an inspected row is never taken
 //! for a reference (BackdoorBench's off-by-one).
+//!
+//! The calibrated decision (the default) thresholds the score `J + ½·tanh(margin)` at the larger
+//! of the class's references' quantile and all references' quantile ([`Floor::PooledReferences`]),
+//! not at Hampel's bound on the training scores: on 81 models of the paper-table grid the poisons
+//! of five models topped the ranking (AUROC ≥ 0.999) while their class's index (0.9–2.0) was no
+//! outlier and Hampel's bound (3.2–4.0) sat above the whole class — 0 flagged. With the pooled
+//! quantile those five flag 75–100 %, and SCAn's false-positive rate stays ≤ 1.24 % (mean
+//! 0.13 → 0.29 %). Without any floor, clean training samples exceeded their class's references'
+//! largest score 2.2 % of the time (the split is fitted with the training samples).
 
 use ndarray::{Array1, Array2, ArrayView2, Axis};
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use super::linalg::{covariance, indices_by_class, mean, median, sym_pinv};
-use super::{DetectError, DetectInput, Detection, Detector};
+use super::{DetectError, DetectInput, Detection, Detector, Floor};
 use crate::config::DetectorKind;
 
 /// SCAn.
@@ -272,6 +281,7 @@ impl Detector for Scan {
                 out.reference_scores[i] = j + 0.5 * (m / scale).tanh();
             }
         }
+        out.floor = Floor::PooledReferences;
         out.note("class_statistic", &statistics);
         out.note("anomaly_index", &anomaly);
         out.note("target_classes", &targets);

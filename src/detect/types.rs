@@ -133,6 +133,21 @@ pub struct Ranking {
     pub flags: Vec<bool>,
 }
 
+/// The lower bound of a calibrated threshold, besides the quantile of the class's own references
+/// (see `decision.rs`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Floor {
+    /// Hampel's outlier bound on the training scores: a statistic fitted on the training set
+    /// spreads the clean training samples wider than the references (SS's singular direction).
+    #[default]
+    TrainingOutliers,
+    /// The same quantile of *all* classes' references: for a score that ranks classes first and
+    /// samples within a class second (SCAn's class index plus the side of the split), only a
+    /// class whose clean references reach the top of all references can have flags. Hampel's
+    /// bound on such a score sits above a target class whose index is no outlier.
+    PooledReferences,
+}
+
 /// One detector's verdict on the training set.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Detection {
@@ -157,6 +172,9 @@ pub struct Detection {
     /// (Beatrix compares a sample with the references of its predicted class).
     #[serde(default)]
     pub classes: Option<Vec<u16>>,
+    /// What the calibrated threshold is at least, besides the class's references' quantile.
+    #[serde(default)]
+    pub floor: Floor,
     /// What the detector decided on the way (e.g. suspected target classes, chosen rank).
     pub details: serde_json::Map<String, serde_json::Value>,
 }
@@ -171,6 +189,7 @@ impl Detection {
             calibrated_flags: None,
             also_flags: None,
             classes: None,
+            floor: Floor::default(),
             details: serde_json::Map::new(),
         }
     }
