@@ -98,7 +98,10 @@ fn the_shipped_grid_is_valid() {
     .unwrap();
     assert_eq!(grid.cells().len(), 27);
     let variants: Vec<&str> = grid.variant.iter().map(|v| v.name.as_str()).collect();
-    assert_eq!(variants, ["calibrated", "pooled", "paper"]);
+    assert_eq!(
+        variants,
+        ["calibrated", "calibrated-100", "pooled", "paper"]
+    );
     let arms: Vec<&str> = grid.arms.iter().map(|a| a.name.as_str()).collect();
     assert_eq!(arms, ["sgd", "sam", "sam-rho0.05"]);
 }

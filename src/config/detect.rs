@@ -94,8 +94,12 @@ pub struct DetectConfig {
     pub methods: Vec<DetectorKind>,
     /// PCA + whitening with the clean references before the detectors (the paper's scaling).
     pub feature_scaling: bool,
-    /// Clean reference samples per class, drawn from the test split (100: a class's own 0.99
-    /// quantile needs 99 of them; the seed paper used 250 on CIFAR-10).
+    /// Clean reference samples per class, drawn from the test split (at most; a class with fewer
+    /// uses all it has). 250, as the seed paper on CIFAR-10: a class's own 0.99 quantile needs 99,
+    /// and with 99–198 of them it is their largest score, which one unusual reference lifts
+    /// above every poison. Measured on the 81-model grid: with 100 per class three Beatrix and
+    /// two SCAn results flagged < 80 % where the ranking allowed more; with all ~200 of the demo's
+    /// test split, none, and every detector's FPR ≤ 1.18 % (issue 28).
     pub clean_per_class: usize,
     /// The defender's guess of the poisoning ratio ε (the budgets of SS's and SPECTRE's
     /// published rules; the calibrated decision needs none). Unset: each detector's default
@@ -148,7 +152,7 @@ impl Default for DetectConfig {
                 DetectorKind::Loss,
             ],
             feature_scaling: true,
-            clean_per_class: 100,
+            clean_per_class: 250,
             expected_ratio: None,
             oracle_ratio: false,
             decision: Decision::Calibrated,
