@@ -49,7 +49,7 @@ impl App {
             let label = ui.label("Clean references per class");
             ui.add(egui::DragValue::new(&mut d.clean_per_class).range(2..=1000))
                 .labelled_by(label.id)
-                .on_hover_text("trusted images per class drawn from the held-out split; they calibrate the thresholds and the whitening. A class's own threshold needs 99 of them (fewer: the class uses all classes' references)");
+                .on_hover_text("trusted images per class drawn from the held-out split; they calibrate the thresholds and the whitening. A class's own threshold needs 99 of them (fewer: the class uses all classes' references); from 199 on it is their second-largest score, so one unusual reference no longer sets it (default 250, as the seed paper)");
         });
         ui.horizontal(|ui| {
             ui.label("Decision");
