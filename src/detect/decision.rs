@@ -12,7 +12,9 @@
 //! of all references). Clean training samples then pass the threshold about as often as clean
 //! references do (≈ 1 %), in every class, whether one class or all of them are poisoned, and no
 //! ε is needed. The threshold is at least Hampel's outlier bound on the training scores
-//! ([`outlier_floor`]).
+//! ([`outlier_floor`]); SCAn's is at least the pooled references' quantile instead
+//! (`Floor::PooledReferences`: Hampel's bound sits above a target class whose index is no
+//! outlier).
 
 use super::linalg::{median, quantile};
 
