@@ -4,6 +4,7 @@
 //! dataset → attack → train → features → scaling → detectors → metrics → report / GUI.
 //! This crate is the library behind the `poisonscope` binary, so tests can drive every layer.
 
+pub mod allocator;
 pub mod artifacts;
 pub mod attack;
 pub mod check;

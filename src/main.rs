@@ -3,18 +3,10 @@
 
 /// mimalloc: a training step frees and reallocates activations of tens of megabytes; glibc
 /// unmaps every block above 32 MB and maps it again, and the page faults took a fifth of a
-/// PreAct-ResNet18 step (measured with `perf`, see the CPU-speed notes).
+/// PreAct-ResNet18 step (measured with `perf`, see the CPU-speed notes). How long it keeps
+/// freed memory: [`poisonscope::allocator`].
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-/// How long mimalloc keeps freed memory before giving it back to the system: longer than a
-/// training step (a PreAct-ResNet18 step at batch 128 takes seconds on one core, and with the
-/// default second the next step's activations came back page by page), short enough that an
-/// idle window returns it.
-const ALLOCATOR_PURGE_DELAY_MS: std::ffi::c_long = 10_000;
-
-/// `mi_option_purge_delay` in mimalloc 3's option enum (the Rust bindings leave it unnamed).
-const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -232,22 +224,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Sets mimalloc's purge delay to [`ALLOCATOR_PURGE_DELAY_MS`], only where the option still holds
-/// mimalloc 3's default (1000 ms): a `MIMALLOC_PURGE_DELAY` from the environment wins, and
-/// another enum layout is left alone.
-fn keep_freed_memory_between_steps() {
-    // SAFETY: plain reads and writes of mimalloc's option table, before any thread starts
-    // (mi_option_set is not thread safe).
-    unsafe {
-        if libmimalloc_sys::mi_option_get(MI_OPTION_PURGE_DELAY) == 1000 {
-            libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, ALLOCATOR_PURGE_DELAY_MS);
-        }
-    }
-}
-
 fn main() -> ExitCode {
     use clap::error::ErrorKind;
-    keep_freed_memory_between_steps();
+    poisonscope::allocator::keep_freed_memory_between_steps();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) => {

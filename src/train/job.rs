@@ -90,7 +90,12 @@ impl<E: Send + 'static> Worker<E> {
         };
         let handle = std::thread::Builder::new()
             .name(name.to_owned())
-            .spawn(move || work(&reporter))?;
+            .spawn(move || {
+                work(&reporter);
+                // The job's activations, freed, go back to the system now rather than after
+                // the allocator's purge delay.
+                crate::allocator::give_back_freed_memory();
+            })?;
         Ok(Self {
             events,
             cancel,

@@ -12,8 +12,8 @@ mod norm;
 pub mod profile;
 
 pub use norm::{
-    CUT, Stats, add_row_bias, affine_relu, affine_relu_backward, affine_relu_maxpool,
-    affine_relu_maxpool_backward, batch_norm_relu_inference, normalize_rows, row_sums,
+    CUT, Stats, add_row_bias, affine_relu_maxpool, affine_relu_maxpool_backward, batch_norm_relu,
+    batch_norm_relu_backward, batch_norm_relu_inference, normalize_rows, row_sums,
 };
 
 /// A recycled `f32` buffer for the fused block's large activations (im2col matrices, normalised

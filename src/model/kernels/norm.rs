@@ -1,5 +1,7 @@
 //! BatchNorm statistics, the affine + ReLU + max-pool pass and its backward, on channel rows.
 
+use std::mem::MaybeUninit;
+
 use rayon::prelude::*;
 
 use super::{Dims, threads_for};
@@ -27,29 +29,130 @@ fn lane_sum(values: &[f32], f: impl Fn(f32) -> f32) -> f64 {
     lanes.iter().map(|&v| f64::from(v)).sum::<f64>() + tail
 }
 
+/// [`lane_sum`] of `f(a[i], b[i])` over two rows of equal length (one pass each, so that each
+/// loop stays vectorised: two sums in one loop compiled to branches per lane).
+fn lane_sum_pairs(a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> f32) -> f64 {
+    assert_eq!(a.len(), b.len());
+    let mut lanes = [0.0f32; 16];
+    let (mut a16, mut b16) = (a.chunks_exact(16), b.chunks_exact(16));
+    for (a, b) in (&mut a16).zip(&mut b16) {
+        for ((lane, &x), &y) in lanes.iter_mut().zip(a).zip(b) {
+            *lane += f(x, y);
+        }
+    }
+    let tail: f64 = a16
+        .remainder()
+        .iter()
+        .zip(b16.remainder())
+        .map(|(&x, &y)| f64::from(f(x, y)))
+        .sum();
+    lanes.iter().map(|&v| f64::from(v)).sum::<f64>() + tail
+}
+
+/// Mean, biased variance and `1/√(var + ε)` of one channel row (two passes: the mean, then
+/// the squared deviations).
+fn row_stats(row: &[f32], epsilon: f64) -> (f32, f32, f32) {
+    let n = row.len().max(1) as f64;
+    let mean = (lane_sum(row, |v| v) / n) as f32;
+    let var = lane_sum(row, |v| (v - mean) * (v - mean)) / n;
+    let inv_std = (1.0 / (var + epsilon).sqrt()) as f32;
+    (mean, var as f32, inv_std)
+}
+
+impl Stats {
+    fn from_rows(rows: Vec<(f32, f32, f32)>) -> Self {
+        let mut stats = Stats::default();
+        for (mean, var, inv_std) in rows {
+            stats.mean.push(mean);
+            stats.var.push(var);
+            stats.inv_std.push(inv_std);
+        }
+        stats
+    }
+}
+
 /// Per-channel BatchNorm statistics of a channel-major activation: replaces every row of `y`
 /// (`[c, plane]`) by its normalised values `(y − mean)/√(var + ε)`.
 pub fn normalize_rows(y: &mut [f32], plane: usize, epsilon: f64) -> Stats {
     let body = |row: &mut [f32]| {
-        let n = row.len().max(1) as f64;
-        let mean = (lane_sum(row, |v| v) / n) as f32;
-        let var = lane_sum(row, |v| (v - mean) * (v - mean)) / n;
-        let inv_std = (1.0 / (var + epsilon).sqrt()) as f32;
+        let (mean, var, inv_std) = row_stats(row, epsilon);
         row.iter_mut().for_each(|v| *v = (*v - mean) * inv_std);
-        (mean, var as f32, inv_std)
+        (mean, var, inv_std)
     };
     let rows: Vec<(f32, f32, f32)> = if threads_for(y.len()) > 1 {
         y.par_chunks_mut(plane.max(1)).map(body).collect()
     } else {
         y.chunks_mut(plane.max(1)).map(body).collect()
     };
-    let mut stats = Stats::default();
-    for (mean, var, inv_std) in rows {
-        stats.mean.push(mean);
-        stats.var.push(var);
-        stats.inv_std.push(inv_std);
-    }
-    stats
+    Stats::from_rows(rows)
+}
+
+/// A vector of `rows.len()` rows of `plane` values written by `fill`: `fill(c, row c of the
+/// output, rows[c])` must write every value of the output row it is given. The values are not
+/// zeroed first (the output of an elementwise kernel is tens of megabytes, and zeroing it cost
+/// a pass over it). `plane` must not be 0.
+fn written_rows<T: Send, R: Send>(
+    plane: usize,
+    rows: Vec<T>,
+    fill: impl Fn(usize, &mut [MaybeUninit<f32>], T) -> R + Sync + Send,
+) -> (Vec<f32>, Vec<R>) {
+    assert!(plane > 0, "rows of no values");
+    let len = rows.len() * plane;
+    let mut out = Vec::with_capacity(len);
+    let spare = &mut out.spare_capacity_mut()[..len];
+    let answers = if threads_for(len) > 1 {
+        spare
+            .par_chunks_mut(plane)
+            .zip(rows)
+            .enumerate()
+            .map(|(c, (out, side))| fill(c, out, side))
+            .collect()
+    } else {
+        spare
+            .chunks_mut(plane)
+            .zip(rows)
+            .enumerate()
+            .map(|(c, (out, side))| fill(c, out, side))
+            .collect()
+    };
+    // SAFETY: the rows of `plane` values cover the first `len` values of `out`'s capacity
+    // (`rows.len()` of them, each zipped with one item of `rows`), and `fill` wrote every value
+    // of each: its two callers below write each output row in one loop over a whole row.
+    unsafe { out.set_len(len) };
+    (out, answers)
+}
+
+/// Training-mode BatchNorm + ReLU per channel row of `x` (`[c, plane]`): with each row's
+/// batch statistics, one pass writes the normalised values `x̂ = (x − mean)/√(var + ε)` to
+/// `xhat` (kept for the backward pass) and returns `relu(γ·x̂ + β)`. `plane` must not be 0
+/// (there are no statistics of an empty batch).
+pub fn batch_norm_relu(
+    x: &[f32],
+    plane: usize,
+    epsilon: f64,
+    [gamma, beta]: [&[f32]; 2],
+    xhat: &mut [f32],
+) -> (Vec<f32>, Stats) {
+    assert_eq!(
+        x.len(),
+        gamma.len() * plane,
+        "batch_norm_relu: one γ per row"
+    );
+    assert_eq!(beta.len(), gamma.len());
+    assert_eq!(xhat.len(), x.len());
+    let xhat_rows: Vec<&mut [f32]> = xhat.chunks_mut(plane).collect();
+    let (out, rows) = written_rows(plane, xhat_rows, |c, out, xhat| {
+        let row = &x[c * plane..(c + 1) * plane];
+        let (mean, var, inv_std) = row_stats(row, epsilon);
+        let (g, b) = (gamma[c], beta[c]);
+        for ((o, h), &v) in out.iter_mut().zip(xhat.iter_mut()).zip(row) {
+            let n = (v - mean) * inv_std;
+            *h = n;
+            o.write((g * n + b).max(0.0));
+        }
+        (mean, var, inv_std)
+    });
+    (out, Stats::from_rows(rows))
 }
 
 /// No gradient flows back through this pooling window (its maximum was ≤ 0: ReLU cut it).
@@ -205,19 +308,6 @@ pub fn add_row_bias(values: &mut [f32], plane: usize, bias: &[f32]) {
         .for_each(|(row, &b)| row.iter_mut().for_each(|v| *v += b));
 }
 
-/// `out = relu(γ·x̂ + β)` per channel row of the normalised activation `xhat` (`[c, plane]`).
-pub fn affine_relu(xhat: &[f32], plane: usize, gamma: &[f32], beta: &[f32], out: &mut [f32]) {
-    assert_eq!(xhat.len(), out.len());
-    let mut none = vec![(); gamma.len()];
-    per_channel(out, plane, &mut none, 1, xhat.len(), |c, out, _| {
-        let (g, b) = (gamma[c], beta[c]);
-        let row = &xhat[c * plane..(c + 1) * plane];
-        out.iter_mut()
-            .zip(row)
-            .for_each(|(o, &x)| *o = (g * x + b).max(0.0));
-    });
-}
-
 /// `out = relu(γ·(x − mean)/√(var + ε) + β)` per channel row of `x` (`[c, plane]`): the
 /// evaluation-mode BatchNorm + ReLU with running statistics.
 pub fn batch_norm_relu_inference(
@@ -240,51 +330,41 @@ pub fn batch_norm_relu_inference(
     });
 }
 
-/// The backward pass of [`affine_relu`] and the BatchNorm normalisation before it: given the
-/// output gradient `grad` (`[c, plane]`), writes the input gradient to `grad_x` and returns per
-/// channel `(∂γ, ∂β)`, with `∂z = grad·[γ·x̂ + β > 0]`, `∂β = Σ ∂z`, `∂γ = Σ ∂z·x̂`,
-/// `∂x = γ/σ · (∂z − ∂β/n − x̂·∂γ/n)`.
-pub fn affine_relu_backward(
+/// The backward pass of [`batch_norm_relu`]: given the output gradient `grad` (`[c, plane]`),
+/// returns the input gradient and per channel `(∂γ, ∂β)`, with `∂z = grad·[γ·x̂ + β > 0]`,
+/// `∂β = Σ ∂z`, `∂γ = Σ ∂z·x̂`, `∂x = γ/σ · (∂z − ∂β/n − x̂·∂γ/n)`. Each row is read three
+/// times (the two sums, then the gradient; it stays in the cache) and its gradient written
+/// once. `plane` must not be 0.
+pub fn batch_norm_relu_backward(
     xhat: &[f32],
     plane: usize,
     [gamma, beta, inv_std]: [&[f32]; 3],
     grad: &[f32],
-    grad_x: &mut [f32],
-) -> (Vec<f32>, Vec<f32>) {
-    assert_eq!(xhat.len(), grad.len());
-    assert_eq!(xhat.len(), grad_x.len());
-    let mut sums = vec![(0.0f32, 0.0f32); gamma.len()];
-    per_channel(grad_x, plane, &mut sums, 1, xhat.len(), |c, out, sum| {
+) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+    assert_eq!(
+        xhat.len(),
+        gamma.len() * plane,
+        "batch_norm_relu_backward: one γ per row"
+    );
+    assert_eq!(beta.len(), gamma.len());
+    assert_eq!(inv_std.len(), gamma.len());
+    assert_eq!(grad.len(), xhat.len());
+    let (grad_x, sums) = written_rows(plane, vec![(); gamma.len()], |c, out, ()| {
         let (g, b) = (gamma[c], beta[c]);
         let row = &xhat[c * plane..(c + 1) * plane];
         let grads = &grad[c * plane..(c + 1) * plane];
-        // ∂z, kept in the output row until the sums are known.
-        out.iter_mut()
-            .zip(row.iter().zip(grads))
-            .for_each(|(o, (&x, &dz))| *o = if g * x + b > 0.0 { dz } else { 0.0 });
-        let dbeta = lane_sum(out, |v| v);
-        let mut lanes = [0.0f32; 16];
-        let mut chunks = out.chunks_exact(16).zip(row.chunks_exact(16));
-        for (dz, x) in &mut chunks {
-            for ((lane, &dz), &x) in lanes.iter_mut().zip(dz).zip(x) {
-                *lane += dz * x;
-            }
-        }
-        let tail = plane - plane % 16;
-        let dgamma = lanes.iter().map(|&v| f64::from(v)).sum::<f64>()
-            + out[tail..]
-                .iter()
-                .zip(&row[tail..])
-                .map(|(&dz, &x)| f64::from(dz) * f64::from(x))
-                .sum::<f64>();
-        let n = plane.max(1) as f64;
+        let dz = |x: f32, dy: f32| if g * x + b > 0.0 { dy } else { 0.0 };
+        let dbeta = lane_sum_pairs(row, grads, dz);
+        let dgamma = lane_sum_pairs(row, grads, |x, dy| dz(x, dy) * x);
+        let n = plane as f64;
         let scale = g * inv_std[c];
         let shift = (dbeta / n) as f32;
         let slope = (dgamma / n) as f32;
-        out.iter_mut()
-            .zip(row)
-            .for_each(|(o, &x)| *o = scale * (*o - shift - slope * x));
-        sum[0] = (dgamma as f32, dbeta as f32);
+        for ((o, &x), &dy) in out.iter_mut().zip(row).zip(grads) {
+            o.write(scale * (dz(x, dy) - shift - slope * x));
+        }
+        (dgamma as f32, dbeta as f32)
     });
-    sums.into_iter().unzip()
+    let (grad_gamma, grad_beta) = sums.into_iter().unzip();
+    (grad_x, grad_gamma, grad_beta)
 }
