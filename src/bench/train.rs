@@ -254,6 +254,31 @@ fn median(values: impl Iterator<Item = f64>) -> f64 {
     }
 }
 
+/// Each round's ratio `ours ÷ PyTorch` (the PyTorch round run right after ours, at the same
+/// thread count) of the figure `of`: paired rounds cancel the slow spells of a shared machine
+/// that hit both sides, which the ratio of the two medians does not.
+fn round_ratios(ours: &[Round], theirs: &[Round], of: impl Fn(&Round) -> f64) -> Vec<f64> {
+    ours.iter()
+        .zip(theirs)
+        .map(|(o, p)| of(o) / of(p))
+        .collect()
+}
+
+/// `median [lowest–highest]` of per-round ratios.
+fn spread(ratios: &[f64]) -> String {
+    let low = ratios.iter().copied().fold(f64::INFINITY, f64::min);
+    let high = ratios.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    format!("{:.2} [{low:.2}–{high:.2}]", median(ratios.iter().copied()))
+}
+
+fn sgd(round: &Round) -> f64 {
+    round.sgd_images_per_second
+}
+
+fn sam(round: &Round) -> f64 {
+    round.sam_images_per_second
+}
+
 /// Medians over rounds.
 fn medians(rounds: &[Round]) -> Round {
     let epochs: Vec<f64> = rounds.iter().filter_map(|r| r.epoch_seconds).collect();
@@ -378,6 +403,10 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
                     .then(|| o.sgd_images_per_second / p.sgd_images_per_second),
                 "ours_over_pytorch_sam": args.compare_reference
                     .then(|| o.sam_images_per_second / p.sam_images_per_second),
+                "ours_over_pytorch_sgd_by_round": args.compare_reference
+                    .then(|| round_ratios(ours, theirs, sgd)),
+                "ours_over_pytorch_sam_by_round": args.compare_reference
+                    .then(|| round_ratios(ours, theirs, sam)),
             })
         })
         .collect();
@@ -443,6 +472,11 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
                     (Some(a), Some(b)) => format!(", epoch {:.2} (PyTorch {b:.1} s)", b / a),
                     _ => String::new(),
                 }
+            );
+            println!(
+                "  by round (each round ÷ the PyTorch round beside it), median [range]: SGD {}, SAM {}",
+                spread(&round_ratios(ours, theirs, sgd)),
+                spread(&round_ratios(ours, theirs, sam))
             );
         }
     }
