@@ -407,6 +407,10 @@ pub fn train(
         };
         on_event(TrainEvent::Epoch(stats.clone()));
         history.push(stats);
+        // The evaluation's buffers (other sizes than the training steps') go back to the system
+        // rather than waiting for the allocator's purge: memory does not grow epoch by epoch
+        // (the next step takes its pages again once, a fraction of a step per epoch).
+        crate::allocator::give_back_freed_memory();
     }
     let seconds = started.elapsed().as_secs_f64();
     // The optimiser's momentum and the last batch's gradients go now, and the device's pools give
