@@ -87,11 +87,14 @@ pub fn normalize_rows(y: &mut [f32], plane: usize, epsilon: f64) -> Stats {
     Stats::from_rows(rows)
 }
 
-/// A vector of `rows.len()` rows of `plane` values written by `fill`: `fill(c, row c of the
-/// output, rows[c])` must write every value of the output row it is given. The values are not
-/// zeroed first (the output of an elementwise kernel is tens of megabytes, and zeroing it cost
-/// a pass over it). `plane` must not be 0.
-fn written_rows<T: Send, R: Send>(
+/// A vector of `rows.len()` rows of `plane` values written by `fill(c, row c of the output,
+/// rows[c])`. The values are not zeroed first (the output of an elementwise kernel is tens of
+/// megabytes, and zeroing it cost a pass over it). `plane` must not be 0.
+///
+/// # Safety
+/// `fill` must write every value of the output row it is given (the vector is returned as
+/// initialised).
+unsafe fn written_rows<T: Send, R: Send>(
     plane: usize,
     rows: Vec<T>,
     fill: impl Fn(usize, &mut [MaybeUninit<f32>], T) -> R + Sync + Send,
@@ -117,7 +120,7 @@ fn written_rows<T: Send, R: Send>(
     };
     // SAFETY: the rows of `plane` values cover the first `len` values of `out`'s capacity
     // (`rows.len()` of them, each zipped with one item of `rows`), and `fill` wrote every value
-    // of each: its two callers below write each output row in one loop over a whole row.
+    // of each (the caller's contract).
     unsafe { out.set_len(len) };
     (out, answers)
 }
@@ -133,6 +136,7 @@ pub fn batch_norm_relu(
     [gamma, beta]: [&[f32]; 2],
     xhat: &mut [f32],
 ) -> (Vec<f32>, Stats) {
+    assert!(plane > 0, "batch_norm_relu: rows of no values");
     assert_eq!(
         x.len(),
         gamma.len() * plane,
@@ -141,17 +145,21 @@ pub fn batch_norm_relu(
     assert_eq!(beta.len(), gamma.len());
     assert_eq!(xhat.len(), x.len());
     let xhat_rows: Vec<&mut [f32]> = xhat.chunks_mut(plane).collect();
-    let (out, rows) = written_rows(plane, xhat_rows, |c, out, xhat| {
-        let row = &x[c * plane..(c + 1) * plane];
-        let (mean, var, inv_std) = row_stats(row, epsilon);
-        let (g, b) = (gamma[c], beta[c]);
-        for ((o, h), &v) in out.iter_mut().zip(xhat.iter_mut()).zip(row) {
-            let n = (v - mean) * inv_std;
-            *h = n;
-            o.write((g * n + b).max(0.0));
-        }
-        (mean, var, inv_std)
-    });
+    // SAFETY: the closure writes every value of its output row: one loop over it zipped with
+    // the row's x̂ and x, all `plane` long (the assertions above).
+    let (out, rows) = unsafe {
+        written_rows(plane, xhat_rows, |c, out, xhat| {
+            let row = &x[c * plane..(c + 1) * plane];
+            let (mean, var, inv_std) = row_stats(row, epsilon);
+            let (g, b) = (gamma[c], beta[c]);
+            for ((o, h), &v) in out.iter_mut().zip(xhat.iter_mut()).zip(row) {
+                let n = (v - mean) * inv_std;
+                *h = n;
+                o.write((g * n + b).max(0.0));
+            }
+            (mean, var, inv_std)
+        })
+    };
     (out, Stats::from_rows(rows))
 }
 
@@ -341,6 +349,7 @@ pub fn batch_norm_relu_backward(
     [gamma, beta, inv_std]: [&[f32]; 3],
     grad: &[f32],
 ) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+    assert!(plane > 0, "batch_norm_relu_backward: rows of no values");
     assert_eq!(
         xhat.len(),
         gamma.len() * plane,
@@ -349,22 +358,26 @@ pub fn batch_norm_relu_backward(
     assert_eq!(beta.len(), gamma.len());
     assert_eq!(inv_std.len(), gamma.len());
     assert_eq!(grad.len(), xhat.len());
-    let (grad_x, sums) = written_rows(plane, vec![(); gamma.len()], |c, out, ()| {
-        let (g, b) = (gamma[c], beta[c]);
-        let row = &xhat[c * plane..(c + 1) * plane];
-        let grads = &grad[c * plane..(c + 1) * plane];
-        let dz = |x: f32, dy: f32| if g * x + b > 0.0 { dy } else { 0.0 };
-        let dbeta = lane_sum_pairs(row, grads, dz);
-        let dgamma = lane_sum_pairs(row, grads, |x, dy| dz(x, dy) * x);
-        let n = plane as f64;
-        let scale = g * inv_std[c];
-        let shift = (dbeta / n) as f32;
-        let slope = (dgamma / n) as f32;
-        for ((o, &x), &dy) in out.iter_mut().zip(row).zip(grads) {
-            o.write(scale * (dz(x, dy) - shift - slope * x));
-        }
-        (dgamma as f32, dbeta as f32)
-    });
+    // SAFETY: the closure writes every value of its output row: one loop over it zipped with
+    // the row's x̂ and gradient, all `plane` long (the assertions above).
+    let (grad_x, sums) = unsafe {
+        written_rows(plane, vec![(); gamma.len()], |c, out, ()| {
+            let (g, b) = (gamma[c], beta[c]);
+            let row = &xhat[c * plane..(c + 1) * plane];
+            let grads = &grad[c * plane..(c + 1) * plane];
+            let dz = |x: f32, dy: f32| if g * x + b > 0.0 { dy } else { 0.0 };
+            let dbeta = lane_sum_pairs(row, grads, dz);
+            let dgamma = lane_sum_pairs(row, grads, |x, dy| dz(x, dy) * x);
+            let n = plane as f64;
+            let scale = g * inv_std[c];
+            let shift = (dbeta / n) as f32;
+            let slope = (dgamma / n) as f32;
+            for ((o, &x), &dy) in out.iter_mut().zip(row).zip(grads) {
+                o.write(scale * (dz(x, dy) - shift - slope * x));
+            }
+            (dgamma as f32, dbeta as f32)
+        })
+    };
     let (grad_gamma, grad_beta) = sums.into_iter().unzip();
     (grad_x, grad_gamma, grad_beta)
 }
