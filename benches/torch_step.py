@@ -158,17 +158,16 @@ def main():
     ap.add_argument("--model", choices=["cnn", "preact-resnet18"], default="cnn")
     ap.add_argument("--size", type=int, default=28)
     ap.add_argument("--channels", type=int, default=1)
+    ap.add_argument("--sam-first", action="store_true", help="time SAM before SGD (rounds alternate)")
     args = ap.parse_args()
     global SHAPE, MODEL
     SHAPE, MODEL = (args.channels, args.size, args.size), args.model
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    out = {
-        "torch": torch.__version__,
-        "threads": torch.get_num_threads(),
-        "sgd_images_per_second": images_per_second(sgd_step, args.steps, args.warmup, args.batch_size),
-        "sam_images_per_second": images_per_second(sam_step, args.steps, args.warmup, args.batch_size),
-    }
+    out = {"torch": torch.__version__, "threads": torch.get_num_threads()}
+    order = [("sgd", sgd_step), ("sam", sam_step)]
+    for name, step in reversed(order) if args.sam_first else order:
+        out[f"{name}_images_per_second"] = images_per_second(step, args.steps, args.warmup, args.batch_size)
     if args.epoch:
         out["epoch_seconds"] = epoch_seconds(args.batch_size)
     print(json.dumps(out), flush=True)

@@ -125,6 +125,7 @@ fn epoch_seconds(device: DeviceKind, args: &TrainArgs, data: &SplitDataset) -> a
 fn ours(
     device: DeviceKind,
     threads: usize,
+    sam_first: bool,
     args: &TrainArgs,
     data: &SplitDataset,
 ) -> anyhow::Result<Round> {
@@ -135,9 +136,19 @@ fn ours(
         .context("could not start the benchmark's thread pool")?;
     poisonscope::model::kernels::profile::enable(args.profile);
     pool.install(|| {
+        // Which optimiser runs first alternates between rounds (`sam_first`): the first one
+        // meets a colder allocator and caches, and a slow spell of the machine should not always
+        // fall on the same one.
+        let (sgd_images_per_second, sam_images_per_second) = if sam_first {
+            let sam = measure(device, OptimizerKind::Sam, args, data)?;
+            (measure(device, OptimizerKind::Sgd, args, data)?, sam)
+        } else {
+            let sgd = measure(device, OptimizerKind::Sgd, args, data)?;
+            (sgd, measure(device, OptimizerKind::Sam, args, data)?)
+        };
         Ok(Round {
-            sgd_images_per_second: measure(device, OptimizerKind::Sgd, args, data)?,
-            sam_images_per_second: measure(device, OptimizerKind::Sam, args, data)?,
+            sgd_images_per_second,
+            sam_images_per_second,
             epoch_seconds: if args.epoch {
                 Some(epoch_seconds(device, args, data)?)
             } else {
@@ -178,7 +189,7 @@ fn check_python(args: &TrainArgs) -> anyhow::Result<()> {
 }
 
 /// PyTorch's figures for one round on `threads` threads.
-fn reference(threads: usize, args: &TrainArgs) -> anyhow::Result<Round> {
+fn reference(threads: usize, sam_first: bool, args: &TrainArgs) -> anyhow::Result<Round> {
     let mut command = Command::new(&args.python);
     command
         .arg("-c")
@@ -194,6 +205,9 @@ fn reference(threads: usize, args: &TrainArgs) -> anyhow::Result<Round> {
         .env("MKL_NUM_THREADS", threads.to_string());
     if args.epoch {
         command.arg("--epoch");
+    }
+    if sam_first {
+        command.arg("--sam-first");
     }
     let output = run_python(&mut command, args)?;
     if !output.status.success() {
@@ -225,6 +239,30 @@ fn print_profile(threads: usize) {
         "  {:<40} {:>6} {:>9} {:>6} {:>8}",
         "layer", "calls", "s", "share", "GFLOP/s"
     );
+    // The SAM step's parts (the training loop's " SAM step N …" entries): its first pass and
+    // update are an SGD step's work, so their share says what SAM costs on the same batches and
+    // machine state, free of the noise between the two optimisers' timed phases.
+    let sam_part = |prefixes: &[&str]| -> f64 {
+        entries
+            .iter()
+            .filter(|(key, _)| {
+                prefixes
+                    .iter()
+                    .any(|p| key.starts_with(&format!(" SAM step {p}")))
+            })
+            .map(|(_, e)| e.time.as_secs_f64())
+            .sum()
+    };
+    let (sam_all, sam_sgd_work) = (
+        sam_part(&["1", "2", "3", "4", "5", "6"]),
+        sam_part(&["1", "2", "6"]),
+    );
+    if sam_sgd_work > 0.0 {
+        println!(
+            "  SAM steps ÷ their own first pass and update (an SGD step's work): {:.3}",
+            sam_all / sam_sgd_work
+        );
+    }
     for (key, e) in entries {
         let seconds = e.time.as_secs_f64();
         let rate = if e.macs > 0 {
@@ -376,9 +414,11 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
             if !args.json {
                 eprintln!("round {}/{rounds}, {n} thread(s)…", round + 1);
             }
-            rows[t].0.push(ours(device, n, args, &data)?);
+            // Odd rounds time SAM before SGD, on both sides.
+            let sam_first = round % 2 == 1;
+            rows[t].0.push(ours(device, n, sam_first, args, &data)?);
             if args.compare_reference {
-                let round = reference(n, args)?;
+                let round = reference(n, sam_first, args)?;
                 torch_version.clone_from(&round.torch);
                 rows[t].1.push(round);
             }

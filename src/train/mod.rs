@@ -34,6 +34,13 @@ use crate::data::{Augment, Batcher, Dataset, Normalization};
 use crate::model::Net;
 use sam::Ascent;
 
+/// Times one part of a training step for `bench train --profile` (its keys start with a space:
+/// they overlap the fused layers' own entries, so the profile's total leaves them out).
+fn phase<T>(sam: bool, name: &str, f: impl FnOnce() -> T) -> T {
+    let optimiser = if sam { "SAM" } else { "SGD" };
+    crate::model::kernels::profile::time(|| format!(" {optimiser} step {name}"), 0, f)
+}
+
 /// Why training stopped without a model.
 #[derive(Debug, thiserror::Error)]
 pub enum TrainError {
@@ -325,21 +332,36 @@ pub fn train(
             }
             let lr = learning_rate(config.schedule, config.lr, done + pending.len(), total);
             let input = batcher.batch(data.train, indices, &mut augment_rng, &train_device);
-            let logits = model.forward(input.images.clone());
-            let predicted = logits.clone().argmax(1).reshape([indices.len()]);
-            let loss = loss_fn.forward(logits, input.labels.clone());
-            let correct_now = predicted.equal(input.labels.clone()).int().sum();
+            let (loss, correct_now) = phase(ascent.is_some(), "1 forward", || {
+                let logits = model.forward(input.images.clone());
+                let predicted = logits.clone().argmax(1).reshape([indices.len()]);
+                let loss = loss_fn.forward(logits, input.labels.clone());
+                (loss, predicted.equal(input.labels.clone()).int().sum())
+            });
             let loss_now = loss.clone().detach();
-            let grads = GradientsParams::from_grads(loss.backward(), &model);
-            let grads = match ascent.and_then(|a| sam::perturbed(&model, &grads, config.rho, a)) {
+            let grads = phase(ascent.is_some(), "2 backward", || {
+                GradientsParams::from_grads(loss.backward(), &model)
+            });
+            let moved = ascent.and_then(|a| {
+                phase(ascent.is_some(), "3 w + e", || {
+                    sam::perturbed(&model, &grads, config.rho, a)
+                })
+            });
+            let grads = match moved {
                 Some(mut moved) => {
                     moved.set_bn_momentum(0.0);
-                    let loss2 = loss_fn.forward(moved.forward(input.images), input.labels);
-                    GradientsParams::from_grads(loss2.backward(), &moved)
+                    let loss2 = phase(ascent.is_some(), "4 forward at w + e", || {
+                        loss_fn.forward(moved.forward(input.images), input.labels)
+                    });
+                    phase(ascent.is_some(), "5 backward at w + e", || {
+                        GradientsParams::from_grads(loss2.backward(), &moved)
+                    })
                 }
                 None => grads,
             };
-            model = optim.step(lr, model, grads);
+            model = phase(ascent.is_some(), "6 optimiser step", || {
+                optim.step(lr, model, grads)
+            });
             pending.push(Pending {
                 batch,
                 images: indices.len(),
