@@ -467,7 +467,7 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     println!(
-        "{}, {dataset}, batch {}, {} timed batches, {place}, {} build, median of {rounds} round(s){}",
+        "{}, {dataset}, batch {}, {} timed batches, {place}, {} build, median of {rounds} round(s) (SAM timed first in every second round){}",
         match args.model {
             super::Model::Cnn => "small CNN",
             super::Model::PreactResnet18 => "PreAct-ResNet18",

@@ -75,6 +75,21 @@ pub enum SsRule {
     Bb,
 }
 
+/// IBD-PSC's per-image score under the amplified models.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum IbdPscScore {
+    /// The published PSC: the mean softmax probability of the original prediction. It rounds to
+    /// 1.0 in f32 once the logit margin passes ~17, so every image that keeps its prediction
+    /// with room to spare ties at the top.
+    #[default]
+    Probability,
+    /// The mean log-odds ln(p / (1 − p)) of the original prediction: the same order where the
+    /// probabilities differ, and the ties at 1.0 broken by how far past certainty each image
+    /// stays.
+    LogOdds,
+}
+
 /// Which covariance of the clean references whitens the features.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -138,6 +153,8 @@ pub struct DetectConfig {
     pub whitening: ReferenceCovariance,
     /// k of the top-k trigger activation change.
     pub tac_top_k: usize,
+    /// IBD-PSC's score: `probability` (the published PSC) or `log-odds`.
+    pub ibd_psc_score: IbdPscScore,
 }
 
 impl Default for DetectConfig {
@@ -168,6 +185,7 @@ impl Default for DetectConfig {
             shrinkage: 0.1,
             whitening: ReferenceCovariance::Pooled,
             tac_top_k: 30,
+            ibd_psc_score: IbdPscScore::default(),
         }
     }
 }

@@ -25,7 +25,7 @@ use serde::Serialize;
 use super::features::Cancelled;
 use super::probe::{self, Prober};
 use super::{DetectError, DetectInput, Detection, Detector};
-use crate::config::DetectorKind;
+use crate::config::{DetectorKind, IbdPscScore};
 use crate::data::Dataset;
 use crate::model::Net;
 
@@ -91,7 +91,7 @@ pub fn select(
     let mut selection = Selection::default();
     for (r, &rung) in ladder.iter().enumerate() {
         let model = rung.apply(prober.model);
-        let predicted = probabilities(prober, &model, references, &mut |done| {
+        let predicted = log_probabilities(prober, &model, references, &mut |done| {
             progress(r * n + done, total)
         })?;
         let wrong = probe::argmax_rows(&predicted)
@@ -115,41 +115,93 @@ pub fn select(
     Ok(selection)
 }
 
-/// PSC of every image of `data`: the mean over `models` of the softmax probability of
-/// `predicted` (the original model's prediction). `progress(done, total)` counts model passes.
+/// Both scores of every image, each a mean over the amplified models.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Consistency {
+    /// PSC: the mean softmax probability of the original prediction.
+    pub probability: Vec<f64>,
+    /// The mean log-odds ln(p / (1 − p)) of the original prediction.
+    pub log_odds: Vec<f64>,
+}
+
+impl Consistency {
+    /// The scores `score` names.
+    pub fn of(&self, score: IbdPscScore) -> &[f64] {
+        match score {
+            IbdPscScore::Probability => &self.probability,
+            IbdPscScore::LogOdds => &self.log_odds,
+        }
+    }
+}
+
+/// Largest log-odds a single model contributes: the other classes' log-probabilities underflow
+/// f32 beyond a margin of ~87 (then the sum below is 0); capped so one such image cannot move
+/// a mean to infinity.
+pub const MAX_LOG_ODDS: f64 = 1e4;
+
+/// ln(p_c / (1 − p_c)) from a row of log-probabilities, computed as
+/// lp_c − ln Σ_{j≠c} exp(lp_j) (shifted by the largest lp_j): no 1 − p_c, which is 0 in f32
+/// once p_c rounds to 1.
+pub fn log_odds(log_probs: &[f32], class: usize) -> f64 {
+    let Some(&own) = log_probs.get(class) else {
+        return 0.0;
+    };
+    let others = || {
+        log_probs
+            .iter()
+            .enumerate()
+            .filter(move |&(j, _)| j != class)
+            .map(|(_, &v)| f64::from(v))
+    };
+    let top = others().fold(f64::NEG_INFINITY, f64::max);
+    if !top.is_finite() {
+        return MAX_LOG_ODDS;
+    }
+    let rest = top + others().map(|v| (v - top).exp()).sum::<f64>().ln();
+    (f64::from(own) - rest).clamp(-MAX_LOG_ODDS, MAX_LOG_ODDS)
+}
+
+/// PSC and the mean log-odds of every image of `data` under `models`, for `predicted` (the
+/// original model's prediction). `progress(done, total)` counts model passes.
 pub fn consistency(
     prober: &Prober,
     models: &[Amplification],
     data: &Dataset,
     predicted: &[u16],
     progress: &mut dyn FnMut(usize, usize),
-) -> Result<Vec<f64>, Cancelled> {
+) -> Result<Consistency, Cancelled> {
     let n = data.len();
     let total = n * models.len();
-    let mut sum = vec![0.0; n];
+    let (mut probability, mut odds) = (vec![0.0; n], vec![0.0; n]);
     for (m, &rung) in models.iter().enumerate() {
         let model = rung.apply(prober.model);
-        let probs = probabilities(prober, &model, data, &mut |done| {
+        let log_probs = log_probabilities(prober, &model, data, &mut |done| {
             progress(m * n + done, total)
         })?;
-        for (i, s) in sum.iter_mut().enumerate() {
+        for (i, row) in log_probs.rows().into_iter().enumerate().take(n) {
             let class = predicted.get(i).map_or(0, |&c| usize::from(c));
-            *s += probs.get((i, class)).map_or(0.0, |&p| f64::from(p));
+            let row = row.to_vec();
+            probability[i] += row.get(class).map_or(0.0, |&lp| f64::from(lp).exp());
+            odds[i] += log_odds(&row, class);
         }
     }
     let count = models.len().max(1) as f64;
-    Ok(sum.into_iter().map(|s| s / count).collect())
+    let mean = |v: Vec<f64>| v.into_iter().map(|s| s / count).collect();
+    Ok(Consistency {
+        probability: mean(probability),
+        log_odds: mean(odds),
+    })
 }
 
-/// Softmax outputs of `model` on the images of `data` as they are.
-fn probabilities(
+/// Log-softmax outputs of `model` on the images of `data` as they are.
+fn log_probabilities(
     prober: &Prober,
     model: &Net,
     data: &Dataset,
     progress: &mut dyn FnMut(usize),
 ) -> Result<ndarray::Array2<f32>, Cancelled> {
     let amplified = Prober { model, ..*prober };
-    amplified.probabilities(
+    amplified.log_probabilities(
         data.shape,
         data.len(),
         &mut |i, out| {
@@ -165,13 +217,17 @@ fn probabilities(
 #[derive(Clone, Debug, Default)]
 pub struct Probe {
     pub selection: Selection,
-    /// PSC of the training set and of the references; `None` when nothing was selected.
-    pub scores: Option<(Vec<f64>, Vec<f64>)>,
+    /// The scores of the training set and of the references; `None` when nothing was selected.
+    pub scores: Option<(Consistency, Consistency)>,
 }
 
-/// The IBD-PSC detector: reads the scores computed before the detectors run.
+/// The IBD-PSC detector: reads the scores computed before the detectors run. Its published
+/// rule flags PSC ≥ [`PAPER_THRESHOLD`]; with the log-odds score, mean log-odds ≥ ln(0.9 / 0.1)
+/// (the same bound for an image whose probability is the same under every amplified model).
 #[derive(Clone, Debug, Default)]
-pub struct IbdPsc;
+pub struct IbdPsc {
+    pub score: IbdPscScore,
+}
 
 impl Detector for IbdPsc {
     fn kind(&self) -> DetectorKind {
@@ -202,12 +258,19 @@ impl Detector for IbdPsc {
                 100.0 * worst
             )));
         }
-        let (train, reference) =
-            probe::scores(input, probe.and_then(|p| p.scores.as_ref()), "IBD-PSC")?;
+        let pair = probe
+            .and_then(|p| p.scores.as_ref())
+            .map(|(t, r)| (t.of(self.score), r.of(self.score)));
+        let (train, reference) = probe::scores(input, pair, "IBD-PSC")?;
         let mut out = Detection::new(input.len());
         out.scores = train.to_vec();
         out.reference_scores = reference.to_vec();
-        out.flags = train.iter().map(|&s| s >= PAPER_THRESHOLD).collect();
+        let bound = match self.score {
+            IbdPscScore::Probability => PAPER_THRESHOLD,
+            IbdPscScore::LogOdds => (PAPER_THRESHOLD / (1.0 - PAPER_THRESHOLD)).ln(),
+        };
+        out.flags = train.iter().map(|&s| s >= bound).collect();
+        out.note("score", self.score);
         if let Some(p) = probe {
             out.note("models", &p.selection.models);
             out.note("selection", &p.selection.tried);
@@ -221,6 +284,41 @@ mod tests {
     use super::*;
     use crate::detect::Probes;
     use crate::detect::testing::planted;
+
+    fn odds(probabilities: &[f64]) -> Vec<f64> {
+        probabilities.iter().map(|p| (p / (1.0 - p)).ln()).collect()
+    }
+
+    /// f32 log-softmax of `logits`, as the prober computes it.
+    fn log_softmax(logits: &[f32]) -> Vec<f32> {
+        let top = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let lse = top + logits.iter().map(|z| (z - top).exp()).sum::<f32>().ln();
+        logits.iter().map(|z| z - lse).collect()
+    }
+
+    /// The log-odds equal ln(p / (1 − p)) where p is representable, and keep growing with the
+    /// logit margin where p has rounded to 1.0 in f32 (the published PSC's ties).
+    #[test]
+    fn log_odds_keep_ranking_past_a_probability_of_one() {
+        // p = e / (e + 2) for logits [1, 0, 0]: ln(p / (1 − p)) = 1 − ln 2.
+        let moderate = log_odds(&log_softmax(&[1.0, 0.0, 0.0]), 0);
+        assert!((moderate - (1.0 - 2f64.ln())).abs() < 1e-5, "{moderate}");
+        // The original prediction is not the top class: negative log-odds.
+        assert!(log_odds(&log_softmax(&[1.0, 0.0, 0.0]), 1) < -1.0);
+        // Margins of 20 and 40: both probabilities are 1.0 in f32, the log-odds are 20 − ln 2
+        // and 40 − ln 2.
+        let (near, far) = (
+            log_softmax(&[20.0, 0.0, 0.0]),
+            log_softmax(&[40.0, 0.0, 0.0]),
+        );
+        assert_eq!((near[0].exp(), far[0].exp()), (1.0, 1.0));
+        let (near, far) = (log_odds(&near, 0), log_odds(&far, 0));
+        assert!((near - (20.0 - 2f64.ln())).abs() < 1e-3, "{near}");
+        assert!((far - (40.0 - 2f64.ln())).abs() < 1e-3, "{far}");
+        // Beyond f32's range the value is capped, not infinite; a missing class scores 0.
+        assert_eq!(log_odds(&[0.0, f32::NEG_INFINITY], 0), MAX_LOG_ODDS);
+        assert_eq!(log_odds(&[0.0], 3), 0.0);
+    }
 
     #[test]
     fn the_ladder_goes_deeper_then_stronger() {
@@ -268,16 +366,33 @@ mod tests {
                     tried: vec![(rung, 0.7)],
                     models: vec![rung],
                 },
-                scores: Some((train, reference.clone())),
+                scores: Some((
+                    Consistency {
+                        probability: train.clone(),
+                        log_odds: odds(&train),
+                    },
+                    Consistency {
+                        probability: reference.clone(),
+                        log_odds: odds(&reference),
+                    },
+                )),
             }),
             ..Probes::default()
         };
         let mut input = p.input(None);
         input.probes = Some(&probes);
-        let out = IbdPsc.detect(&input).unwrap();
+        let out = IbdPsc::default().detect(&input).unwrap();
         assert_eq!(p.rates(&out.flags), (1.0, 0.0));
         assert_eq!(out.reference_scores, reference);
         assert!(out.details.contains_key("models"));
+        // The log-odds score ranks the same and its published bound (ln 9) flags the same.
+        let by_odds = IbdPsc {
+            score: IbdPscScore::LogOdds,
+        }
+        .detect(&input)
+        .unwrap();
+        assert_eq!(by_odds.flags, out.flags);
+        assert_eq!(by_odds.reference_scores, odds(&reference));
 
         let unresponsive = Probes {
             ibd_psc: Some(Probe {
@@ -290,7 +405,7 @@ mod tests {
             ..Probes::default()
         };
         input.probes = Some(&unresponsive);
-        let message = IbdPsc.detect(&input).unwrap_err().to_string();
+        let message = IbdPsc::default().detect(&input).unwrap_err().to_string();
         assert!(message.contains("at most 2.0 %"), "{message}");
     }
 }

@@ -58,7 +58,9 @@ pub fn detector_for(kind: DetectorKind, config: &DetectConfig) -> Box<dyn Detect
         }),
         DetectorKind::Strip => Box::new(strip::Strip),
         DetectorKind::ScaleUp => Box::new(scale_up::ScaleUp),
-        DetectorKind::IbdPsc => Box::new(ibd_psc::IbdPsc),
+        DetectorKind::IbdPsc => Box::new(ibd_psc::IbdPsc {
+            score: config.ibd_psc_score,
+        }),
     }
 }
 

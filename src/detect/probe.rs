@@ -6,7 +6,7 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use burn::tensor::activation::softmax;
+use burn::tensor::activation::{log_softmax, softmax};
 use burn::tensor::{Device, Tensor};
 use ndarray::Array2;
 use rand::SeedableRng;
@@ -42,6 +42,29 @@ impl Prober<'_> {
         make: &mut dyn FnMut(usize, &mut [u8]),
         progress: &mut dyn FnMut(usize),
     ) -> Result<Array2<f32>, Cancelled> {
+        self.outputs(shape, count, make, progress, Output::Probabilities)
+    }
+
+    /// Log-softmax outputs, as [`Self::probabilities`]: a probability that rounds to 1.0 in f32
+    /// keeps its distance from certainty in the other classes' log-probabilities.
+    pub fn log_probabilities(
+        &self,
+        shape: Shape,
+        count: usize,
+        make: &mut dyn FnMut(usize, &mut [u8]),
+        progress: &mut dyn FnMut(usize),
+    ) -> Result<Array2<f32>, Cancelled> {
+        self.outputs(shape, count, make, progress, Output::LogProbabilities)
+    }
+
+    fn outputs(
+        &self,
+        shape: Shape,
+        count: usize,
+        make: &mut dyn FnMut(usize, &mut [u8]),
+        progress: &mut dyn FnMut(usize),
+        output: Output,
+    ) -> Result<Array2<f32>, Cancelled> {
         let batcher = Batcher {
             normalization: self.normalization.clone(),
             augment: None,
@@ -64,7 +87,11 @@ impl Prober<'_> {
             }
             let indices: Vec<usize> = (0..b).collect();
             let input = batcher.batch(&chunk, &indices, &mut rng, self.device);
-            let probs: Tensor<2> = softmax(self.model.forward(input.images), 1);
+            let logits = self.model.forward(input.images);
+            let probs: Tensor<2> = match output {
+                Output::Probabilities => softmax(logits, 1),
+                Output::LogProbabilities => log_softmax(logits, 1),
+            };
             classes = probs.dims()[1];
             out.extend(probs.into_data().try_to_vec_as::<f32>().unwrap_or_default());
             start += b;
@@ -73,6 +100,17 @@ impl Prober<'_> {
         Ok(Array2::from_shape_vec((count, classes), out)
             .unwrap_or_else(|_| Array2::zeros((count, classes))))
     }
+}
+
+#[derive(Clone, Copy)]
+enum Output {
+    Probabilities,
+    LogProbabilities,
+}
+
+/// A probe's (training set, references) scores as slices.
+pub fn pair(scores: &Option<(Vec<f64>, Vec<f64>)>) -> Option<(&[f64], &[f64])> {
+    scores.as_ref().map(|(t, r)| (t.as_slice(), r.as_slice()))
 }
 
 /// Index of the largest entry of each row.
@@ -95,7 +133,7 @@ pub fn argmax_rows(probs: &Array2<f32>) -> Vec<usize> {
 /// one per sample and per reference, finite. `what` names the detector in the errors.
 pub fn scores<'a>(
     input: &DetectInput,
-    pair: Option<&'a (Vec<f64>, Vec<f64>)>,
+    pair: Option<(&'a [f64], &'a [f64])>,
     what: &str,
 ) -> Result<(&'a [f64], &'a [f64]), DetectError> {
     input.validate()?;
@@ -113,7 +151,7 @@ pub fn scores<'a>(
             input.reference_labels.len()
         )));
     }
-    if train.iter().chain(reference).any(|v| !v.is_finite()) {
+    if train.iter().chain(reference.iter()).any(|v| !v.is_finite()) {
         return Err(DetectError::Numeric(format!("{what}: non-finite scores")));
     }
     Ok((train, reference))
@@ -215,20 +253,21 @@ fn probe_ibd_psc(
     Ok(ibd_psc::Probe { selection, scores })
 }
 
-/// `score(side, progress)`: one probe score per image of `side.data`.
-type ProbeScore<'a> =
-    dyn FnMut(&Side, &mut dyn FnMut(usize, usize)) -> Result<Vec<f64>, features::Cancelled> + 'a;
+/// `score(side, progress)`: the probe's scores of the images of `side.data` (one per image,
+/// or IBD-PSC's two).
+type ProbeScore<'a, T> =
+    dyn FnMut(&Side, &mut dyn FnMut(usize, usize)) -> Result<T, features::Cancelled> + 'a;
 
 /// A per-image probe score of the training set, then of the references, with one progress
 /// count over both (`per_image` model passes per image) and the seconds recorded under `name`.
-fn probe_both(
+fn probe_both<T>(
     name: &'static str,
     per_image: usize,
     sets: ProbeSets,
     seconds: &mut BTreeMap<&'static str, f64>,
     on_event: &mut dyn FnMut(DetectEvent),
-    score: &mut ProbeScore,
-) -> Result<(Vec<f64>, Vec<f64>), RunError> {
+    score: &mut ProbeScore<T>,
+) -> Result<(T, T), RunError> {
     let start = Instant::now();
     let total = (sets.train.len() + sets.references.len()) * per_image;
     let mut run = |side: Side, offset: usize| {

@@ -71,7 +71,7 @@ impl Detector for ScaleUp {
     fn detect(&self, input: &DetectInput) -> Result<Detection, DetectError> {
         let (train, reference) = probe::scores(
             input,
-            input.probes.and_then(|p| p.scale_up.as_ref()),
+            input.probes.and_then(|p| probe::pair(&p.scale_up)),
             "SCALE-UP",
         )?;
         let mut out = Detection::new(input.len());

@@ -95,8 +95,11 @@ impl Detector for Strip {
     }
 
     fn detect(&self, input: &DetectInput) -> Result<Detection, DetectError> {
-        let (train, reference) =
-            probe::scores(input, input.probes.and_then(|p| p.strip.as_ref()), "STRIP")?;
+        let (train, reference) = probe::scores(
+            input,
+            input.probes.and_then(|p| probe::pair(&p.strip)),
+            "STRIP",
+        )?;
         let mut out = Detection::new(input.len());
         out.scores = train.iter().map(|e| -e).collect();
         out.reference_scores = reference.iter().map(|e| -e).collect();
