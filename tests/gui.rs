@@ -849,3 +849,26 @@ fn the_device_choice_offers_wgpu_where_an_adapter_answers() {
     };
     assert_eq!(h.state().settings.config.train.device, expected);
 }
+
+#[test]
+fn ibd_psc_offers_its_score_once_chosen() {
+    let mut h = loaded_demo();
+    assert!(
+        h.query_by_label("log-odds").is_none(),
+        "only with IBD-PSC on"
+    );
+    h.get_by_label("ibd-psc").click();
+    h.run();
+    h.get_by_label("log-odds").click();
+    h.run();
+    let detect = h.state().experiment().detect;
+    assert!(
+        detect
+            .methods
+            .contains(&poisonscope::config::DetectorKind::IbdPsc)
+    );
+    assert_eq!(
+        detect.ibd_psc_score,
+        poisonscope::config::IbdPscScore::LogOdds
+    );
+}

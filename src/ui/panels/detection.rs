@@ -24,6 +24,23 @@ impl App {
                 }
             }
         });
+        if d.methods.contains(&DetectorKind::IbdPsc) {
+            ui.horizontal(|ui| {
+                ui.label("IBD-PSC score");
+                ui.radio_value(
+                    &mut d.ibd_psc_score,
+                    crate::config::IbdPscScore::Probability,
+                    "probability (published)",
+                )
+                .on_hover_text("the paper's PSC: the mean probability of the original prediction under the amplified models; it rounds to 1.0 for every image that keeps its prediction with room to spare, so those tie");
+                ui.radio_value(
+                    &mut d.ibd_psc_score,
+                    crate::config::IbdPscScore::LogOdds,
+                    "log-odds",
+                )
+                .on_hover_text("the mean log-odds of the original prediction: the same order, with the ties at probability 1.0 broken by how far past certainty each image stays");
+            });
+        }
         ui.checkbox(
             &mut d.feature_scaling,
             "Feature scaling (PCA + clean-reference whitening)",
