@@ -90,6 +90,18 @@ pub enum IbdPscScore {
     LogOdds,
 }
 
+/// IBD-PSC's models when the selection's disturbing rung is the last layer-count rung (every
+/// BatchNorm layer at ×1.5), so "the 5 deeper amplifications" do not exist.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum IbdPscPastLast {
+    /// The ladder's next, stronger rungs: every layer at ×1.5², ×1.5³, … ×1.5⁶.
+    #[default]
+    Stronger,
+    /// As the reference code: the all-layers ×1.5 model, repeated (scored once).
+    Repeat,
+}
+
 /// Which covariance of the clean references whitens the features.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -155,6 +167,8 @@ pub struct DetectConfig {
     pub tac_top_k: usize,
     /// IBD-PSC's score: `probability` (the published PSC) or `log-odds`.
     pub ibd_psc_score: IbdPscScore,
+    /// IBD-PSC's models past the last layer: `stronger` rungs or `repeat` (the reference code).
+    pub ibd_psc_past_last: IbdPscPastLast,
 }
 
 impl Default for DetectConfig {
@@ -186,6 +200,7 @@ impl Default for DetectConfig {
             whitening: ReferenceCovariance::Pooled,
             tac_top_k: 30,
             ibd_psc_score: IbdPscScore::default(),
+            ibd_psc_past_last: IbdPscPastLast::default(),
         }
     }
 }

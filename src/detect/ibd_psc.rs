@@ -25,7 +25,7 @@ use serde::Serialize;
 use super::features::Cancelled;
 use super::probe::{self, Prober};
 use super::{DetectError, DetectInput, Detection, Detector};
-use crate::config::{DetectorKind, IbdPscScore};
+use crate::config::{DetectorKind, IbdPscPastLast, IbdPscScore};
 use crate::data::Dataset;
 use crate::model::Net;
 
@@ -79,11 +79,14 @@ pub struct Selection {
 
 /// Adaptive selection on the clean `references` (with their labels): the [`MODELS`] rungs of
 /// `ladder` after the first whose clean error exceeds [`XI`] (fewer at the ladder's end, at least
-/// the disturbing rung itself). `progress(done, total)` counts reference images.
+/// the disturbing rung itself). With [`IbdPscPastLast::Repeat`] and a disturbing rung at
+/// [`FACTOR`], the k+1 … k+5 deepest layers at FACTOR instead, the all-layers model repeated
+/// past the last layer (the reference code's indexing). `progress(done, total)` counts reference images.
 pub fn select(
     prober: &Prober,
     references: &Dataset,
     ladder: &[Amplification],
+    past_last: IbdPscPastLast,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<Selection, Cancelled> {
     let n = references.len();
@@ -102,12 +105,7 @@ pub fn select(
         let error = wrong as f64 / n.max(1) as f64;
         selection.tried.push((rung, error));
         if error > XI {
-            let after = &ladder[r + 1..];
-            selection.models = if after.is_empty() {
-                vec![rung]
-            } else {
-                after.iter().take(MODELS).copied().collect()
-            };
+            selection.models = models_after(ladder, r, past_last);
             progress(total, total);
             break;
         }
@@ -161,6 +159,31 @@ pub fn log_odds(log_probs: &[f32], class: usize) -> f64 {
     (f64::from(own) - rest).clamp(-MAX_LOG_ODDS, MAX_LOG_ODDS)
 }
 
+/// The PSC models once `ladder[r]` disturbed the references (see [`select`]).
+pub fn models_after(
+    ladder: &[Amplification],
+    r: usize,
+    past_last: IbdPscPastLast,
+) -> Vec<Amplification> {
+    let Some(&rung) = ladder.get(r) else {
+        return Vec::new();
+    };
+    let after = &ladder[r + 1..];
+    let deepest = ladder.iter().map(|a| a.layers).max().unwrap_or(0);
+    if past_last == IbdPscPastLast::Repeat && rung.factor == FACTOR {
+        (1..=MODELS)
+            .map(|i| Amplification {
+                layers: (rung.layers + i).min(deepest),
+                factor: FACTOR,
+            })
+            .collect()
+    } else if after.is_empty() {
+        vec![rung]
+    } else {
+        after.iter().take(MODELS).copied().collect()
+    }
+}
+
 /// PSC and the mean log-odds of every image of `data` under `models`, for `predicted` (the
 /// original model's prediction). `progress(done, total)` counts model passes.
 pub fn consistency(
@@ -171,18 +194,20 @@ pub fn consistency(
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<Consistency, Cancelled> {
     let n = data.len();
-    let total = n * models.len();
+    let distinct = distinct(models);
+    let total = n * distinct.len();
     let (mut probability, mut odds) = (vec![0.0; n], vec![0.0; n]);
-    for (m, &rung) in models.iter().enumerate() {
+    for (m, &(rung, copies)) in distinct.iter().enumerate() {
         let model = rung.apply(prober.model);
         let log_probs = log_probabilities(prober, &model, data, &mut |done| {
             progress(m * n + done, total)
         })?;
+        let copies = copies as f64;
         for (i, row) in log_probs.rows().into_iter().enumerate().take(n) {
             let class = predicted.get(i).map_or(0, |&c| usize::from(c));
             let row = row.to_vec();
-            probability[i] += row.get(class).map_or(0.0, |&lp| f64::from(lp).exp());
-            odds[i] += log_odds(&row, class);
+            probability[i] += copies * row.get(class).map_or(0.0, |&lp| f64::from(lp).exp());
+            odds[i] += copies * log_odds(&row, class);
         }
     }
     let count = models.len().max(1) as f64;
@@ -191,6 +216,19 @@ pub fn consistency(
         probability: mean(probability),
         log_odds: mean(odds),
     })
+}
+
+/// Each different model of `models` once, with how often it occurs (the reference code's
+/// repeated all-layers model is run once and counted five times).
+pub fn distinct(models: &[Amplification]) -> Vec<(Amplification, usize)> {
+    let mut out: Vec<(Amplification, usize)> = Vec::new();
+    for &m in models {
+        match out.iter_mut().find(|(seen, _)| *seen == m) {
+            Some((_, count)) => *count += 1,
+            None => out.push((m, 1)),
+        }
+    }
+    out
 }
 
 /// Log-softmax outputs of `model` on the images of `data` as they are.
@@ -321,6 +359,48 @@ mod tests {
         // Only an infinite margin meets the bound; a missing class scores 0.
         assert_eq!(log_odds(&[0.0, f32::NEG_INFINITY], 0), MAX_LOG_ODDS);
         assert_eq!(log_odds(&[0.0], 3), 0.0);
+    }
+
+    /// Past the last layer the extended ladder goes stronger; the reference code's indexing
+    /// repeats the all-layers model, which is scored once and counted five times.
+    #[test]
+    fn models_past_the_last_layer_go_stronger_or_repeat() {
+        let l = ladder(17);
+        let at = |layers: usize, factor: f32| Amplification { layers, factor };
+        // Layer 14 disturbed the references: 15, 16, 17 deepest, then two more.
+        let stronger = models_after(&l, 13, IbdPscPastLast::Stronger);
+        assert_eq!(&stronger[..3], &[at(15, 1.5), at(16, 1.5), at(17, 1.5)]);
+        assert_eq!(stronger[3].layers, 17);
+        assert!((stronger[3].factor - 2.25).abs() < 1e-6);
+        let repeat = models_after(&l, 13, IbdPscPastLast::Repeat);
+        assert_eq!(
+            repeat,
+            [
+                at(15, 1.5),
+                at(16, 1.5),
+                at(17, 1.5),
+                at(17, 1.5),
+                at(17, 1.5)
+            ]
+        );
+        assert_eq!(
+            distinct(&repeat),
+            [(at(15, 1.5), 1), (at(16, 1.5), 1), (at(17, 1.5), 3)]
+        );
+        // All 17 layers at ×1.5 disturbed them: five stronger rungs, or that model five times.
+        assert_eq!(models_after(&l, 16, IbdPscPastLast::Stronger)[4].layers, 17);
+        assert_eq!(
+            distinct(&models_after(&l, 16, IbdPscPastLast::Repeat)),
+            [(at(17, 1.5), 5)]
+        );
+        // A stronger rung disturbed them (a shallow model): the reference code has no models;
+        // both go on up the ladder, and at its end keep the last rung.
+        let last = l.len() - 1;
+        assert_eq!(
+            models_after(&l, 20, IbdPscPastLast::Repeat),
+            models_after(&l, 20, IbdPscPastLast::Stronger)
+        );
+        assert_eq!(models_after(&l, last, IbdPscPastLast::Repeat), [l[last]]);
     }
 
     #[test]

@@ -242,6 +242,7 @@ pub fn run(
             reference_predicted: &reference.predicted,
         },
         &config.methods,
+        config.ibd_psc_past_last,
         seed,
         on_event,
     )?;

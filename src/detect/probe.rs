@@ -19,7 +19,7 @@ use std::time::Instant;
 use super::{
     DetectError, DetectEvent, DetectInput, Probes, RunError, features, ibd_psc, scale_up, strip,
 };
-use crate::config::DetectorKind;
+use crate::config::{DetectorKind, IbdPscPastLast};
 use crate::data::{Batcher, Dataset, Normalization, Shape};
 use crate::model::Net;
 use crate::train::eval::EVAL_BATCH;
@@ -181,6 +181,7 @@ pub(super) fn probe_inputs(
     prober: &Prober,
     sets: ProbeSets,
     methods: &[DetectorKind],
+    past_last: IbdPscPastLast,
     seed: u64,
     on_event: &mut dyn FnMut(DetectEvent),
 ) -> Result<Probes, RunError> {
@@ -211,7 +212,13 @@ pub(super) fn probe_inputs(
         )?);
     }
     if methods.contains(&DetectorKind::IbdPsc) {
-        probes.ibd_psc = Some(probe_ibd_psc(prober, sets, &mut probes.seconds, on_event)?);
+        probes.ibd_psc = Some(probe_ibd_psc(
+            prober,
+            sets,
+            past_last,
+            &mut probes.seconds,
+            on_event,
+        )?);
     }
     Ok(probes)
 }
@@ -221,18 +228,25 @@ pub(super) fn probe_inputs(
 fn probe_ibd_psc(
     prober: &Prober,
     sets: ProbeSets,
+    past_last: IbdPscPastLast,
     seconds: &mut BTreeMap<&'static str, f64>,
     on_event: &mut dyn FnMut(DetectEvent),
 ) -> Result<ibd_psc::Probe, RunError> {
     let start = Instant::now();
     let ladder = ibd_psc::ladder(prober.model.batch_norm_count());
-    let selection = ibd_psc::select(prober, sets.references, &ladder, &mut |done, total| {
-        on_event(DetectEvent::Probing {
-            name: "ibd-psc selection",
-            done,
-            total,
-        })
-    })
+    let selection = ibd_psc::select(
+        prober,
+        sets.references,
+        &ladder,
+        past_last,
+        &mut |done, total| {
+            on_event(DetectEvent::Probing {
+                name: "ibd-psc selection",
+                done,
+                total,
+            })
+        },
+    )
     .map_err(|_| RunError::Cancelled)?;
     let models = selection.models.clone();
     let scores = if models.is_empty() {
@@ -240,7 +254,7 @@ fn probe_ibd_psc(
     } else {
         Some(probe_both(
             "ibd-psc",
-            models.len(),
+            ibd_psc::distinct(&models).len(),
             sets,
             &mut BTreeMap::new(),
             on_event,
