@@ -239,7 +239,7 @@ fn log_probabilities(
     progress: &mut dyn FnMut(usize),
 ) -> Result<ndarray::Array2<f32>, Cancelled> {
     let amplified = Prober { model, ..*prober };
-    amplified.log_probabilities(
+    amplified.outputs(
         data.shape,
         data.len(),
         &mut |i, out| {
@@ -248,6 +248,7 @@ fn log_probabilities(
             }
         },
         progress,
+        probe::Output::LogProbabilities,
     )
 }
 

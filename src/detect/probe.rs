@@ -45,19 +45,9 @@ impl Prober<'_> {
         self.outputs(shape, count, make, progress, Output::Probabilities)
     }
 
-    /// Log-softmax outputs, as [`Self::probabilities`]: a probability that rounds to 1.0 in f32
-    /// keeps its distance from certainty in the other classes' log-probabilities.
-    pub fn log_probabilities(
-        &self,
-        shape: Shape,
-        count: usize,
-        make: &mut dyn FnMut(usize, &mut [u8]),
-        progress: &mut dyn FnMut(usize),
-    ) -> Result<Array2<f32>, Cancelled> {
-        self.outputs(shape, count, make, progress, Output::LogProbabilities)
-    }
-
-    fn outputs(
+    /// The model's outputs, softmax or log-softmax (`output`), as [`Self::probabilities`]
+    /// describes them.
+    pub fn outputs(
         &self,
         shape: Shape,
         count: usize,
@@ -102,9 +92,12 @@ impl Prober<'_> {
     }
 }
 
-#[derive(Clone, Copy)]
-enum Output {
+/// What [`Prober::outputs`] returns per image and class.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Output {
     Probabilities,
+    /// Log-softmax: a probability that rounds to 1.0 in f32 keeps its distance from certainty
+    /// in the other classes' log-probabilities.
     LogProbabilities,
 }
 

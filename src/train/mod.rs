@@ -349,6 +349,9 @@ pub fn train(
             });
             let grads = match moved {
                 Some(mut moved) => {
+                    // The first pass's gradients are spent (they are in w + e): their memory
+                    // goes back before the second pass, whose gradients have the same sizes.
+                    drop(grads);
                     moved.set_bn_momentum(0.0);
                     let loss2 = phase(ascent.is_some(), "4 forward at w + e", || {
                         loss_fn.forward(moved.forward(input.images), input.labels)
